@@ -276,7 +276,7 @@ def parse_config(
         if b.transport == "rtu" and any(o.port == b.port for o in buses):
             raise r.fail(
                 f"bus[{i}].port",
-                f"serial port {b.port} is already bus {next(o.id for o in buses if o.port == b.port)!r}",
+                f"serial port {b.port} is already used by another bus",
             )
         buses.append(b)
 

@@ -8,6 +8,7 @@ into block reads. Adding a meter model is a new file here, never new code.
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,10 +143,10 @@ class Profile:
                     end = max(end, f.end)
                     continue
                 if start >= 0:
-                    out.append(Block(reg, start, end - start))  # type: ignore[arg-type]
+                    out.append(Block(reg, start, end - start))
                 start, end = f.address, f.end
             if start >= 0:
-                out.append(Block(reg, start, end - start))  # type: ignore[arg-type]
+                out.append(Block(reg, start, end - start))
         return out
 
 
@@ -288,7 +289,7 @@ def parse_profile(data: dict[str, Any], source: str) -> Profile:
             )
     # Overlaps: two fields sharing a register of the same type.
     by_reg = sorted(fields.values(), key=lambda f: (f.register, f.address))
-    for a, b in zip(by_reg, by_reg[1:], strict=False):
+    for a, b in itertools.pairwise(by_reg):
         if a.register == b.register and b.address < a.end:
             raise ProfileError(
                 source,
