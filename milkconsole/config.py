@@ -41,7 +41,8 @@ _BUS_KEYS = {
     "reconnect_max_s",
 }
 _METER_KEYS = {"id", "bus", "unit", "profile", "stall", "calibration_factor", "name"}
-_SERIAL_PORT = re.compile(r"^(/dev/[\w./-]+|COM\d+|\\\\\.\\COM\d+)$")
+# A device path (/dev/ttyUSB0, or a pty link such as the simulators make) or a Windows COM port.
+_SERIAL_PORT = re.compile(r"^(/[\w./+-]+|COM\d+|\\\\\.\\COM\d+)$")
 
 
 @dataclass(frozen=True, slots=True)

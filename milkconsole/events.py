@@ -135,3 +135,19 @@ class PollCycleCompleted:
     meters: int
     failures: int = 0
     health: tuple[MeterHealth, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class MeterPollFailed:
+    """A meter did not give a usable answer this poll (after the bus's retries).
+
+    `kind` is timeout, crc, exception or connection. The stall tracker uses it to time out a
+    session whose meter has gone quiet.
+    """
+
+    meter_id: str
+    stall: int
+    t_mono: float
+    t_utc: datetime
+    kind: str
+    message: str = ""
