@@ -1,0 +1,3 @@
+from milkconsole.cli import main
+
+raise SystemExit(main())

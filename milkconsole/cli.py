@@ -1,0 +1,175 @@
+"""The `milkconsole` command: console, demo, gateway, simulators, exports, health, sync.
+
+Exit status: 0 ok, 2 bad input (config, profile, CSV: the message names the file and key),
+3 database refused, 1 anything else. The console (Qt) is imported only when it is asked for,
+so the headless commands never load Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from milkconsole import __version__
+from milkconsole.config import load_config
+from milkconsole.errors import ConfigError, DatabaseError, MilkConsoleError
+from milkconsole.logging_setup import setup_logging
+from milkconsole.paths import default_config_path, default_db_path
+
+
+def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
+    if config:
+        p.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            help=f"parlour config file (default: {default_config_path()})",
+        )
+    p.add_argument(
+        "--db", type=Path, default=None, help=f"SQLite database (default: {default_db_path()})"
+    )
+    p.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def parse_since(text: str) -> datetime:
+    """An ISO 8601 time or date; naive means UTC."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--since: not an ISO 8601 time: {text!r}") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from milkconsole.health.cli import add_health_arguments
+    from milkconsole.sync.cli import add_odoo_arguments, add_sync_arguments
+    from simulators.cli import add_simulate_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="milkconsole", description="Milk Console: parlour milk recording."
+    )
+    parser.add_argument("--version", action="version", version=f"milkconsole {__version__}")
+    _common(parser)
+    parser.add_argument("--theme", choices=("dark", "light"), default="dark")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("console", help="open the console on the configured parlour (default)")
+    _common(p)
+    p.add_argument("--theme", choices=("dark", "light"), default="dark")
+
+    p = sub.add_parser("demo", help="the console on a simulated 24-stall parlour")
+    _common(p, config=False)
+    p.add_argument("--headless", action="store_true", help="run simulators + gateway, no window")
+    p.add_argument("--cows", type=int, default=200)
+    p.add_argument("--time-scale", type=float, default=20.0, help="simulated s per wall s")
+    p.add_argument("--theme", choices=("dark", "light"), default="dark")
+
+    p = sub.add_parser("gateway", help="poll and record headless; one line per session")
+    _common(p)
+
+    p = sub.add_parser("simulate", help="run a simulated parlour for a config")
+    p.add_argument("--verbose", "-v", action="store_true")
+    add_simulate_arguments(p)
+
+    p = sub.add_parser("sessions", help="recorded sessions")
+    ss = p.add_subparsers(dest="sessions_command", required=True)
+    e = ss.add_parser("export", help="print sessions as CSV")
+    _common(e, config=False)
+    e.add_argument("--format", choices=("csv",), default="csv")
+    e.add_argument("--since", type=parse_since, default=None, help="ISO 8601 start time (UTC)")
+
+    p = sub.add_parser("check-config", help="validate a parlour config and exit")
+    p.add_argument("config_file", type=Path)
+
+    add_health_arguments(sub)
+    add_sync_arguments(sub, _common)
+    add_odoo_arguments(sub, _common)
+    return parser
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return args.config or default_config_path()
+
+
+def _run(args: argparse.Namespace) -> int:
+    cmd = args.command or "console"
+    if cmd == "check-config":
+        cfg = load_config(args.config_file)
+        print(f"{args.config_file}: ok — {len(cfg.meters)} meters on {len(cfg.buses)} buses")
+        return 0
+    if cmd == "simulate":
+        from simulators.cli import run_simulate
+
+        return run_simulate(args)
+    if cmd == "gateway":
+        from milkconsole.gateway import run_gateway
+
+        cfg = load_config(_config_path(args))
+        return run_gateway(cfg, args.db or default_db_path())
+    if cmd == "sessions":
+        from milkconsole.store.db import open_database
+        from milkconsole.store.sessions import SessionStore
+
+        store = SessionStore(open_database(args.db or default_db_path()))
+        store.export_csv(sys.stdout, args.since)
+        return 0
+    if cmd == "health":
+        from milkconsole.health.cli import run_health
+
+        return run_health(args)
+    if cmd == "sync":
+        from milkconsole.sync.cli import run_sync
+
+        return run_sync(args)
+    if cmd == "odoo":
+        from milkconsole.sync.cli import run_odoo
+
+        return run_odoo(args)
+    if cmd == "demo" and args.headless:
+        return _run_headless_demo(args)
+    from ui.app import run_console  # Qt only from here on
+
+    if cmd == "demo":
+        return run_console(None, args.db, demo=True, theme=args.theme)
+    return run_console(_config_path(args), args.db, demo=False, theme=args.theme)
+
+
+def _run_headless_demo(args: argparse.Namespace) -> int:
+    from milkconsole.gateway import run_gateway
+    from simulators.cli import SimulatedParlour
+    from simulators.demo import make_demo_config
+
+    with tempfile.TemporaryDirectory(prefix="milkconsole-demo-") as tmp:
+        work = Path(tmp)
+        cfg = load_config(make_demo_config(work, stalls=24))
+        db = args.db or work / "demo.sqlite"
+        print(f"demo parlour: {len(cfg.meters)} meters, database {db}", flush=True)
+        with SimulatedParlour(cfg, cows=args.cows, seed=1, time_scale=args.time_scale):
+            return run_gateway(cfg, db)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(verbose=getattr(args, "verbose", False))
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        print(f"milkconsole: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseError as exc:
+        print(f"milkconsole: {exc}", file=sys.stderr)
+        return 3
+    except MilkConsoleError as exc:
+        print(f"milkconsole: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

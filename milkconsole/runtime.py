@@ -1,0 +1,124 @@
+"""One parlour at run time: its bus pollers, stall trackers, the single database writer.
+
+The headless gateway and the console build the same `ParlourRuntime`; they differ only in who runs
+the pollers (plain threads here, QThread workers in `ui/`). Every event a poller or the recorder
+produces is fanned out to listeners, which must be quick and thread-safe (the console's bridge turns
+them into queued Qt signals).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from milkconsole.config import ParlourConfig
+from milkconsole.events import SessionCompleted, SessionStarted, SessionUpdated
+from milkconsole.poller import BusPoller, PolledMeter
+from milkconsole.stall_tracker import StallTracker, effective_detection
+from milkconsole.store.db import Database
+from milkconsole.store.recorder import Recorder
+from milkconsole.store.sessions import SessionStore
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[object], None]
+
+
+@dataclass
+class _Factors:
+    """Calibration factors by meter id, read by pollers every cycle (a dict read is atomic)."""
+
+    values: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, meter_id: str) -> float:
+        return self.values.get(meter_id, 1.0)
+
+
+class ParlourRuntime:
+    """Builds and owns the pollers and the recorder for one parlour config and database."""
+
+    def __init__(self, config: ParlourConfig, db: Database) -> None:
+        self.config = config
+        self.db = db
+        self.store = SessionStore(db)
+        self._listeners: list[Listener] = []
+        self._committed_listeners: list[Callable[[list[object]], None]] = []
+        self.factors = _Factors({m.id: m.calibration_factor for m in config.meters})
+        self.recorder = Recorder(db, farm_code=config.farm_code, on_committed=self._on_committed)
+        self.recorder.upsert_meters(list(config.meters))
+        self.factors.values.update(self.recorder.calibration_factors())
+        open_by_meter = {s.meter_id: s for s in self.store.open_sessions()}
+        self.pollers: dict[str, BusPoller] = {}
+        for bus in config.buses:
+            meters = []
+            for m in config.meters_on(bus.id):
+                profile = config.profiles[m.profile]
+                tracker = StallTracker(
+                    meter_id=m.id,
+                    stall=m.stall,
+                    farm_code=config.farm_code,
+                    detection=effective_detection(profile.detection, config.tracking),
+                    tracking=config.tracking,
+                    resume=open_by_meter.get(m.id),
+                )
+                meters.append(PolledMeter(config=m, profile=profile, tracker=tracker))
+            self.pollers[bus.id] = BusPoller(
+                bus,
+                meters,
+                poll_interval_s=config.poll_interval_s,
+                sink=self._publish,
+                calibration=self.factors,
+            )
+        self._threads: list[threading.Thread] = []
+
+    # -- events -------------------------------------------------------------------------------
+    def add_listener(self, fn: Listener) -> None:
+        """`fn(event)` for every event pollers publish (called on poller threads)."""
+        self._listeners.append(fn)
+
+    def add_committed_listener(self, fn: Callable[[list[object]], None]) -> None:
+        """`fn(events)` after the recorder committed them (called on the writer thread)."""
+        self._committed_listeners.append(fn)
+
+    def _publish(self, event: object) -> None:
+        if isinstance(event, SessionStarted | SessionUpdated | SessionCompleted):
+            self.recorder.submit(event)
+        for fn in self._listeners:
+            try:
+                fn(event)
+            except Exception:  # a broken listener must never stop a poller
+                log.exception("listener %r failed on %s", fn, type(event).__name__)
+
+    def _on_committed(self, events: list[object]) -> None:
+        for fn in self._committed_listeners:
+            try:
+                fn(events)
+            except Exception:
+                log.exception("committed-listener %r failed", fn)
+
+    def set_calibration_factor(self, meter_id: str, factor: float) -> None:
+        """Apply a new factor from the next poll on (the caller records the calibration)."""
+        self.factors.values[meter_id] = factor
+
+    # -- running ------------------------------------------------------------------------------
+    def start_recorder(self) -> None:
+        self.recorder.start()
+
+    def start_threads(self) -> None:
+        """Headless mode: the recorder plus one plain thread per bus poller."""
+        self.start_recorder()
+        for bus_id, poller in self.pollers.items():
+            t = threading.Thread(target=poller.run, name=f"poller-{bus_id}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop pollers, then drain and stop the writer so nothing submitted is lost."""
+        for poller in self.pollers.values():
+            poller.stop()
+        for t in self._threads:
+            t.join(timeout_s)
+        self._threads.clear()
+        self.recorder.stop(timeout_s)
