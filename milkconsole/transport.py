@@ -1,4 +1,4 @@
-"""Modbus transports (TCP and RTU) behind one small blocking API. The only module that imports pymodbus.
+"""Modbus transports (TCP and RTU) behind one blocking API; the only module importing pymodbus.
 
 `open_transport(bus)` gives a `Transport` for a bus from the parlour config. Every failure is a
 `TransportError` whose `kind` the poller counts: `timeout` (no answer), `crc` (a garbled or
@@ -20,7 +20,10 @@ kind `crc` (see `_CrcCheckingFramer`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import stat
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -144,6 +147,8 @@ class _DemotePymodbusLogs(logging.Filter):
         if record.levelno > logging.DEBUG:
             record.levelno = logging.DEBUG
             record.levelname = "DEBUG"
+            # The logger let it through for its old level; keep it only if DEBUG is wanted.
+            return logging.getLogger("pymodbus.logging").isEnabledFor(logging.DEBUG)
         return True
 
 
@@ -190,6 +195,11 @@ class ModbusTransport:
     def stats(self) -> TransportStats:
         return TransportStats(**self._counts)
 
+    @property
+    def reconnect_delay_s(self) -> float:
+        """The wait before the next connect attempt (0 while connected or after a drop)."""
+        return self._backoff_s
+
     def connect(self) -> None:
         """Open the link now (ignoring backoff). Raises TransportError(kind="connection")."""
         self._check_thread()
@@ -208,14 +218,13 @@ class ModbusTransport:
         loop.close()
 
     def interrupt(self) -> None:
-        """Abort the request in flight, from any thread (it fails as kind `connection`)."""
+        """Abort the request in flight (or the next one, if none is), from any thread; it fails
+        as kind `connection`. For stopping the poller: the link stays usable afterwards."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # closed between the check and the call
             loop.call_soon_threadsafe(self._cancel_current)
-        except RuntimeError:  # closed between the check and the call
-            pass
 
     def read_registers(
         self, unit: int, register: RegisterKind, address: int, count: int
@@ -276,6 +285,9 @@ class ModbusTransport:
         self._task = task
         try:
             return self._loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            # interrupt() landed here (it may land on any step, not only a request).
+            raise TransportError("connection", f"bus {self.bus.id}: interrupted") from None
         finally:
             self._task = None
 
@@ -292,8 +304,6 @@ class ModbusTransport:
         try:
             self._client = self._run(self._make_client())
             ok = self._run(self._client.connect())
-        except asyncio.CancelledError:
-            ok = False
         except Exception as exc:  # pymodbus lets a few OS errors through on some platforms
             log.debug("bus %s: connect raised %r", self.bus.id, exc)
             ok = False
@@ -326,11 +336,15 @@ class ModbusTransport:
         bus = self.bus
         client: AsyncModbusSerialClient | AsyncModbusTcpClient
         if self._is_rtu:
+            port = str(bus.port)
             client = AsyncModbusSerialClient(
-                str(bus.port),
+                port,
                 baudrate=bus.baudrate,
                 bytesize=bus.bytesize,
-                parity=bus.parity,
+                # A pty (the simulators, `milkconsole demo`) cannot do parity: Linux drops the
+                # flag and then refuses, EINVAL, pyserial's next reconfigure of the same port.
+                # The bytes are the same either way; the gap still uses the configured framing.
+                parity="N" if _is_pty(port) else bus.parity,
                 stopbits=bus.stopbits,
                 name=bus.id,
                 reconnect_delay=0,
@@ -454,7 +468,7 @@ class ModbusTransport:
                     self._next_connect_mono = 0.0
                     break
                 continue
-            except (_LinkDropped, asyncio.CancelledError):
+            except _LinkDropped:
                 return self._link_failed(unit, what, "link closed")
             finally:
                 self._last_frame_mono = time.monotonic()
@@ -483,6 +497,16 @@ class ModbusTransport:
         self._drop_client()
         self._next_connect_mono = 0.0  # first reconnect attempt at the next request
         raise TransportError("connection", f"{self._where(unit)}: {what}: {detail}")
+
+
+def _is_pty(path: str) -> bool:
+    """Whether `path` (or what it links to) is a Unix98 pty slave (char majors 136-143)."""
+    major = getattr(os, "major", None)  # not on Windows, which has no ptys
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return major is not None and stat.S_ISCHR(st.st_mode) and 136 <= major(st.st_rdev) <= 143
 
 
 async def _two_turns() -> None:
