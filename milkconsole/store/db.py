@@ -63,12 +63,14 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A session over one read transaction (a stable snapshot); nothing it changes is kept."""
+        """A session over one read transaction (a stable snapshot); nothing it changes is kept.
+
+        Rows loaded inside stay readable after the block (detached, not expired).
+        """
         with self.session_factory() as tx:
-            try:
-                yield tx
-            finally:
-                tx.rollback()
+            # Leaving the block closes the session: its connection goes back to the pool,
+            # which rolls the read transaction back.
+            yield tx
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -129,22 +131,23 @@ def _alembic_config(script_location: Path) -> Config:
     return cfg
 
 
-def _backup(conn: Connection, path: Path, old_rev: str) -> Path:
+def _backup(path: Path, old_rev: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.name}.bak-{old_rev}-{stamp}")
     n = 1
     while target.exists():
         n += 1
         target = path.with_name(f"{path.name}.bak-{old_rev}-{stamp}-{n}")
-    # The online backup API copies a consistent image through the connection that already
-    # holds the write lock, so nobody can change the database between backup and migration.
-    source = conn.connection.driver_connection
-    assert isinstance(source, sqlite3.Connection)
+    # The caller holds the write lock (BEGIN IMMEDIATE) and has written nothing yet, so a second
+    # connection reads exactly the database about to be migrated (WAL lets it read meanwhile).
+    # Backing up through the locked connection itself would spin on SQLITE_BUSY forever.
+    source = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
     dest = sqlite3.connect(target)
     try:
         source.backup(dest)
     finally:
         dest.close()
+        source.close()
     return target
 
 
@@ -167,13 +170,22 @@ def _migrate(engine: Engine, path: Path, script_location: Path) -> None:
                     f"{path} is not a Milk Console database (it has tables {sorted(tables)} "
                     "but no schema revision)"
                 )
-        elif current != head:
-            backup = _backup(conn, path, current)
-            log.warning("migrating %s from %s to %s; backup at %s", path, current, head, backup)
         if current == head:
             return
+        backup = None
+        if current is not None:
+            backup = _backup(path, current)
+            log.warning("migrating %s from %s to %s; backup at %s", path, current, head, backup)
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        try:
+            command.upgrade(cfg, "head")
+        except Exception as exc:
+            # The transaction rolls back on the way out, so the file is still at `current`.
+            kept = f"; backup at {backup}" if backup else ""
+            raise DatabaseError(
+                f"{path}: migration from {current or 'empty'} to {head} failed, database left "
+                f"at {current or 'empty'}{kept}: {exc}"
+            ) from exc
 
 
 def open_database(path: Path, *, migrations_dir: Path | None = None) -> Database:

@@ -20,11 +20,13 @@ target_metadata = Base.metadata
 
 def _run(connection: Connection) -> None:
     # render_as_batch: SQLite cannot ALTER most things in place; batch mode copies the table.
+    # transactional_ddl: SQLite does roll DDL back, so a failed upgrade leaves the old schema.
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,381 @@
+"""Milking sessions in the store: reading them back, exporting them, correcting their identity.
+
+Everything here speaks core types (`SessionSnapshot`, `FlowSample`) or `SessionRecord`, a frozen
+copy of one stored row; ORM rows never leave the store. The row <-> snapshot conversions and the
+Odoo payload of a session live here too, so the recorder and the corrections agree on them.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, TextIO, cast
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from milkconsole.events import FlowSample, SessionSnapshot, SessionState
+from milkconsole.store.db import Database
+from milkconsole.store.outbox import amend
+from milkconsole.store.schema import Animal, AnimalTag, FlowSampleRow, MilkSession, append_audit
+
+SESSION_MODEL = "milk.session"  # the Odoo model a session's outbox rows carry
+FINISHED_STATES = ("completed", "incomplete", "interrupted")
+
+# Columns a snapshot owns; the rest of a row (identity, grade, flags set by people) is not
+# overwritten when a later snapshot arrives.
+SNAPSHOT_FIELDS: tuple[str, ...] = tuple(
+    f.name for f in fields(SessionSnapshot) if f.name not in ("key", "flags")
+)
+
+CSV_COLUMNS: tuple[str, ...] = (
+    "key",
+    "stall",
+    "meter_id",
+    "rfid",
+    "animal",
+    "start",
+    "end",
+    "duration_s",
+    "yield_l",
+    "peak_flow_l_min",
+    "avg_flow_l_min",
+    "conductivity_mean_ms_cm",
+    "conductivity_max_ms_cm",
+    "temperature_c",
+    "fat_pct",
+    "protein_pct",
+    "lactose_pct",
+    "scc_cells_ml",
+    "blood",
+    "vacuum_kpa",
+    "pulsation_cpm",
+    "state",
+    "flags",
+)
+
+
+def iso_z(dt: datetime) -> str:
+    """ISO 8601 in UTC with a Z, the form every payload and export uses."""
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _flags_text(flags: tuple[str, ...]) -> str:
+    # The column is comma separated; a flag with a comma in it would split on the way back.
+    return ",".join(f.replace(",", ";") for f in flags if f)
+
+
+def _flags_tuple(text: str | None) -> tuple[str, ...]:
+    return tuple(f for f in (text or "").split(",") if f)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One stored milking session, every column, plus the animal's number and name."""
+
+    key: str
+    meter_id: str
+    stall: int
+    rfid: str | None
+    animal_id: int | None
+    animal_number: str | None
+    animal_name: str | None
+    id_source: str | None
+    state: str
+    started_at: datetime
+    ended_at: datetime | None
+    duration_s: float
+    yield_l: float
+    meter_yield_l: float
+    yield_offset_l: float
+    flow_l_min: float
+    peak_flow_l_min: float
+    avg_flow_l_min: float
+    conductivity_mean_ms_cm: float | None
+    conductivity_max_ms_cm: float | None
+    conductivity_sum: float
+    conductivity_n: int
+    ec_lf_ms_cm: float | None
+    ec_rf_ms_cm: float | None
+    ec_lr_ms_cm: float | None
+    ec_rr_ms_cm: float | None
+    temperature_c: float | None
+    fat_pct: float | None
+    protein_pct: float | None
+    lactose_pct: float | None
+    scc_cells_ml: int | None
+    blood: bool | None
+    vacuum_kpa: float | None
+    pulsation_cpm: float | None
+    flags: tuple[str, ...]
+    quality_grade: str | None
+    abnormal: bool
+    reattached: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def snapshot(self) -> SessionSnapshot:
+        """The session as a core snapshot (what the tracker and health modules speak)."""
+        values = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
+        return SessionSnapshot(key=self.key, flags=self.flags, **values)
+
+
+def record_from_row(row: MilkSession, animal: Animal | None) -> SessionRecord:
+    values: dict[str, Any] = {
+        f.name: getattr(row, f.name)
+        for f in fields(SessionRecord)
+        if f.name not in ("animal_number", "animal_name", "flags")
+    }
+    return SessionRecord(
+        animal_number=animal.number if animal else None,
+        animal_name=animal.name if animal else None,
+        flags=_flags_tuple(row.flags),
+        **values,
+    )
+
+
+def snapshot_from_row(row: MilkSession) -> SessionSnapshot:
+    values = {name: getattr(row, name) for name in SNAPSHOT_FIELDS}
+    values["state"] = cast(SessionState, row.state)
+    return SessionSnapshot(key=row.key, flags=_flags_tuple(row.flags), **values)
+
+
+def apply_snapshot(row: MilkSession, snap: SessionSnapshot, now: datetime) -> None:
+    """Write the snapshot's columns onto a row (identity, grade and reattached stay as they are)."""
+    for name in SNAPSHOT_FIELDS:
+        setattr(row, name, getattr(snap, name))
+    row.flags = _flags_text(snap.flags)
+    row.updated_at = now
+
+
+def new_session_row(snap: SessionSnapshot, now: datetime) -> MilkSession:
+    row = MilkSession(key=snap.key, created_at=now, abnormal=False, reattached=False)
+    apply_snapshot(row, snap, now)
+    return row
+
+
+def sample_row(key: str, sample: FlowSample) -> FlowSampleRow:
+    return FlowSampleRow(
+        session_key=key,
+        elapsed_s=sample.elapsed_s,
+        yield_l=sample.yield_l,
+        flow_l_min=sample.flow_l_min,
+        conductivity_ms_cm=sample.conductivity_ms_cm,
+    )
+
+
+def resolve_animal(tx: Session, rfid: str | None) -> int | None:
+    """The active animal wearing this tag (canonical or alternative), if the herd list has it."""
+    if not rfid:
+        return None
+    tag = rfid.strip()
+    found = tx.scalar(
+        select(Animal.id).where(Animal.rfid_tag == tag).order_by(Animal.active.desc()).limit(1)
+    )
+    if found is not None:
+        return found
+    return tx.scalar(select(AnimalTag.animal_id).where(AnimalTag.rfid_tag == tag).limit(1))
+
+
+def animal_fields(tx: Session, animal_id: int | None) -> dict[str, Any]:
+    """The animal part of a session payload: local id, Odoo id and herd number."""
+    animal = tx.get(Animal, animal_id) if animal_id is not None else None
+    return {
+        "animal_id": animal_id,
+        "animal_odoo_id": animal.odoo_id if animal else None,
+        "animal_number": animal.number if animal else None,
+    }
+
+
+def session_payload(tx: Session, row: MilkSession, farm_code: str) -> dict[str, Any]:
+    """The JSON-safe milk.session payload: the snapshot, the identity, the grade, the farm."""
+    snap = snapshot_from_row(row)
+    payload: dict[str, Any] = {}
+    for f in fields(SessionSnapshot):
+        value = getattr(snap, f.name)
+        if isinstance(value, datetime):
+            value = iso_z(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        payload[f.name] = value
+    payload.update(animal_fields(tx, row.animal_id))
+    payload.update(
+        {
+            "id_source": row.id_source,
+            "quality_grade": row.quality_grade,
+            "abnormal": row.abnormal,
+            "reattached": row.reattached,
+            "farm_code": farm_code,
+        }
+    )
+    return payload
+
+
+def _csv_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, datetime):
+        return iso_z(value)
+    return str(value)
+
+
+class SessionStore:
+    """Reading sessions back and the people's corrections to them (audited)."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def open_sessions(self) -> list[SessionSnapshot]:
+        """Sessions still in progress (to resume after a restart), by stall."""
+        with self._db.read() as tx:
+            rows = tx.scalars(
+                select(MilkSession)
+                .where(MilkSession.state == "in_progress")
+                .order_by(MilkSession.stall, MilkSession.started_at)
+            )
+            return [snapshot_from_row(row) for row in rows]
+
+    def get(self, key: str) -> SessionSnapshot | None:
+        with self._db.read() as tx:
+            row = tx.get(MilkSession, key)
+            return None if row is None else snapshot_from_row(row)
+
+    def record(self, key: str) -> SessionRecord | None:
+        """One session with every stored column, whatever its state."""
+        with self._db.read() as tx:
+            row = tx.get(MilkSession, key)
+            if row is None:
+                return None
+            animal = tx.get(Animal, row.animal_id) if row.animal_id is not None else None
+            return record_from_row(row, animal)
+
+    def samples(self, key: str) -> list[FlowSample]:
+        """The session's flow curve, in time order."""
+        with self._db.read() as tx:
+            rows = tx.scalars(
+                select(FlowSampleRow)
+                .where(FlowSampleRow.session_key == key)
+                .order_by(FlowSampleRow.elapsed_s, FlowSampleRow.id)
+            )
+            return [
+                FlowSample(
+                    elapsed_s=r.elapsed_s,
+                    yield_l=r.yield_l,
+                    flow_l_min=r.flow_l_min,
+                    conductivity_ms_cm=r.conductivity_ms_cm,
+                )
+                for r in rows
+            ]
+
+    def completed_since(self, since: datetime | None) -> list[SessionRecord]:
+        """Finished sessions (completed, incomplete, interrupted) that ended at or after `since`
+        (all of them when None), in start order."""
+        query = (
+            select(MilkSession, Animal)
+            .outerjoin(Animal, Animal.id == MilkSession.animal_id)
+            .where(MilkSession.state.in_(FINISHED_STATES))
+            .order_by(MilkSession.started_at, MilkSession.stall)
+        )
+        if since is not None:
+            query = query.where(MilkSession.ended_at >= since)
+        with self._db.read() as tx:
+            return [record_from_row(row, animal) for row, animal in tx.execute(query).all()]
+
+    def export_csv(self, out: TextIO, since: datetime | None) -> int:
+        """Write finished sessions as CSV (header `CSV_COLUMNS`), one row each; returns the count.
+
+        Times are ISO 8601 UTC with Z, `animal` is the herd number, flags are `;` separated.
+        Open `out` with newline="" (the csv module writes its own line ends).
+        """
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        records = self.completed_since(since)
+        for rec in records:
+            values: dict[str, Any] = {
+                "animal": rec.animal_number,
+                "start": rec.started_at,
+                "end": rec.ended_at,
+                "flags": ";".join(rec.flags),
+            }
+            writer.writerow(
+                [_csv_value(values[c] if c in values else getattr(rec, c)) for c in CSV_COLUMNS]
+            )
+        return len(records)
+
+    def set_manual_animal(
+        self, key: str, animal_id: int | None, actor: str, *, role: str | None = None
+    ) -> SessionRecord:
+        """Say by hand which animal a session was (None: nobody known), audited.
+
+        In the same transaction: the session's id_source becomes 'manual', an audit_log row
+        ('manual_id', before/after) is appended, and Odoo is told — the pending create's payload
+        is amended, or a 'write' is enqueued when the create already went.
+        """
+        with self._db.write() as tx:
+            row = self._row(tx, key)
+            if animal_id is not None and tx.get(Animal, animal_id) is None:
+                raise LookupError(f"no animal with id {animal_id} (session {key})")
+            before = {"animal_id": row.animal_id, "id_source": row.id_source}
+            row.animal_id = animal_id
+            row.id_source = "manual"
+            row.updated_at = datetime.now(UTC)
+            after = {"animal_id": animal_id, "id_source": "manual"}
+            append_audit(
+                tx,
+                actor=actor,
+                role=role,
+                action="manual_id",
+                target=f"milk_session:{key}",
+                before=before,
+                after=after,
+            )
+            amend(tx, SESSION_MODEL, key, {**animal_fields(tx, animal_id), "id_source": "manual"})
+            tx.flush()
+            animal = tx.get(Animal, animal_id) if animal_id is not None else None
+            return record_from_row(row, animal)
+
+    def mark_reattached(self, key: str, actor: str, *, role: str | None = None) -> None:
+        """Record that the cluster was put back on during this session, audited."""
+        with self._db.write() as tx:
+            row = self._row(tx, key)
+            if row.reattached:
+                return
+            row.reattached = True
+            row.updated_at = datetime.now(UTC)
+            append_audit(
+                tx,
+                actor=actor,
+                role=role,
+                action="reattached",
+                target=f"milk_session:{key}",
+                before={"reattached": False},
+                after={"reattached": True},
+            )
+            amend(tx, SESSION_MODEL, key, {"reattached": True})
+
+    @staticmethod
+    def _row(tx: Session, key: str) -> MilkSession:
+        row = tx.get(MilkSession, key)
+        if row is None:
+            raise LookupError(f"no milk session with key {key!r}")
+        return row
+
+    def count(self, state: str | None = None) -> int:
+        """How many sessions are stored (in one state, when given)."""
+        query = select(func.count()).select_from(MilkSession)
+        if state is not None:
+            query = query.where(MilkSession.state == state)
+        with self._db.read() as tx:
+            return int(tx.scalar(query) or 0)
+
+
+__all__ = [
+    "CSV_COLUMNS",
+    "SESSION_MODEL",
+    "SessionRecord",
+    "SessionStore",
+    "iso_z",
+]
