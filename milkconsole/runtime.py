@@ -13,12 +13,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
+
 from milkconsole.config import ParlourConfig
 from milkconsole.events import SessionCompleted, SessionStarted, SessionUpdated
 from milkconsole.poller import BusPoller, PolledMeter
 from milkconsole.stall_tracker import StallTracker, effective_detection
 from milkconsole.store.db import Database
 from milkconsole.store.recorder import Recorder
+from milkconsole.store.schema import Meter
 from milkconsole.store.sessions import SessionStore
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,7 @@ class ParlourRuntime:
         self.factors = _Factors({m.id: m.calibration_factor for m in config.meters})
         self.recorder = Recorder(db, farm_code=config.farm_code, on_committed=self._on_committed)
         self.recorder.upsert_meters(list(config.meters))
-        self.factors.values.update(self.recorder.calibration_factors())
+        self.factors.values.update(self._stored_factors())
         open_by_meter = {s.meter_id: s for s in self.store.open_sessions()}
         self.pollers: dict[str, BusPoller] = {}
         for bus in config.buses:
@@ -72,6 +75,11 @@ class ParlourRuntime:
                 calibration=self.factors,
             )
         self._threads: list[threading.Thread] = []
+
+    def _stored_factors(self) -> dict[str, float]:
+        """Calibration factors the database holds (a recorded calibration beats the config)."""
+        with self.db.read() as tx:
+            return {m.id: m.calibration_factor for m in tx.scalars(select(Meter))}
 
     # -- events -------------------------------------------------------------------------------
     def add_listener(self, fn: Listener) -> None:
