@@ -1,0 +1,248 @@
+"""Odoo sync throughput: a backlog pushed in batches (one create per list) vs one call per record.
+
+    .venv/bin/python bench/sync.py            # prints the figures, writes bench/results/sync.json
+
+The simulated Odoo charges what a real one costs (`--call-ms` per RPC call, `--record-ms` per
+record created): with the defaults a create of 500 records in one call is ~60x faster than 500
+single creates, as measured on real Odoo servers. The backlog is milk sessions recorded offline
+(each identified session also makes a production record), pushed by `SyncEngine.run_once` over
+real HTTP with odoorpc (`--transport jsonrpc`, Odoo 17) or JSON-2 (`--transport json2`, Odoo 19).
+A "raw" run with no charged cost shows what the console side itself can do.
+
+`sync_latency(...)` is left for the meter-to-Odoo latency figure (SyncWorker.notify after each
+committed session).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import keyring
+from keyring.backend import KeyringBackend
+
+if __package__ in (None, ""):  # run as a script (the Makefile does): make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.results_io import save
+from milkconsole.events import SessionSnapshot
+from milkconsole.store import open_database
+from milkconsole.store.db import Database
+from milkconsole.store.sessions import (
+    SESSION_MODEL,
+    new_session_row,
+    resolve_animal,
+    session_payload,
+)
+from milkconsole.sync import secrets
+from milkconsole.sync.engine import SyncEngine, enqueue_many
+from milkconsole.sync.settings import parse_odoo_settings
+from simulators.odoo_server import OdooSimulator
+
+T0 = datetime(2025, 3, 1, 4, 30, tzinfo=UTC)
+FIRST_TAG = 982000000000001
+
+
+class _BenchKeyring(KeyringBackend):
+    """The secret in memory: a benchmark machine need not have an OS keyring."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.items: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.items.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.items[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.items.pop((service, username), None)
+
+
+def _queue_sessions(db: Database, n: int, cows: int) -> None:
+    """`n` completed, identified sessions with their milk.session outbox rows."""
+    with db.read() as tx:
+        cache = {c: resolve_animal(tx, str(FIRST_TAG + c)) for c in range(cows)}
+    done = 0
+    while done < n:
+        with db.write() as tx:
+            rows = []
+            for i in range(done, min(n, done + 1000)):
+                cow = i % cows
+                began = T0 + timedelta(seconds=20 * i)
+                snap = SessionSnapshot(
+                    key=f"B-{i:07d}",
+                    meter_id=f"M{i % 24 + 1:02d}",
+                    stall=i % 24 + 1,
+                    started_at=began,
+                    state="completed",
+                    rfid=str(FIRST_TAG + cow),
+                    ended_at=began + timedelta(minutes=7),
+                    duration_s=420.0,
+                    yield_l=9.5,
+                    peak_flow_l_min=3.7,
+                    avg_flow_l_min=1.5,
+                    fat_pct=4.0,
+                    protein_pct=3.3,
+                    scc_cells_ml=150_000,
+                )
+                row = new_session_row(snap, began)
+                row.animal_id, row.id_source = cache[cow], "rfid"
+                rows.append(row)
+            tx.add_all(rows)
+            tx.flush()
+            enqueue_many(tx, SESSION_MODEL, [(r.key, session_payload(tx, r, "B")) for r in rows])
+            done += len(rows)
+
+
+def run_backlog(
+    *,
+    sessions: int,
+    batch_size: int,
+    call_ms: float,
+    record_ms: float,
+    transport: str,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Push a backlog of `sessions` (plus their production records); returns the figures."""
+    version = "19.0" if transport == "json2" else "17.0"
+    cows = 500
+    with OdooSimulator(version=version) as sim:
+        sim.seed_herd(cows)
+        sim.seed_devices([f"M{i:02d}" for i in range(1, 25)])
+        settings = parse_odoo_settings(
+            {
+                "url": sim.url,
+                "database": sim.database,
+                "login": "admin",
+                "transport": transport,
+                "batch_size": batch_size,
+                "timeout_s": 120,
+            },
+            "bench",
+        )
+        secrets.store_secret(settings, sim.api_key)
+        db = open_database(Path(tempfile.mkdtemp(dir=workdir)) / "console.sqlite")
+        try:
+            engine = SyncEngine(db, settings)
+            engine.start()
+            engine.run_once()  # log in, check the contract, pull the herd: not part of the figure
+            _queue_sessions(db, sessions, cows)
+            sim.set_cost(call_overhead_s=call_ms / 1000, per_record_s=record_ms / 1000)
+            calls_before = sum(sim.calls.values())
+            t0 = time.monotonic()
+            report = engine.run_once()
+            elapsed = time.monotonic() - t0
+            calls = sum(sim.calls.values()) - calls_before
+            engine.close()
+        finally:
+            db.close()
+    records = report.total_created
+    return {
+        "transport": transport,
+        "batch_size": batch_size,
+        "sessions": sessions,
+        "records": records,
+        "seconds": round(elapsed, 3),
+        "records_per_s": round(records / elapsed, 1),
+        "rpc_calls": calls,
+        "create_calls": report.create_calls,
+    }
+
+
+def sync_latency() -> dict[str, Any]:
+    """Meter-to-Odoo latency (completed session -> record in Odoo); the lead fills this in."""
+    return {}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--sessions", type=int, default=3000, help="backlog for the batched runs")
+    p.add_argument("--single-sessions", type=int, default=120, help="backlog, one per call")
+    p.add_argument("--call-ms", type=float, default=20.0, help="charged per RPC call")
+    p.add_argument("--record-ms", type=float, default=0.3, help="charged per record created")
+    p.add_argument("--transport", choices=("jsonrpc", "json2"), default="jsonrpc")
+    args = p.parse_args(argv)
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(_BenchKeyring())
+    try:
+        with tempfile.TemporaryDirectory(prefix="milkconsole-bench-sync-") as tmp:
+            work = Path(tmp)
+            common = {"transport": args.transport, "workdir": work}
+            batched = run_backlog(
+                sessions=args.sessions,
+                batch_size=500,
+                call_ms=args.call_ms,
+                record_ms=args.record_ms,
+                **common,
+            )
+            single = run_backlog(
+                sessions=args.single_sessions,
+                batch_size=1,
+                call_ms=args.call_ms,
+                record_ms=args.record_ms,
+                **common,
+            )
+            raw = run_backlog(
+                sessions=args.sessions, batch_size=500, call_ms=0, record_ms=0, **common
+            )
+            other = "json2" if args.transport == "jsonrpc" else "jsonrpc"
+            raw_other = run_backlog(
+                sessions=args.sessions,
+                batch_size=500,
+                call_ms=0,
+                record_ms=0,
+                transport=other,
+                workdir=work,
+            )
+    finally:
+        keyring.set_keyring(previous)
+
+    one_call_500 = args.call_ms + 500 * args.record_ms
+    figures = {
+        "cost_model": {
+            "call_ms": args.call_ms,
+            "record_ms": args.record_ms,
+            "list_of_500_vs_500_calls": round(
+                500 * (args.call_ms + args.record_ms) / one_call_500, 1
+            ),
+        },
+        "batched": batched,
+        "one_call_per_record": single,
+        "speedup_batched_vs_single": round(batched["records_per_s"] / single["records_per_s"], 1),
+        "raw_no_server_cost": [raw, raw_other],
+        "latency": sync_latency(),
+    }
+    print(
+        f"cost model: {args.call_ms} ms/call + {args.record_ms} ms/record "
+        f"(a list of 500 is {figures['cost_model']['list_of_500_vs_500_calls']}x faster "
+        "than 500 calls)"
+    )
+    for name, r in (
+        ("batched (500/call)", batched),
+        ("one call per record", single),
+        ("raw, no server cost", raw),
+        ("raw, no server cost", raw_other),
+    ):
+        print(
+            f"{name:22s} {r['transport']:7s} {r['records']:6d} records in {r['seconds']:7.2f} s "
+            f"= {r['records_per_s']:8.1f} records/s ({r['rpc_calls']} RPC calls)"
+        )
+    print(f"batched is {figures['speedup_batched_vs_single']}x faster than one call per record")
+    path = save("sync", figures)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
