@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -291,9 +292,39 @@ def test_a_busy_parlour_is_written_in_batches_not_one_transaction_per_event(db):
             rec.submit(SessionUpdated(snap(key, stall=stall), samples(tick, 1)))
     rec.start()  # everything is queued already: drained in a few transactions
     assert rec.stop(10.0)
-    assert sum(len(b) for b in batches) == 330
+    # Each session's ten progress updates are merged into one write (last snapshot, all samples).
+    committed = [e for b in batches for e in b]
+    assert sum(isinstance(e, SessionStarted) for e in committed) == 30
+    assert sum(isinstance(e, SessionUpdated) for e in committed) == 30
+    assert all(len(e.samples) == 10 for e in committed if isinstance(e, SessionUpdated))
     assert len(batches) < 10
     assert count(db, FlowSampleRow) == 300
+
+
+def test_progress_is_checkpointed_but_starts_and_completions_are_written_at_once(db):
+    batches: list[list[object]] = []
+    rec = Recorder(db, farm_code="F1", on_committed=batches.append, checkpoint_s=30.0)
+    rec.start()
+    try:
+        key = "F1-S1-0001"
+        rec.submit(SessionStarted(snap(key)))
+        deadline = time.monotonic() + 5
+        while not batches and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [type(e) for b in batches for e in b] == [SessionStarted]
+        for tick in range(5):
+            rec.submit(SessionUpdated(snap(key), samples(tick, 1)))
+        time.sleep(0.3)  # held: well inside the 30 s checkpoint
+        assert len(batches) == 1 and count(db, FlowSampleRow) == 0
+        assert rec.flush(5.0)  # a flush writes what is held at once
+        assert count(db, FlowSampleRow) == 5
+        rec.submit(SessionUpdated(snap(key), samples(5, 1)))
+        rec.submit(SessionCompleted(replace(snap(key), state="completed", ended_at=T0)))
+        assert rec.flush(5.0)
+        assert count(db, FlowSampleRow) == 6
+        assert SessionStore(db).get(key).state == "completed"  # type: ignore[union-attr]
+    finally:
+        assert rec.stop(5.0)
 
 
 CHILD = textwrap.dedent(

@@ -63,6 +63,7 @@ class _MetersSeen:
 
 
 _STOP = object()
+_FLUSH = object()  # queue marker: commit what is held now (flush() is waiting)
 _Work = SessionStarted | SessionUpdated | SessionCompleted | _MetersSeen
 
 
@@ -90,6 +91,7 @@ class Recorder:
         farm_code: str,
         on_committed: Callable[[list[object]], None] | None = None,
         max_batch: int = 500,
+        checkpoint_s: float = 3.0,
     ) -> None:
         if not farm_code.strip():
             raise ValueError("Recorder: farm_code must not be empty (it goes into every payload)")
@@ -97,6 +99,10 @@ class Recorder:
         self._farm_code = farm_code
         self._on_committed = on_committed
         self._max_batch = max_batch
+        # Progress of a milking (SessionUpdated) is checkpointed at most every checkpoint_s;
+        # starts and completions are written at once. A crash loses at most that much of a
+        # flow curve, never a session: the meter's own counter carries the yield on resume.
+        self._checkpoint_s = checkpoint_s
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
         self._cond = threading.Condition()
         self._next_seq = 0
@@ -133,6 +139,7 @@ class Recorder:
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until everything submitted so far is committed; False if not within timeout_s."""
+        self._queue.put(_FLUSH)
         with self._cond:
             target = self._next_seq
             return self._cond.wait_for(
@@ -211,13 +218,25 @@ class Recorder:
 
     def _run(self) -> None:
         backlog: list[_Item] = []
+        held: list[_Item] = []
+        last_commit = 0.0
         retry_at = 0.0
         delay_s = RETRY_FIRST_S
         stopping = False
         while True:
-            fresh, saw_stop = self._take(self._wait_s(backlog, retry_at, stopping))
+            wait = self._wait_s(backlog, retry_at, stopping)
+            if held:
+                hold_left = max(0.0, last_commit + self._checkpoint_s - time.monotonic())
+                wait = hold_left if wait is None else min(wait, hold_left)
+            fresh, saw_stop, saw_flush = self._take(wait)
             stopping = stopping or saw_stop
             now = time.monotonic()
+            held += fresh
+            urgent = any(isinstance(i.work, SessionStarted | SessionCompleted) for i in fresh)
+            if stopping or saw_flush or urgent or now - last_commit >= self._checkpoint_s:
+                fresh, held = held, []
+            else:
+                fresh = []
             deadline_passed = (
                 self._stop_deadline is not None and now >= self._stop_deadline and stopping
             )
@@ -229,6 +248,7 @@ class Recorder:
                 batch = [item for item in fresh if item.key not in blocked]
                 backlog += [item for item in fresh if item.key in blocked]
             if batch:
+                last_commit = now
                 failed = self._commit(batch)
                 if failed:
                     backlog = failed + backlog
@@ -236,7 +256,7 @@ class Recorder:
                     delay_s = min(delay_s * 2, RETRY_MAX_S)
                 elif not backlog:
                     delay_s = RETRY_FIRST_S
-            if stopping and self._queue.empty() and (not backlog or deadline_passed):
+            if stopping and self._queue.empty() and not held and (not backlog or deadline_passed):
                 break
         for item in backlog:
             log.error(
@@ -253,20 +273,22 @@ class Recorder:
             wait = min(wait, max(0.0, self._stop_deadline - time.monotonic()))
         return wait
 
-    def _take(self, timeout_s: float | None) -> tuple[list[_Item], bool]:
+    def _take(self, timeout_s: float | None) -> tuple[list[_Item], bool, bool]:
         """Block for the first item (up to timeout_s), then drain without waiting."""
         taken: list[_Item] = []
-        saw_stop = False
+        saw_stop = saw_flush = False
         try:
             first = (
                 self._queue.get_nowait() if timeout_s == 0.0 else self._queue.get(timeout=timeout_s)
             )
         except queue.Empty:
-            return taken, False
+            return taken, False, False
         pending: object | None = first
         while pending is not None:
             if pending is _STOP:
                 saw_stop = True
+            elif pending is _FLUSH:
+                saw_flush = True
             elif isinstance(pending, _Item):
                 if isinstance(pending.work, _MetersSeen):
                     with self._seen_lock:
@@ -279,7 +301,7 @@ class Recorder:
                 pending = self._queue.get_nowait()
             except queue.Empty:
                 pending = None
-        return taken, saw_stop
+        return taken, saw_stop, saw_flush
 
     def _commit(self, batch: list[_Item]) -> list[_Item]:
         """Write the batch in one transaction, or item by item if that fails; returns failures."""
@@ -330,8 +352,7 @@ class Recorder:
         latest: dict[str, float] = {}
         with self._db.write() as tx:
             now = utc_now()
-            for item in items:
-                work = item.work
+            for work in _coalesce([item.work for item in items]):
                 if isinstance(work, _MetersSeen):
                     self._write_seen(tx, work.seen)
                 elif isinstance(work, SessionCompleted):
@@ -453,3 +474,27 @@ class Recorder:
                 )
                 .values(last_seen_at=at)
             )
+
+
+def _coalesce(works: list[_Work]) -> list[_Work]:
+    """Merge each session's run of progress updates into one (last snapshot, all samples).
+
+    A run ends at any other event of that session, so order per session is kept: an update is
+    never moved past its session's start or completion.
+    """
+    out: list[_Work] = []
+    open_run: dict[str, int] = {}  # session key -> index in `out` of its mergeable update
+    for work in works:
+        if isinstance(work, SessionUpdated):
+            key = work.session.key
+            at = open_run.get(key)
+            if at is not None:
+                prev = out[at]
+                assert isinstance(prev, SessionUpdated)
+                out[at] = SessionUpdated(work.session, prev.samples + work.samples)
+                continue
+            open_run[key] = len(out)
+        elif not isinstance(work, _MetersSeen):
+            open_run.pop(work.session.key, None)
+        out.append(work)
+    return out
