@@ -21,8 +21,10 @@ RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
 ICONS_DIR = RESOURCES_DIR / "icons"
 STYLES_DIR = RESOURCES_DIR / "styles"
 
-# Icons are drawn in this placeholder colour and recoloured when rendered.
+# Icons are drawn in these placeholder colours and recoloured when rendered: the ink, and the
+# cut-outs (the tick in a disc, the bar of a "!") which take the colour behind the icon.
 _ICON_INK = "#000000"
+_ICON_CUT = "#ffffff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ class Theme:
     tile_border: str
     text: str
     text_dim: str
+    warn_text: str  # text that asks for action (unknown tag, no ID), readable on `tile`
     focus: str
     curve: str
     target: str
@@ -78,6 +81,7 @@ DARK = Theme(
     tile_border="#313b46",
     text="#f4f7fa",
     text_dim="#b4bfca",
+    warn_text="#ffca28",
     focus="#ffd54f",
     curve="#64b5f6",
     target="#ffd54f",
@@ -101,6 +105,7 @@ LIGHT = Theme(
     tile_border="#9aa6b2",
     text="#0b0f14",
     text_dim="#3c4650",
+    warn_text="#8a4500",
     focus="#ff6f00",
     curve="#0d47a1",
     target="#bf360c",
@@ -124,9 +129,7 @@ def get_theme(name: str) -> Theme:
     try:
         return THEMES[name]
     except KeyError:
-        raise ValueError(
-            f"unknown theme {name!r} (known: {', '.join(sorted(THEMES))})"
-        ) from None
+        raise ValueError(f"unknown theme {name!r} (known: {', '.join(sorted(THEMES))})") from None
 
 
 def style_sheet(theme: Theme) -> str:
@@ -158,21 +161,22 @@ def apply_theme(app: QApplication, theme: Theme) -> None:
 
 
 @lru_cache(maxsize=256)
-def _svg_bytes(name: str, color: str) -> bytes:
+def _svg_bytes(name: str, color: str, back: str) -> bytes:
     text = (ICONS_DIR / f"{name}.svg").read_text(encoding="utf-8")
-    return text.replace(_ICON_INK, color).encode("utf-8")
+    text = text.replace(_ICON_CUT, "@CUT@").replace(_ICON_INK, color).replace("@CUT@", back)
+    return text.encode("utf-8")
 
 
 @lru_cache(maxsize=512)
-def icon_pixmap(name: str, color: str, size_px: int) -> QPixmap:
-    """`resources/icons/<name>.svg` drawn in `color` at `size_px` square (cached)."""
+def icon_pixmap(name: str, color: str, size_px: int, back: str = "#ffffff") -> QPixmap:
+    """`resources/icons/<name>.svg` drawn in `color` on `back` at `size_px` square (cached)."""
     ratio = 1.0
     app = QGuiApplication.instance()
     if isinstance(app, QGuiApplication):
         ratio = app.devicePixelRatio()
     pm = QPixmap(max(1, round(size_px * ratio)), max(1, round(size_px * ratio)))
     pm.fill(Qt.GlobalColor.transparent)
-    renderer = QSvgRenderer(QByteArray(_svg_bytes(name, color)))
+    renderer = QSvgRenderer(QByteArray(_svg_bytes(name, color, back)))
     painter = QPainter(pm)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
     renderer.render(painter, QRectF(0, 0, pm.width(), pm.height()))
@@ -181,5 +185,5 @@ def icon_pixmap(name: str, color: str, size_px: int) -> QPixmap:
     return pm
 
 
-def icon(name: str, color: str, size_px: int = 32) -> QIcon:
-    return QIcon(icon_pixmap(name, color, size_px))
+def icon(name: str, color: str, size_px: int = 32, back: str = "#ffffff") -> QIcon:
+    return QIcon(icon_pixmap(name, color, size_px, back))

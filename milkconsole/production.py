@@ -1,0 +1,411 @@
+"""Read-only production figures for the console: today's totals, the current milking, the herd.
+
+Everything here reads the database and returns frozen values, so the console can run it on a
+worker thread and hand the result to the GUI thread. No Qt (the core never imports it) and no
+writes: identity corrections go through `SessionStore`.
+
+"Today" and the hourly buckets are local time (the farm's clock); the store keeps UTC. A
+*milking* is a run of sessions with no gap longer than `MILKING_GAP` between one start and the
+next, so milk per hour and cows per hour describe the milking going on now (or the last one).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from milkconsole.events import SessionSnapshot
+from milkconsole.rfid import InvalidTag, format_display, normalize_tag
+from milkconsole.store.db import Database
+from milkconsole.store.schema import Alert, Animal, AnimalTag, MilkSession
+
+FINISHED_STATES = ("completed", "incomplete", "interrupted")
+GRADES = ("A", "B", "C", "reject")
+MILKING_GAP = timedelta(minutes=45)
+# Rates over less than this are noise (two cows in three minutes is not 40 cows/h).
+MIN_RATE_SPAN = timedelta(minutes=10)
+# Expected yield: the median of this many of the cow's last finished sessions.
+EXPECTED_FROM_SESSIONS = 6
+# Display-side thresholds for the tile's own alert chips; the health module raises the real
+# alerts (stored in `alerts`) with per-cow baselines.
+HIGH_CONDUCTIVITY_MS_CM = 6.5
+LOW_YIELD_RATIO = 0.7
+
+
+@dataclass(frozen=True, slots=True)
+class AnimalInfo:
+    """One cow of the herd list."""
+
+    id: int
+    number: str
+    name: str | None = None
+    rfid_tag: str | None = None
+    group_name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.number} {self.name}" if self.name else self.number
+
+
+@dataclass(frozen=True, slots=True)
+class HerdDirectory:
+    """The herd as the console needs it: find a cow by tag or number, and what she usually gives.
+
+    `expected_yield_l` is the median yield of her last finished sessions (absent without history).
+    """
+
+    animals: Mapping[int, AnimalInfo] = field(default_factory=dict)
+    by_tag: Mapping[str, int] = field(default_factory=dict)
+    expected_yield_l: Mapping[int, float] = field(default_factory=dict)
+
+    def find_tag(self, rfid: str | None) -> AnimalInfo | None:
+        tag = canonical_tag(rfid)
+        if tag is None:
+            return None
+        animal_id = self.by_tag.get(tag)
+        return None if animal_id is None else self.animals.get(animal_id)
+
+    def find_number(self, number: str) -> AnimalInfo | None:
+        wanted = number.strip()
+        return next((a for a in self.animals.values() if a.number == wanted), None)
+
+    def search(self, text: str, limit: int = 20) -> list[AnimalInfo]:
+        """Cows whose number starts with `text` (first), then whose name contains it."""
+        q = text.strip().casefold()
+        herd = sorted(self.animals.values(), key=_number_order)
+        if not q:
+            return herd[:limit]
+        by_number = [a for a in herd if a.number.casefold().startswith(q)]
+        by_name = [a for a in herd if a not in by_number and a.name and q in a.name.casefold()]
+        return (by_number + by_name)[:limit]
+
+    def expected_for(self, animal_id: int | None) -> float | None:
+        return None if animal_id is None else self.expected_yield_l.get(animal_id)
+
+
+def canonical_tag(raw: str | None) -> str | None:
+    """A tag as the herd list keys it (`milkconsole.rfid` canonical form when it parses)."""
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return normalize_tag(raw)
+    except InvalidTag:
+        return raw.strip()
+
+
+def display_tag(raw: str) -> str:
+    """A tag as people read it (`982 000123456789`), or as it came when it does not parse."""
+    try:
+        return format_display(normalize_tag(raw))
+    except InvalidTag:
+        return raw.strip()
+
+
+def _number_order(a: AnimalInfo) -> tuple[int, int, str]:
+    # Herd numbers are usually digits: 9 before 10.
+    return (0, int(a.number), "") if a.number.isdigit() else (1, 0, a.number)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRow:
+    """One session as the dashboard lists it."""
+
+    key: str
+    stall: int
+    meter_id: str
+    state: str
+    started_at: datetime
+    ended_at: datetime | None
+    yield_l: float
+    duration_s: float
+    peak_flow_l_min: float
+    animal_id: int | None = None
+    animal_label: str | None = None
+    rfid: str | None = None
+    id_source: str | None = None
+    conductivity_max_ms_cm: float | None = None
+    blood: bool | None = None
+    quality_grade: str | None = None
+    abnormal: bool = False
+    reattached: bool = False
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """One alert that is not resolved yet."""
+
+    id: int
+    kind: str
+    severity: str
+    state: str
+    raised_at: datetime
+    message: str
+    animal_label: str | None = None
+    session_key: str | None = None
+    meter_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HourBucket:
+    """Milk and cows of the sessions that ended in one local clock hour."""
+
+    hour_start: datetime  # aware, local time
+    yield_l: float
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProductionSnapshot:
+    """Everything the dashboard shows, read in one database transaction."""
+
+    taken_at: datetime
+    day_start: datetime
+    total_yield_l: float
+    finished_sessions: int
+    average_yield_l: float | None
+    unidentified_sessions: int
+    quality: Mapping[str, int]
+    hourly: tuple[HourBucket, ...]
+    milking_started_at: datetime | None
+    milking_yield_l: float
+    milking_sessions: int
+    milk_per_hour_l: float | None
+    cows_per_hour: float | None
+    open_sessions: tuple[SessionRow, ...]
+    recent: tuple[SessionRow, ...]
+    alerts: tuple[AlertRow, ...]
+
+    def session_alerts(self) -> dict[str, tuple[str, ...]]:
+        """Alert kinds by session key (for the stall tiles)."""
+        out: dict[str, list[str]] = {}
+        for a in self.alerts:
+            if a.session_key:
+                out.setdefault(a.session_key, []).append(a.kind)
+        return {k: tuple(v) for k, v in out.items()}
+
+
+def local_zone() -> tzinfo:
+    """The machine's local time zone (the farm's clock)."""
+    zone = datetime.now().astimezone().tzinfo
+    return zone if zone is not None else UTC
+
+
+def load_herd(db: Database, *, history_sessions: int = EXPECTED_FROM_SESSIONS) -> HerdDirectory:
+    """The active herd, every tag each cow wears, and each cow's expected yield."""
+    with db.read() as tx:
+        animals: dict[int, AnimalInfo] = {}
+        by_tag: dict[str, int] = {}
+        for a in tx.scalars(select(Animal).where(Animal.active.is_(True))):
+            animals[a.id] = AnimalInfo(a.id, a.number, a.name, a.rfid_tag, a.group_name)
+            tag = canonical_tag(a.rfid_tag)
+            if tag:
+                by_tag[tag] = a.id
+        for t in tx.scalars(select(AnimalTag)):
+            alt = canonical_tag(t.rfid_tag)
+            if alt and t.animal_id in animals:
+                by_tag.setdefault(alt, t.animal_id)
+        expected = _expected_yields(tx, history_sessions)
+    return HerdDirectory(animals, by_tag, {k: v for k, v in expected.items() if k in animals})
+
+
+def _expected_yields(tx: Session, per_cow: int) -> dict[int, float]:
+    rows = tx.execute(
+        select(MilkSession.animal_id, MilkSession.yield_l)
+        .where(MilkSession.animal_id.is_not(None), MilkSession.state == "completed")
+        .order_by(MilkSession.animal_id, MilkSession.started_at.desc())
+    )
+    recent: dict[int, list[float]] = {}
+    for animal_id, yield_l in rows:
+        if animal_id is None:
+            continue
+        got = recent.setdefault(animal_id, [])
+        if len(got) < per_cow:
+            got.append(yield_l)
+    return {k: statistics.median(v) for k, v in recent.items() if v}
+
+
+def _session_row(s: MilkSession, animals: Mapping[int, str]) -> SessionRow:
+    return SessionRow(
+        key=s.key,
+        stall=s.stall,
+        meter_id=s.meter_id,
+        state=s.state,
+        started_at=s.started_at,
+        ended_at=s.ended_at,
+        yield_l=s.yield_l,
+        duration_s=s.duration_s,
+        peak_flow_l_min=s.peak_flow_l_min,
+        animal_id=s.animal_id,
+        animal_label=animals.get(s.animal_id) if s.animal_id is not None else None,
+        rfid=s.rfid,
+        id_source=s.id_source,
+        conductivity_max_ms_cm=s.conductivity_max_ms_cm,
+        blood=s.blood,
+        quality_grade=s.quality_grade,
+        abnormal=bool(s.abnormal),
+        reattached=bool(s.reattached),
+        flags=tuple(f for f in (s.flags or "").split(",") if f),
+    )
+
+
+def _labels(tx: Session, ids: Iterable[int | None]) -> dict[int, str]:
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    rows = tx.execute(select(Animal.id, Animal.number, Animal.name).where(Animal.id.in_(wanted)))
+    return {i: (f"{n} {name}" if name else n) for i, n, name in rows}
+
+
+def production_snapshot(
+    db: Database,
+    *,
+    now: datetime | None = None,
+    zone: tzinfo | None = None,
+    recent_limit: int = 25,
+) -> ProductionSnapshot:
+    """Today's production, the current milking and what needs attention, in one read."""
+    zone = zone or local_zone()
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    local_now = now.astimezone(zone)
+    day_start = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+    day_start_utc = day_start.astimezone(UTC)
+    # The milking under way may have started before midnight (a late evening milking).
+    look_back_utc = min(day_start_utc, now - timedelta(hours=12))
+    with db.read() as tx:
+        sessions = list(
+            tx.scalars(
+                select(MilkSession)
+                .where(MilkSession.started_at >= look_back_utc)
+                .order_by(MilkSession.started_at)
+            )
+        )
+        # Open sessions older than the look-back (a console left running) still count as open.
+        old_open = list(
+            tx.scalars(
+                select(MilkSession).where(
+                    MilkSession.state == "in_progress", MilkSession.started_at < look_back_utc
+                )
+            )
+        )
+        alerts = list(
+            tx.scalars(
+                select(Alert).where(Alert.state != "resolved").order_by(Alert.raised_at.desc())
+            )
+        )
+        labels = _labels(
+            tx, [s.animal_id for s in sessions + old_open] + [a.animal_id for a in alerts]
+        )
+    rows = [_session_row(s, labels) for s in sessions]
+    finished_today = [
+        r
+        for r in rows
+        if r.state in FINISHED_STATES and r.ended_at is not None and r.ended_at >= day_start_utc
+    ]
+    total = sum(r.yield_l for r in finished_today)
+    quality = {g: 0 for g in GRADES}
+    for r in finished_today:
+        if r.quality_grade in quality:
+            quality[r.quality_grade] += 1
+    hourly: dict[datetime, list[float]] = {}
+    for r in finished_today:
+        assert r.ended_at is not None
+        hour = r.ended_at.astimezone(zone).replace(minute=0, second=0, microsecond=0)
+        hourly.setdefault(hour, []).append(r.yield_l)
+    milking = _current_milking(rows)
+    milking_finished = [r for r in milking if r.state in FINISHED_STATES]
+    milking_started = milking[0].started_at if milking else None
+    milk_rate: float | None = None
+    cow_rate: float | None = None
+    if milking_started is not None:
+        span = max(now - milking_started, MIN_RATE_SPAN)
+        hours = span.total_seconds() / 3600.0
+        milk_rate = sum(r.yield_l for r in milking_finished) / hours
+        cow_rate = len(milking_finished) / hours
+    open_rows = [r for r in rows if r.state == "in_progress"]
+    open_rows += [_session_row(s, labels) for s in old_open]
+    open_rows.sort(key=lambda r: r.stall)
+    recent = sorted(finished_today, key=lambda r: r.ended_at or r.started_at, reverse=True)[
+        :recent_limit
+    ]
+    return ProductionSnapshot(
+        taken_at=now,
+        day_start=day_start,
+        total_yield_l=total,
+        finished_sessions=len(finished_today),
+        average_yield_l=(total / len(finished_today)) if finished_today else None,
+        unidentified_sessions=sum(1 for r in finished_today if r.animal_id is None),
+        quality=quality,
+        hourly=tuple(HourBucket(h, sum(v), len(v)) for h, v in sorted(hourly.items())),
+        milking_started_at=milking_started,
+        milking_yield_l=sum(r.yield_l for r in milking_finished),
+        milking_sessions=len(milking_finished),
+        milk_per_hour_l=milk_rate,
+        cows_per_hour=cow_rate,
+        open_sessions=tuple(open_rows),
+        recent=tuple(recent),
+        alerts=tuple(
+            AlertRow(
+                id=a.id,
+                kind=a.kind,
+                severity=a.severity,
+                state=a.state,
+                raised_at=a.raised_at,
+                message=a.message or "",
+                animal_label=labels.get(a.animal_id) if a.animal_id is not None else None,
+                session_key=a.session_key,
+                meter_id=a.meter_id,
+            )
+            for a in alerts
+        ),
+    )
+
+
+def _current_milking(rows: list[SessionRow]) -> list[SessionRow]:
+    """The last run of sessions (by start) with no gap over MILKING_GAP; `rows` in start order."""
+    if not rows:
+        return []
+    start = len(rows) - 1
+    while start > 0 and rows[start].started_at - rows[start - 1].started_at <= MILKING_GAP:
+        start -= 1
+    return rows[start:]
+
+
+def tile_alerts(
+    session: SessionSnapshot,
+    expected_yield_l: float | None,
+    stored: Iterable[str] = (),
+    *,
+    high_conductivity_ms_cm: float = HIGH_CONDUCTIVITY_MS_CM,
+    low_yield_ratio: float = LOW_YIELD_RATIO,
+) -> tuple[str, ...]:
+    """The words a stall tile shows as alert chips for this session.
+
+    From the live snapshot: BLOOD, HIGH EC (conductivity over the limit), LOW YIELD (finished
+    under `low_yield_ratio` of what the cow usually gives); then the kinds of the alerts the
+    health module stored for the session, upper-cased, without repeating one already shown.
+    """
+    out: list[str] = []
+    if session.blood:
+        out.append("BLOOD")
+    ec = session.conductivity_max_ms_cm
+    if ec is not None and ec > high_conductivity_ms_cm:
+        out.append("HIGH EC")
+    if (
+        session.state != "in_progress"
+        and expected_yield_l
+        and session.yield_l < low_yield_ratio * expected_yield_l
+    ):
+        out.append("LOW YIELD")
+    aliases = {"BLOOD": "BLOOD", "MASTITIS": "HIGH EC", "CONDUCTIVITY": "HIGH EC"}
+    for kind in stored:
+        word = kind.replace("_", " ").upper()
+        word = aliases.get(word, word)
+        if word not in out:
+            out.append(word)
+    return tuple(out)

@@ -1,0 +1,267 @@
+"""The status bar: each bus and its meters (ok / degraded / offline), the database, the sync.
+
+A bus button shows ok (every meter answers), DEGRADED (some do not, or answer badly) or OFFLINE
+(none answers) as icon + word + how many meters are ok; clicking it opens the meters'
+details (state, last answer, failures, last error), kept current while open. The sync slot says
+"not configured" until the sync module reports with `set_sync_status`. Worker failures show as a
+red notice that opens the traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from PySide6.QtCore import QSize, Qt, QTimer, Slot
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import (
+    QDialog,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QStatusBar,
+    QTableWidget,
+    QTableWidgetItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from milkconsole.config import ParlourConfig
+from milkconsole.events import MeterHealth, MeterStateChanged, PollCycleCompleted
+from ui.theme import DARK, Theme, icon
+from ui.workers import WorkerFailure
+
+DB_PATH_MAX_PX = 300
+_WORD = {"ok": "ok", "degraded": "DEGRADED", "offline": "OFFLINE"}
+
+
+def bus_state_of(states: Sequence[str]) -> str:
+    """A bus is ok when every meter is, offline when none answers, else degraded."""
+    if not states or all(s == "offline" for s in states):
+        return "offline"
+    return "ok" if all(s == "ok" for s in states) else "degraded"
+
+
+def _local(dt: datetime | None) -> str:
+    return dt.astimezone().strftime("%H:%M:%S") if dt else "never"
+
+
+class BusDetailsDialog(QDialog):
+    """Every meter of one bus with its health; `refresh` re-fills it."""
+
+    COLUMNS = ("Stall", "Meter", "State", "Last answer", "Polls", "Failures", "Last error")
+
+    def __init__(self, bus_id: str, endpoint: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bus_id = bus_id
+        self.setWindowTitle(f"Bus {bus_id}")
+        lay = QVBoxLayout(self)
+        title = QLabel(f"Bus {bus_id} — {endpoint}")
+        title.setObjectName("dialogTitle")
+        lay.addWidget(title)
+        self.table = QTableWidget(0, len(self.COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        lay.addWidget(self.table, 1)
+        close = QPushButton("Close")
+        close.clicked.connect(self.accept)
+        lay.addWidget(close)
+        self.resize(1100, 560)
+
+    def refresh(self, rows: list[tuple[int, MeterHealth]]) -> None:
+        self.table.setRowCount(len(rows))
+        for i, (stall, h) in enumerate(rows):
+            values = (
+                str(stall),
+                h.meter_id,
+                _WORD.get(h.state, h.state),
+                _local(h.last_seen),
+                str(h.polls),
+                f"{h.failures} (timeouts {h.timeouts}, crc {h.crc_errors})",
+                h.last_error or "",
+            )
+            for j, v in enumerate(values):
+                self.table.setItem(i, j, QTableWidgetItem(v))
+        self.table.resizeColumnsToContents()
+
+
+class ParlourStatusBar(QStatusBar):
+    """Buses, database path and sync state along the bottom of the console."""
+
+    def __init__(self, config: ParlourConfig, db_path: str, theme: Theme = DARK) -> None:
+        super().__init__()
+        self.theme = theme
+        self.setSizeGripEnabled(False)
+        self._meters_of: dict[str, list[tuple[int, str]]] = {}
+        for m in config.meters:
+            self._meters_of.setdefault(m.bus, []).append((m.stall, m.id))
+        self._endpoints = {b.id: b.endpoint for b in config.buses}
+        self.health: dict[str, MeterHealth] = {}
+        self.bus_buttons: dict[str, QToolButton] = {}
+        self._details: dict[str, BusDetailsDialog] = {}
+        for bus in config.buses:
+            b = QToolButton()
+            b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+            b.setIconSize(QSize(22, 22))
+            b.clicked.connect(lambda _=False, bus_id=bus.id: self.show_bus_details(bus_id))
+            self.bus_buttons[bus.id] = b
+            self.addWidget(b)
+        self.failure_button = QToolButton()
+        self.failure_button.setVisible(False)
+        self.failure_button.setStyleSheet("color: #ffffff; background: #c62828; font-weight: bold;")
+        self.failure_button.clicked.connect(self._show_failure)
+        self.addWidget(self.failure_button)
+        self._last_failure: WorkerFailure | None = None
+        self.db_path = db_path
+        self.db_label = QLabel()
+        self.db_label.setToolTip(f"Database: {db_path}")
+        # A long path must not widen the window past the screen: elide its middle.
+        metrics = QFontMetrics(self.db_label.font())
+        self.db_label.setText(
+            "DB: " + metrics.elidedText(db_path, Qt.TextElideMode.ElideMiddle, DB_PATH_MAX_PX)
+        )
+        self.addPermanentWidget(self.db_label)
+        self.sync_button = QToolButton()
+        self.sync_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.sync_button.setIconSize(QSize(22, 22))
+        self.addPermanentWidget(self.sync_button)
+        self.clock = QLabel()
+        self.addPermanentWidget(self.clock)
+        self._clock_timer = QTimer(self)
+        self._clock_timer.timeout.connect(self._tick)
+        self._clock_timer.start(1000)
+        self._dirty: set[str] = set(self.bus_buttons)
+        self._render_timer = QTimer(self)
+        self._render_timer.setSingleShot(True)
+        self._render_timer.setInterval(250)
+        self._render_timer.timeout.connect(self._render)
+        self.set_sync_status("not configured", "idle")
+        self._render()
+        self._tick()
+
+    # -- inputs -------------------------------------------------------------------------------
+    @Slot(object)
+    def on_meter_state_changed(self, event: MeterStateChanged) -> None:
+        self._set_health(event.health)
+
+    @Slot(object)
+    def on_poll_cycle(self, event: PollCycleCompleted) -> None:
+        for h in event.health:
+            self._set_health(h)
+
+    def _set_health(self, h: MeterHealth) -> None:
+        if self.health.get(h.meter_id) == h:
+            return
+        self.health[h.meter_id] = h
+        for bus_id, meters in self._meters_of.items():
+            if any(mid == h.meter_id for _, mid in meters):
+                self._dirty.add(bus_id)
+        if not self._render_timer.isActive():
+            self._render_timer.start()
+
+    def set_sync_status(self, text: str, state: str = "idle") -> None:
+        """What the sync says (`state`: idle, ok, pending, error). Until the sync module is
+        configured the text is "not configured"."""
+        self._sync = (text, state)
+        color = {
+            "ok": self.theme.states["done"].color,
+            "error": self.theme.states["alert"].color,
+            "pending": self.theme.states["incomplete"].color,
+        }.get(state, self.theme.text_dim)
+        self.sync_button.setText(f"Sync: {text}")
+        self.sync_button.setIcon(icon("sync", color, 22))
+        self.sync_button.setToolTip(f"Odoo sync: {text}")
+
+    @Slot(object)
+    def on_worker_failed(self, failure: WorkerFailure) -> None:
+        self._last_failure = failure
+        self.failure_button.setText(
+            f"⚠ {failure.worker} failed ({failure.failures}×): {failure.error[:60]} —"
+            f" restarting in {failure.restart_in_s:g} s"
+        )
+        self.failure_button.setVisible(True)
+
+    @Slot(str)
+    def on_worker_restarted(self, name: str) -> None:
+        if self._last_failure is not None and self._last_failure.worker == name:
+            self.failure_button.setText(
+                f"⚠ {name} restarted after {self._last_failure.failures} failure(s) — details"
+            )
+
+    # -- output -------------------------------------------------------------------------------
+    def bus_state(self, bus_id: str) -> str:
+        states = [
+            self.health[mid].state if mid in self.health else "offline"
+            for _, mid in self._meters_of.get(bus_id, [])
+        ]
+        return bus_state_of(states)
+
+    def bus_text(self, bus_id: str) -> str:
+        meters = self._meters_of.get(bus_id, [])
+        ok = sum(1 for _, mid in meters if mid in self.health and self.health[mid].state == "ok")
+        if not any(mid in self.health for _, mid in meters):
+            return f"{bus_id}: starting"
+        return f"{bus_id}: {_WORD[self.bus_state(bus_id)]} {ok}/{len(meters)}"
+
+    @Slot()
+    def _render(self) -> None:
+        for bus_id in self._dirty:
+            b = self.bus_buttons[bus_id]
+            state = self.bus_state(bus_id)
+            style = self.theme.state({"ok": "done", "degraded": "incomplete"}.get(state, "offline"))
+            b.setText(self.bus_text(bus_id))
+            b.setIcon(
+                icon({"ok": "ok", "degraded": "degraded"}.get(state, "offline"), style.color, 22)
+            )
+            b.setToolTip(f"Bus {bus_id} on {self._endpoints[bus_id]}: click for the meters")
+            dlg = self._details.get(bus_id)
+            if dlg is not None and dlg.isVisible():
+                dlg.refresh(self._rows(bus_id))
+        self._dirty.clear()
+
+    def _rows(self, bus_id: str) -> list[tuple[int, MeterHealth]]:
+        return [
+            (stall, self.health.get(mid, MeterHealth(meter_id=mid)))
+            for stall, mid in sorted(self._meters_of.get(bus_id, []))
+        ]
+
+    def show_bus_details(self, bus_id: str) -> BusDetailsDialog:
+        dlg = self._details.get(bus_id)
+        if dlg is None:
+            dlg = BusDetailsDialog(bus_id, self._endpoints[bus_id], self.window())
+            self._details[bus_id] = dlg
+        dlg.refresh(self._rows(bus_id))
+        dlg.show()
+        dlg.raise_()
+        return dlg
+
+    @Slot()
+    def _show_failure(self) -> None:
+        f = self._last_failure
+        if f is None:
+            return
+        dlg = QDialog(self.window())
+        dlg.setWindowTitle(f"{f.worker} failed")
+        lay = QVBoxLayout(dlg)
+        text = QPlainTextEdit(f"{f.error}\n\n{f.trace}")
+        text.setReadOnly(True)
+        lay.addWidget(text)
+        ok = QPushButton("Close")
+        ok.clicked.connect(dlg.accept)
+        lay.addWidget(ok)
+        dlg.resize(900, 500)
+        dlg.show()
+
+    def set_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self._dirty.update(self.bus_buttons)
+        self._render()
+        self.set_sync_status(*self._sync)
+
+    @Slot()
+    def _tick(self) -> None:
+        self.clock.setText(datetime.now().strftime("%H:%M"))
