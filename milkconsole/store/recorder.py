@@ -38,6 +38,8 @@ from milkconsole.store.schema import FlowSampleRow, Meter, MilkSession, utc_now
 from milkconsole.store.sessions import (
     FINISHED_STATES,
     SESSION_MODEL,
+    SNAPSHOT_FIELDS,
+    _flags_text,
     apply_snapshot,
     new_session_row,
     resolve_animal,
@@ -350,20 +352,41 @@ class Recorder:
         # Last stored sample time per session in this transaction: one query per session, not
         # one per event (each query would also autoflush).
         latest: dict[str, float] = {}
+        works = _coalesce([item.work for item in items])
         with self._db.write() as tx:
             now = utc_now()
-            for work in _coalesce([item.work for item in items]):
+            rows = self._prefetch(tx, works, latest)  # held: the identity map is weak
+            completing = {w.session.key for w in works if isinstance(w, SessionCompleted)}
+            # Plain progress of a known, open session (the bulk of a busy parlour's writes) goes
+            # into one executemany UPDATE instead of an ORM flush per session. A session that
+            # also completes in this batch skips it: its completion writes every column.
+            bulk: list[dict[str, object]] = []
+            for work in works:
                 if isinstance(work, _MetersSeen):
                     self._write_seen(tx, work.seen)
                 elif isinstance(work, SessionCompleted):
                     if self._complete(tx, work.session, work.samples, now, latest):
                         changed.append(work)
+                elif isinstance(work, SessionUpdated) and self._plain_progress(tx, work.session):
+                    if work.session.key not in completing:
+                        bulk.append(_progress_values(work.session, now))
+                    self._add_samples(tx, work.session.key, work.samples, latest)
+                    changed.append(work)
                 elif isinstance(work, SessionUpdated):
                     if self._progress(tx, work.session, work.samples, now, latest):
                         changed.append(work)
                 elif self._progress(tx, work.session, (), now, latest):
                     changed.append(work)
+            if bulk:
+                tx.execute(update(MilkSession), bulk)
+            del rows
         return changed
+
+    @staticmethod
+    def _plain_progress(tx: Session, snap: SessionSnapshot) -> bool:
+        """True when the session is stored, still open, and keeps its tag (no identity work)."""
+        row = tx.get(MilkSession, snap.key)
+        return row is not None and row.state == "in_progress" and row.rfid == snap.rfid
 
     def _progress(
         self,
@@ -438,6 +461,23 @@ class Recorder:
         return True
 
     @staticmethod
+    def _prefetch(tx: Session, works: list[_Work], latest: dict[str, float]) -> list[MilkSession]:
+        """Load the batch's session rows and last sample times in two queries, not two per
+        session (each per-session query also autoflushed the rows changed so far)."""
+        keys = {w.session.key for w in works if not isinstance(w, _MetersSeen)}
+        if not keys:
+            return []
+        rows = list(tx.scalars(select(MilkSession).where(MilkSession.key.in_(keys))))
+        last = select(FlowSampleRow.session_key, func.max(FlowSampleRow.elapsed_s))
+        for key, elapsed in tx.execute(
+            last.where(FlowSampleRow.session_key.in_(keys)).group_by(FlowSampleRow.session_key)
+        ):
+            latest[key] = elapsed
+        for key in keys:
+            latest.setdefault(key, float("-inf"))
+        return rows
+
+    @staticmethod
     def _identify(tx: Session, row: MilkSession) -> None:
         # Only a tag read fills the identity; a person's choice (id_source 'manual') stands.
         if row.id_source is None and row.rfid:
@@ -498,3 +538,10 @@ def _coalesce(works: list[_Work]) -> list[_Work]:
             open_run.pop(work.session.key, None)
         out.append(work)
     return out
+
+
+def _progress_values(snap: SessionSnapshot, now: datetime) -> dict[str, object]:
+    """The columns a progress checkpoint writes, keyed for a bulk UPDATE by primary key."""
+    values: dict[str, object] = {name: getattr(snap, name) for name in SNAPSHOT_FIELDS}
+    values.update(key=snap.key, flags=_flags_text(snap.flags), updated_at=now)
+    return values
