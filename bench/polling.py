@@ -48,7 +48,7 @@ def wire_time_s(bus: BusConfig, registers: int) -> float:
     return chars * bus.char_time_s
 
 
-def bench_rtu(cycles: int) -> dict[str, float]:
+def bench_rtu(cycles: int) -> dict[str, object]:
     profiles = load_profiles()
     order = ["delaval-mm27bc"] * 6 + ["gea"] * 3 + ["afimilk"] * 3
     with tempfile.TemporaryDirectory() as tmp:
@@ -162,7 +162,7 @@ def bench_tcp_cpu(meters: int, seconds: float, time_scale: float = 1.0) -> dict[
                 sim.stdout.readline()
             cfg = load_config(cfg_path)
             runtime = ParlourRuntime(cfg, open_database(work / "bench.sqlite"))
-            completed = []
+            completed: list[SessionCompleted] = []
             runtime.add_committed_listener(
                 lambda evs: completed.extend(e for e in evs if isinstance(e, SessionCompleted))
             )
