@@ -316,7 +316,7 @@ def parse_config(
         )
 
     extra = {k: v for k, v in data.items() if k not in ("parlour", "tracking", "bus", "meter")}
-    return ParlourConfig(
+    config = ParlourConfig(
         source=source,
         name=name,
         farm_code=farm_code,
@@ -328,6 +328,28 @@ def parse_config(
         profiles=profiles,
         extra=extra,
     )
+    _check_sections(config)
+    return config
+
+
+def _check_sections(config: ParlourConfig) -> None:
+    """Validate the sections other modules own with their own parsers, so a bad key anywhere
+    refuses the file as a whole at load time, not later when that module starts."""
+    extra = config.extra
+    if "odoo" in extra:
+        from milkconsole.sync.settings import parse_odoo_settings
+
+        parse_odoo_settings(extra["odoo"], config.source)
+    if "health" in extra:
+        from milkconsole.health.grades import GradeRules, numbers_from_table
+        from milkconsole.health.mastitis import DetectorParams
+
+        r = _Reader(config.source)
+        health = r.keys(extra["health"], {"grades", "mastitis"}, "health")
+        GradeRules.from_parlour(config)
+        numbers_from_table(
+            DetectorParams(), health.get("mastitis"), config.source, "health.mastitis"
+        )
 
 
 def load_config(path: Path) -> ParlourConfig:

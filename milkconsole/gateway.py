@@ -67,6 +67,8 @@ def run_gateway(
             previous[sig] = signal.signal(sig, on_signal)
     try:
         runtime.start_threads()
+        if runtime.start_sync():
+            log.info("Odoo sync running in the background")
         log.info(
             "gateway: %d meters on %d buses, database %s",
             len(config.meters),

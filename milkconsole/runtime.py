@@ -12,17 +12,22 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
 from milkconsole.config import ParlourConfig
 from milkconsole.events import SessionCompleted, SessionStarted, SessionUpdated
+from milkconsole.health.hook import HealthHook
 from milkconsole.poller import BusPoller, PolledMeter
 from milkconsole.stall_tracker import StallTracker, effective_detection
 from milkconsole.store.db import Database
 from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import Meter
 from milkconsole.store.sessions import SessionStore
+
+if TYPE_CHECKING:
+    from milkconsole.sync.engine import SyncStatus, SyncWorker
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +56,11 @@ class ParlourRuntime:
         self.factors = _Factors({m.id: m.calibration_factor for m in config.meters})
         self.recorder = Recorder(db, farm_code=config.farm_code, on_committed=self._on_committed)
         self.recorder.upsert_meters(list(config.meters))
+        # Grades, abnormal flags, mastitis alerts and health events are written in the same
+        # transaction as the completed session they come from.
+        self.health = HealthHook.from_database(db, config)
+        self.recorder.add_completion_hook(self.health)
+        self.sync: SyncWorker | None = None
         self.factors.values.update(self._stored_factors())
         open_by_meter = {s.meter_id: s for s in self.store.open_sessions()}
         self.pollers: dict[str, BusPoller] = {}
@@ -110,6 +120,24 @@ class ParlourRuntime:
         """Apply a new factor from the next poll on (the caller records the calibration)."""
         self.factors.values[meter_id] = factor
 
+    def start_sync(self, on_status: Callable[[SyncStatus], None] | None = None) -> bool:
+        """Start the background Odoo sync when the config has an [odoo] section.
+
+        The worker is woken after each committed session, so a milking reaches Odoo within
+        about a second while the network is up, and waits in the outbox while it is not.
+        """
+        from milkconsole.sync.engine import SyncWorker
+        from milkconsole.sync.settings import parse_odoo_settings
+
+        section = self.config.extra.get("odoo")
+        if section is None:
+            return False
+        settings = parse_odoo_settings(section, self.config.source)
+        self.sync = SyncWorker(self.db, settings, on_status)
+        self.add_committed_listener(self.sync.on_committed)
+        self.sync.start()
+        return True
+
     # -- running ------------------------------------------------------------------------------
     def start_recorder(self) -> None:
         self.recorder.start()
@@ -130,3 +158,5 @@ class ParlourRuntime:
             t.join(timeout_s)
         self._threads.clear()
         self.recorder.stop(timeout_s)
+        if self.sync is not None:
+            self.sync.stop(timeout_s)

@@ -129,3 +129,23 @@ def test_cli_check_config_accepts_a_good_file(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "2 meters on 2 buses" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("[health]\ncolour = 1\n", "health.colour"),
+        ("[health.grades]\nfat_a_pct = 'lots'\n", "health.grades.fat_a_pct"),
+        (
+            '[odoo]\nurl = "https://odoo.example.com"\ndatabase = "farm"\nlogin = "x"\nspeed = 1\n',
+            "odoo.speed",
+        ),
+    ],
+)
+def test_sections_other_modules_own_are_checked_at_load(
+    tmp_path: Path, section: str, key: str
+) -> None:
+    path = write(tmp_path, GOOD + "\n" + section)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == key

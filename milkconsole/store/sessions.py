@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from milkconsole.events import FlowSample, SessionSnapshot, SessionState
 from milkconsole.store.db import Database
 from milkconsole.store.outbox import amend
-from milkconsole.store.schema import Animal, AnimalTag, FlowSampleRow, MilkSession, append_audit
+from milkconsole.store.schema import Animal, FlowSampleRow, MilkSession, append_audit
 
 SESSION_MODEL = "milk.session"  # the Odoo model a session's outbox rows carry
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
@@ -166,16 +166,14 @@ def sample_row(key: str, sample: FlowSample) -> FlowSampleRow:
 
 
 def resolve_animal(tx: Session, rfid: str | None) -> int | None:
-    """The active animal wearing this tag (canonical or alternative), if the herd list has it."""
-    if not rfid:
-        return None
-    tag = rfid.strip()
-    found = tx.scalar(
-        select(Animal.id).where(Animal.rfid_tag == tag).order_by(Animal.active.desc()).limit(1)
-    )
-    if found is not None:
-        return found
-    return tx.scalar(select(AnimalTag.animal_id).where(AnimalTag.rfid_tag == tag).limit(1))
+    """The active animal wearing this tag (canonical or alternative), if the herd list has it.
+
+    The tag may be in any form a meter or person writes (16 hex digits, ISO decimal, ASCII):
+    `milkconsole.identity` normalises both sides before comparing.
+    """
+    from milkconsole.identity import resolve_animal as resolve  # identity imports this module
+
+    return resolve(tx, rfid)
 
 
 def animal_fields(tx: Session, animal_id: int | None) -> dict[str, Any]:

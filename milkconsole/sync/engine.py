@@ -42,6 +42,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from milkconsole.errors import MilkConsoleError
 from milkconsole.events import SessionCompleted
+from milkconsole.identity import associate_pending
 from milkconsole.store.db import Database
 from milkconsole.store.outbox import Outbox, OutboxItem, amend, enqueue
 from milkconsole.store.schema import Alert, Animal, HealthEvent, Meter, MilkSession, OutboxRow
@@ -462,6 +463,13 @@ class SyncEngine:
             self._full_pulled_at is None or mono - self._full_pulled_at >= self.full_pull_interval_s
         )
         report = pull_animals(client, self.db, self.contract, self._available, full=full)
+        if report.animals or report.tags:
+            # A cow added or re-tagged in Odoo: sessions recorded under her tag as "unknown"
+            # get her now, before they are pushed (their pending creates are amended).
+            with self.db.write() as tx:
+                associated = associate_pending(tx)
+            if associated:
+                log.info("herd list changed: %d session(s) now identified", len(associated))
         self._pulled_at = mono
         if full:
             self._full_pulled_at = mono

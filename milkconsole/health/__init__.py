@@ -1,0 +1,1 @@
+"""Milk health: quality grades, abnormal-milking flags and mastitis detection per cow."""
