@@ -49,9 +49,12 @@ CSV_COLUMNS: tuple[str, ...] = (
     "lactose_pct",
     "scc_cells_ml",
     "blood",
+    "quality_grade",
+    "abnormal",
     "vacuum_kpa",
     "pulsation_cpm",
     "state",
+    "id_source",
     "flags",
 )
 

@@ -1,0 +1,137 @@
+"""The command line: sessions export as CSV, exit statuses, the gateway's one line per milking."""
+
+from __future__ import annotations
+
+import csv
+import io
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from milkconsole.config import load_config
+from milkconsole.events import SessionCompleted, SessionSnapshot, SessionStarted
+from milkconsole.gateway import run_gateway, session_line
+from milkconsole.store import Recorder, open_database
+from simulators.demo import SimulatedParlour, make_demo_config
+
+ROOT = Path(__file__).resolve().parent.parent
+T0 = datetime(2026, 3, 2, 5, 12, tzinfo=UTC)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "milkconsole", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def record(db_path: Path, n: int) -> list[str]:
+    db = open_database(db_path)
+    rec = Recorder(db, farm_code="F1")
+    rec.start()
+    keys = []
+    for i in range(n):
+        key = f"F1-MM-01-2026030{i + 1}T051200Z-00{i}"
+        start = T0 + timedelta(days=i)
+        snap = SessionSnapshot(
+            key=key, meter_id="MM-01", stall=1, started_at=start, rfid="83D5A16C4D5E0E1F"
+        )
+        rec.submit(SessionStarted(snap))
+        done = replace(
+            snap,
+            state="completed",
+            ended_at=start + timedelta(minutes=7),
+            duration_s=420,
+            yield_l=12.25 + i,
+            peak_flow_l_min=3.1,
+            avg_flow_l_min=1.75,
+            conductivity_mean_ms_cm=5.2,
+            temperature_c=37.1,
+            flags=("rfid_late",),
+        )
+        rec.submit(SessionCompleted(done))
+        keys.append(key)
+    assert rec.stop(10)
+    db.close()
+    return keys
+
+
+def test_sessions_export_prints_one_csv_row_per_session_since_a_time(tmp_path: Path) -> None:
+    db = tmp_path / "x.sqlite"
+    keys = record(db, 3)
+    proc = cli("sessions", "export", "--format", "csv", "--db", str(db))
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert [r["key"] for r in rows] == keys
+    first = rows[0]
+    assert first["rfid"] == "83D5A16C4D5E0E1F" and first["stall"] == "1"
+    assert first["meter_id"] == "MM-01" and first["start"] == "2026-03-02T05:12:00Z"
+    assert float(first["yield_l"]) == 12.25 and first["flags"] == "rfid_late"
+    later = cli("sessions", "export", "--db", str(db), "--since", "2026-03-03T00:00:00Z")
+    assert [r["key"] for r in csv.DictReader(io.StringIO(later.stdout))] == keys[1:]
+
+
+def test_a_bad_since_time_is_refused_with_status_2(tmp_path: Path) -> None:
+    proc = cli("sessions", "export", "--db", str(tmp_path / "x.sqlite"), "--since", "yesterday")
+    assert proc.returncode == 2 and "--since" in proc.stderr
+
+
+def test_a_database_from_a_newer_release_exits_3_and_says_so(tmp_path: Path) -> None:
+    db = tmp_path / "new.sqlite"
+    record(db, 1)
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE alembic_version SET version_num = '9999_future'")
+    proc = cli("sessions", "export", "--db", str(db))
+    assert proc.returncode == 3
+    assert "newer" in proc.stderr and str(db) in proc.stderr
+
+
+def test_gateway_prints_one_line_per_completed_session_and_stops_on_request(tmp_path: Path) -> None:
+    cfg = load_config(make_demo_config(tmp_path, stalls=4, time_scale=120.0))
+    out = io.StringIO()
+    stop = threading.Event()
+
+    def stop_when_all_printed() -> None:
+        park.scenario.wait_done(120)
+        deadline = time.monotonic() + 30  # flow-detected meters end after end_after_s
+        while out.getvalue().count("\n") < 8 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stop.set()
+
+    with SimulatedParlour(cfg, cows=8, seed=2, time_scale=120.0) as park:
+        done = threading.Thread(target=stop_when_all_printed)
+        done.start()
+        status = run_gateway(cfg, tmp_path / "gw.sqlite", out=out, stop_event=stop)
+        done.join()
+    assert status == 0
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 8
+    assert all(" L peak " in line and " stall " in line for line in lines)
+
+
+def test_session_line_names_the_stall_cow_yield_and_state() -> None:
+    s = SessionSnapshot(
+        key="k",
+        meter_id="MM-07",
+        stall=7,
+        started_at=T0,
+        state="incomplete",
+        rfid="C0001234",
+        ended_at=T0 + timedelta(minutes=2),
+        yield_l=1.5,
+        duration_s=120,
+        flags=("short",),
+    )
+    assert session_line(s) == (
+        "2026-03-02T05:14:00Z stall  7 MM-07 cow C0001234   1.50 L peak 0.00 L/min   120 s "
+        "incomplete [short]"
+    )
