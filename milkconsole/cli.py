@@ -134,7 +134,9 @@ def _run(args: argparse.Namespace) -> int:
     from ui.app import run_console  # Qt only from here on
 
     if cmd == "demo":
-        return run_console(None, args.db, demo=True, theme=args.theme)
+        return run_console(
+            None, args.db, demo=True, theme=args.theme, cows=args.cows, time_scale=args.time_scale
+        )
     return run_console(_config_path(args), args.db, demo=False, theme=args.theme)
 
 

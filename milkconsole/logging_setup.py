@@ -40,6 +40,4 @@ def setup_logging(*, verbose: bool = False, directory: Path | None = None) -> Pa
         path = None
     root._milkconsole_configured = True  # type: ignore[attr-defined]
     root._milkconsole_file = path  # type: ignore[attr-defined]
-    # pymodbus logs every retry at ERROR; our meter health reports failures once per streak.
-    logging.getLogger("pymodbus").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     return path
