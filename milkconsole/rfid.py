@@ -330,12 +330,13 @@ def _decode_hex16(text: str, code: int) -> FdxB:
     return _fields(best[0])
 
 
-def _byte_order_rank(f: FdxB, order_index: int) -> tuple[bool, bool, bool]:
-    # Why this decides correctly for real animal tags: if the true code has reserved == 0 and
-    # the animal flag set, the swapped reading's reserved bits come from the true code's low
-    # byte, whose top bit becomes the swapped animal flag; reserved == 0 in the swapped reading
-    # forces that bit to 0, so the swapped reading can never also score (True, True).
-    return (f.reserved == 0, f.animal, order_index == 0)
+def _byte_order_rank(f: FdxB, order_index: int) -> tuple[bool, bool, bool, bool, bool]:
+    # A byte-swapped reading of a real animal tag is rarely also a plausible tag: its reserved
+    # bits come from the true code's low byte, and its animal flag from that byte's top bit.
+    # When both readings still pass (a low byte of 0x80 and a small national ID), prefer the one
+    # with a country that exists (0 is unassigned) and without the data-block flag (cattle ear
+    # tags carry none), then the reader's usual most-significant-byte-first order.
+    return (f.reserved == 0, f.animal, f.country != 0, not f.data_block, order_index == 0)
 
 
 def _fields(code: int) -> FdxB:
