@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from milkconsole.profiles import Block, FieldSpec, Profile
-from milkconsole.readings import CALIBRATED_FIELDS, FIELD_KINDS, Reading
+from milkconsole.readings import CALIBRATED_FIELDS, CONDUCTIVITY_FIELDS, FIELD_KINDS, Reading
 
 _STRUCT = {
     "uint16": "H",
@@ -151,13 +151,23 @@ def decode_reading(
     t_mono: float,
     t_utc: datetime,
     calibration_factor: float = 1.0,
+    conductivity_offset_ms_cm: float = 0.0,
 ) -> tuple[Reading, list[Refusal]]:
-    """A validated `Reading` and the list of values refused in it."""
+    """A validated `Reading` and the list of values refused in it.
+
+    `calibration_factor` multiplies yield and flow (the flow calibration); the conductivity
+    offset (reference solution minus what the meter read) is added to cow and quarter EC.
+    """
     values, refusals = decode_fields(profile, block_regs)
     for name in CALIBRATED_FIELDS:
         v = values.get(name)
         if isinstance(v, float):
             values[name] = v * calibration_factor
+    if conductivity_offset_ms_cm:
+        for name in CONDUCTIVITY_FIELDS:
+            v = values.get(name)
+            if isinstance(v, float):
+                values[name] = max(0.0, v + conductivity_offset_ms_cm)
     milking: bool | None = None
     if profile.detection.mode == "status":
         status = values.get(profile.detection.status_field)

@@ -151,3 +151,10 @@ class MeterPollFailed:
     t_utc: datetime
     kind: str
     message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EquipmentAlertsRaised:
+    """Vacuum or pulsation out of range: equipment alerts were stored under these keys."""
+
+    keys: tuple[str, ...]

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from milkconsole.config import BusConfig, MeterConfig
 from milkconsole.decode import decode_reading
@@ -37,6 +37,7 @@ from milkconsole.readings import Reading
 from milkconsole.transport import Interruptible, Transport, open_transport
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class SessionTracker(Protocol):
@@ -84,6 +85,7 @@ class BusPoller:
         poll_interval_s: float,
         sink: Callable[[object], None],
         calibration: Callable[[str], float] = lambda _id: 1.0,
+        conductivity_offset: Callable[[str], float] = lambda _id: 0.0,
         transport_factory: Callable[[BusConfig], Transport] = open_transport,
     ) -> None:
         if poll_interval_s <= 0:
@@ -101,6 +103,7 @@ class BusPoller:
         self.poll_interval_s = poll_interval_s
         self._sink = sink
         self._calibration = calibration
+        self._conductivity_offset = conductivity_offset
         self._transport_factory = transport_factory
         self._transport: Transport | None = None
         self._blocks: dict[str, list[Block]] = {m.config.id: m.profile.blocks() for m in meters}
@@ -111,6 +114,7 @@ class BusPoller:
         self._refusals_logged: set[tuple[str, str]] = set()
         self._stop = threading.Event()
         self._writes: list[_WriteJob] = []
+        self._calls: list[tuple[Callable[[Transport], Any], Future[Any]]] = []
         self._writes_lock = threading.Lock()
         self.loop_errors = 0  # exceptions caught inside the loop (each logged with traceback)
         self.cycles = 0
@@ -141,6 +145,14 @@ class BusPoller:
         with self._writes_lock:
             self._writes.append(job)
         return job.future
+
+    def submit(self, fn: Callable[[Transport], _T]) -> Future[_T]:
+        """Run `fn(transport)` on the poller thread between cycles (a meter self-test, say):
+        the poller stays the bus's only user, so an RS-485 bus never sees two masters."""
+        future: Future[_T] = Future()
+        with self._writes_lock:
+            self._calls.append((fn, future))
+        return future
 
     # -- the loop (poller thread) -------------------------------------------------------------
 
@@ -248,6 +260,7 @@ class BusPoller:
             t_mono=t_mono,
             t_utc=t_utc,
             calibration_factor=factor,
+            conductivity_offset_ms_cm=self._conductivity_offset(cfg.id),
         )
         tracker = self._trackers[cfg.id]
         self._publish_change(tracker.on_success(t_utc))
@@ -322,6 +335,14 @@ class BusPoller:
     def _run_writes(self) -> None:
         with self._writes_lock:
             jobs, self._writes = self._writes, []
+            calls, self._calls = self._calls, []
+        for fn, future in calls:
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(self._open()))
+            except Exception as exc:
+                future.set_exception(exc)
         if not jobs:
             return
         transport = self._open()
@@ -341,5 +362,8 @@ class BusPoller:
     def _cancel_writes(self) -> None:
         with self._writes_lock:
             jobs, self._writes = self._writes, []
+            calls, self._calls = self._calls, []
         for job in jobs:
             job.future.cancel()
+        for _fn, future in calls:
+            future.cancel()

@@ -34,6 +34,14 @@ FIELD_KINDS: dict[str, type] = {
 
 # Fields the meter's calibration factor multiplies.
 CALIBRATED_FIELDS = ("yield_l", "flow_l_min")
+# Fields the meter's conductivity offset (from a reference-solution check) is added to.
+CONDUCTIVITY_FIELDS = (
+    "conductivity_ms_cm",
+    "ec_lf_ms_cm",
+    "ec_rf_ms_cm",
+    "ec_lr_ms_cm",
+    "ec_rr_ms_cm",
+)
 
 
 @dataclass(frozen=True, slots=True)

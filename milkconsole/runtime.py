@@ -17,9 +17,17 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from milkconsole.config import ParlourConfig
-from milkconsole.events import SessionCompleted, SessionStarted, SessionUpdated
+from milkconsole.diagnostics import EquipmentMonitor, EquipmentRanges, raise_equipment_alerts
+from milkconsole.events import (
+    EquipmentAlertsRaised,
+    ReadingTaken,
+    SessionCompleted,
+    SessionStarted,
+    SessionUpdated,
+)
 from milkconsole.health.hook import HealthHook
 from milkconsole.poller import BusPoller, PolledMeter
+from milkconsole.readings import Reading
 from milkconsole.stall_tracker import StallTracker, effective_detection
 from milkconsole.store.db import Database
 from milkconsole.store.recorder import Recorder
@@ -35,13 +43,14 @@ Listener = Callable[[object], None]
 
 
 @dataclass
-class _Factors:
-    """Calibration factors by meter id, read by pollers every cycle (a dict read is atomic)."""
+class _PerMeter:
+    """A number per meter id, read by pollers every cycle (a dict read is atomic)."""
 
+    default: float
     values: dict[str, float] = field(default_factory=dict)
 
     def __call__(self, meter_id: str) -> float:
-        return self.values.get(meter_id, 1.0)
+        return self.values.get(meter_id, self.default)
 
 
 class ParlourRuntime:
@@ -53,7 +62,8 @@ class ParlourRuntime:
         self.store = SessionStore(db)
         self._listeners: list[Listener] = []
         self._committed_listeners: list[Callable[[list[object]], None]] = []
-        self.factors = _Factors({m.id: m.calibration_factor for m in config.meters})
+        self.factors = _PerMeter(1.0, {m.id: m.calibration_factor for m in config.meters})
+        self.offsets = _PerMeter(0.0)
         self.recorder = Recorder(db, farm_code=config.farm_code, on_committed=self._on_committed)
         self.recorder.upsert_meters(list(config.meters))
         # Grades, abnormal flags, mastitis alerts and health events are written in the same
@@ -61,7 +71,10 @@ class ParlourRuntime:
         self.health = HealthHook.from_database(db, config)
         self.recorder.add_completion_hook(self.health)
         self.sync: SyncWorker | None = None
-        self.factors.values.update(self._stored_factors())
+        # Vacuum and pulsation out of range raise equipment alerts, headless or not.
+        self.equipment = EquipmentMonitor(EquipmentRanges.from_parlour(config))
+        self._equipment_lock = threading.Lock()
+        self.reload_calibration()
         open_by_meter = {s.meter_id: s for s in self.store.open_sessions()}
         self.pollers: dict[str, BusPoller] = {}
         for bus in config.buses:
@@ -83,13 +96,17 @@ class ParlourRuntime:
                 poll_interval_s=config.poll_interval_s,
                 sink=self._publish,
                 calibration=self.factors,
+                conductivity_offset=self.offsets,
             )
         self._threads: list[threading.Thread] = []
 
-    def _stored_factors(self) -> dict[str, float]:
-        """Calibration factors the database holds (a recorded calibration beats the config)."""
+    def reload_calibration(self) -> None:
+        """Take the calibration factors and conductivity offsets the database holds (a recorded
+        calibration beats the config); pollers use them from their next cycle."""
         with self.db.read() as tx:
-            return {m.id: m.calibration_factor for m in tx.scalars(select(Meter))}
+            for m in tx.scalars(select(Meter)):
+                self.factors.values[m.id] = m.calibration_factor
+                self.offsets.values[m.id] = m.conductivity_offset_ms_cm
 
     # -- events -------------------------------------------------------------------------------
     def add_listener(self, fn: Listener) -> None:
@@ -103,11 +120,25 @@ class ParlourRuntime:
     def _publish(self, event: object) -> None:
         if isinstance(event, SessionStarted | SessionUpdated | SessionCompleted):
             self.recorder.submit(event)
+        elif isinstance(event, ReadingTaken):
+            self._check_equipment(event.reading)
         for fn in self._listeners:
             try:
                 fn(event)
             except Exception:  # a broken listener must never stop a poller
                 log.exception("listener %r failed on %s", fn, type(event).__name__)
+
+    def _check_equipment(self, reading: Reading) -> None:
+        with self._equipment_lock:  # one monitor, fed by every bus's poller thread
+            findings = self.equipment.observe(reading)
+        if findings:  # rare: an episode is reported once, so this write is not on every poll
+            try:
+                keys = raise_equipment_alerts(self.db, findings, self.config.farm_code)
+            except Exception:
+                log.exception("equipment alert for %s not stored", reading.meter_id)
+                return
+            for fn in self._listeners:
+                fn(EquipmentAlertsRaised(tuple(keys)))
 
     def _on_committed(self, events: list[object]) -> None:
         for fn in self._committed_listeners:
@@ -117,8 +148,13 @@ class ParlourRuntime:
                 log.exception("committed-listener %r failed", fn)
 
     def set_calibration_factor(self, meter_id: str, factor: float) -> None:
-        """Apply a new factor from the next poll on (the caller records the calibration)."""
+        """Apply a new factor from the next poll on (the caller records the calibration), and
+        the meter's stored conductivity offset with it."""
         self.factors.values[meter_id] = factor
+        with self.db.read() as tx:
+            meter = tx.get(Meter, meter_id)
+            if meter is not None:
+                self.offsets.values[meter_id] = meter.conductivity_offset_ms_cm
 
     def start_sync(self, on_status: Callable[[SyncStatus], None] | None = None) -> bool:
         """Start the background Odoo sync when the config has an [odoo] section.

@@ -144,3 +144,18 @@ def test_decoded_yield_is_never_nan_and_always_in_range_or_refused(v: float, fac
     r, refused = read("delaval-mm27bc", {"yield_l": v}, factor)
     assert r.yield_l is not None and math.isclose(r.yield_l, v * factor, rel_tol=1e-9)
     assert refused == []
+
+
+def test_conductivity_offset_is_added_to_cow_and_quarter_conductivity() -> None:
+    p = PROFILES["gea"]
+    values = {"conductivity_ms_cm": 5.0, "ec_lf_ms_cm": 5.5, "yield_l": 3.0}
+    r, _ = decode_reading(
+        p,
+        registers_for(p, values),
+        meter_id="MM-01",
+        stall=1,
+        t_mono=1.0,
+        t_utc=NOW,
+        conductivity_offset_ms_cm=-0.25,
+    )
+    assert r.conductivity_ms_cm == 4.75 and r.ec_lf_ms_cm == 5.25 and r.yield_l == 3.0

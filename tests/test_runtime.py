@@ -1,0 +1,65 @@
+"""The parlour runtime headless: calibration from the database, equipment alerts, self-test."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+
+from milkconsole.config import load_config
+from milkconsole.diagnostics import self_test
+from milkconsole.events import ReadingTaken
+from milkconsole.runtime import ParlourRuntime
+from milkconsole.store import open_database
+from milkconsole.store.schema import Alert, Meter
+from simulators.demo import SimulatedParlour, make_demo_config
+
+
+def wait_for(pred, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_stored_calibration_and_offset_apply_and_bad_vacuum_raises_one_equipment_alert(
+    tmp_path: Path,
+) -> None:
+    cfg = load_config(make_demo_config(tmp_path, stalls=4, time_scale=60.0))
+    db = open_database(tmp_path / "rt.sqlite")
+    runtime = ParlourRuntime(cfg, db)  # creates the meter rows
+    with db.write() as tx:
+        m = tx.get(Meter, "MM-01")
+        assert m is not None
+        m.calibration_factor, m.conductivity_offset_ms_cm = 1.02, -0.5
+    runtime.reload_calibration()
+    readings: list[ReadingTaken] = []
+    runtime.add_listener(lambda e: readings.append(e) if isinstance(e, ReadingTaken) else None)
+    with SimulatedParlour(cfg, cows=0, seed=1, time_scale=60.0) as park:
+        park.meters["MM-01"].set_values(yield_l=10.0, conductivity_ms_cm=5.0, status=1)
+        park.meters["MM-01"].vacuum_kpa = 36.0  # a leaking vacuum line
+        runtime.start_threads()
+        try:
+            assert wait_for(lambda: any(r.reading.meter_id == "MM-01" for r in readings))
+
+            def alerts() -> list[Alert]:
+                with db.read() as tx:
+                    return list(tx.scalars(select(Alert).where(Alert.kind == "equipment")))
+
+            assert wait_for(lambda: len(alerts()) >= 1)
+            time.sleep(1.0)  # more polls of the same fault: still one open alert
+            found = alerts()
+            assert len(found) == 1 and found[0].meter_id == "MM-01" and found[0].state == "open"
+            # A meter self-test runs on the poller's own thread, between cycles.
+            poller = runtime.pollers[cfg.meters[0].bus]
+            profile = cfg.profiles[cfg.meters[0].profile]
+            result = poller.submit(lambda t: self_test(t, cfg.meters[0], profile)).result(10)
+            assert result is not None
+        finally:
+            runtime.stop()
+    mm01 = [r.reading for r in readings if r.reading.meter_id == "MM-01"]
+    assert abs((mm01[-1].yield_l or 0) - 10.2) < 1e-6
+    assert abs((mm01[-1].conductivity_ms_cm or 0) - 4.5) < 1e-6
