@@ -12,6 +12,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from milkconsole.config import load_config
 from milkconsole.events import SessionCompleted, SessionSnapshot, SessionStarted
 from milkconsole.gateway import run_gateway, session_line
@@ -135,3 +137,27 @@ def test_session_line_names_the_stall_cow_yield_and_state() -> None:
         "2026-03-02T05:14:00Z stall  7 MM-07 cow C0001234   1.50 L peak 0.00 L/min   120 s "
         "incomplete [short]"
     )
+
+
+def test_main_in_process_exports_checks_and_maps_errors_to_exit_statuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from milkconsole.cli import main
+
+    db = tmp_path / "x.sqlite"
+    keys = record(db, 2)
+    assert main(["sessions", "export", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert all(k in out for k in keys), out
+    cfg = make_demo_config(tmp_path / "demo", stalls=4)
+    assert main(["check-config", str(cfg)]) == 0
+    assert "4 meters" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(cfg.read_text().replace('farm_code = "DEMO"', 'farm_code = "DEMO"\nfoo = 1'))
+    assert main(["check-config", str(bad)]) == 2
+    assert f"{bad}: parlour.foo: unknown key" in capsys.readouterr().err
+    assert main(["gateway", "--config", str(tmp_path / "missing.toml"), "--db", str(db)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["sessions", "export", "--since", "not-a-time", "--db", str(db)])
+    assert exit_.value.code == 2
