@@ -117,6 +117,10 @@ class _BadFrame(Exception):
     """A frame arrived that cannot be the answer (bad CRC); raised into the waiting request."""
 
 
+class _StaleLink(Exception):
+    """The link closed while idle (seen before anything was sent): reopen and send again."""
+
+
 class _LinkDropped(Exception):
     """The link closed while a request was waiting for its answer."""
 
@@ -392,10 +396,6 @@ class ModbusTransport:
 
     def _ensure_link(self) -> None:
         self._check_thread()
-        if self._client is not None:
-            # Two loop turns let a peer's close (EOF, then connection_lost) reach pymodbus, so a
-            # link that dropped since the last request is reopened now instead of failing once.
-            self._run(_two_turns())
         if self.connected:
             return
         if self._loop is not None and self._client is not None:
@@ -417,9 +417,14 @@ class ModbusTransport:
         send: Callable[[AsyncModbusSerialClient | AsyncModbusTcpClient], Awaitable[Any]],
     ) -> Any:
         assert self._client is not None
-        # A late answer to an earlier, timed-out request may be waiting in the OS buffer: one
-        # loop turn hands it to pymodbus now, where it is dropped, rather than after we send.
+        # Two loop turns first, in the same loop run as the request (a run of the loop costs
+        # more than the request itself at 100 meters): a late answer to an earlier, timed-out
+        # request waiting in the OS buffer reaches pymodbus now and is dropped, and a peer's
+        # close since the last request (EOF, then connection_lost) is seen before we send.
         await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        if not self.connected:
+            raise _StaleLink()
         return await send(self._client)
 
     def _request(
@@ -431,8 +436,11 @@ class ModbusTransport:
         self._ensure_link()
         tries = self.bus.retries + 1
         saw_crc = False
+        reopened = False
         last_kind, last_msg = "timeout", ""
-        for _ in range(tries):
+        attempt = 0
+        while attempt < tries:
+            attempt += 1
             if self._gap_s:
                 wait_s = self._last_frame_mono + self._gap_s - time.monotonic()
                 if wait_s > 0:
@@ -442,6 +450,18 @@ class ModbusTransport:
             self._counts["requests"] += 1
             try:
                 pdu = self._run(self._attempt(send))
+            except _StaleLink:
+                # Dropped while idle: reopen at once, and this does not use up a try.
+                self._counts["requests"] -= 1
+                if reopened:
+                    return self._link_failed(unit, what, "link closed")
+                reopened = True
+                attempt -= 1
+                log.debug("bus %s: link to %s lost", self.bus.id, self.bus.endpoint)
+                self._drop_client()
+                self._next_connect_mono = 0.0
+                self._ensure_link()
+                continue
             except _BadFrame:
                 saw_crc = True
                 self._counts["crc_errors"] += 1
@@ -507,11 +527,6 @@ def _is_pty(path: str) -> bool:
     except (OSError, ValueError):
         return False
     return major is not None and stat.S_ISCHR(st.st_mode) and 136 <= major(st.st_rdev) <= 143
-
-
-async def _two_turns() -> None:
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
 
 
 def open_transport(bus: BusConfig) -> Transport:
