@@ -39,11 +39,9 @@ class Refusal:
 
 
 def _to_bytes(spec: FieldSpec, regs: Sequence[int]) -> bytes:
-    words = list(regs)
-    if spec.word_order == "little":
-        words.reverse()
-    order = "<" if spec.byte_order == "little" else ">"
-    return b"".join(struct.pack(order + "H", w) for w in words)
+    # One pack call per field: this runs for every field of every meter on every poll.
+    words = regs if spec.word_order == "big" else list(reversed(regs))
+    return struct.pack(f"{'<' if spec.byte_order == 'little' else '>'}{len(words)}H", *words)
 
 
 def _from_bytes(spec: FieldSpec, data: bytes) -> list[int]:
