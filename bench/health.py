@@ -5,7 +5,9 @@
 
 Columns: detected/cases, sensitivity, specificity (primary: flare days excluded), strict
 specificity (flare days count as healthy), false alerts per 1000 milkings, median lead time in
-hours (+ = before clinical onset), cases detected before onset.
+hours (+ = before clinical onset), cases detected before onset. The per-variant summary pools
+the herds of a group: sensitivity over all their cases, specificity over all their cow-days,
+median lead over all their detected cases, and how many were detected before / at onset.
 
 Herd variants (see `simulators/herd.py` for the effect sizes):
   A  2x/day, every meter gives quarter conductivity, 1 drifting meter
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import statistics
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -31,7 +34,7 @@ from typing import Any
 
 from milkconsole.health.evaluate import SeedRuleDetector, run_detector
 from milkconsole.health.mastitis import DetectorParams, MastitisDetector
-from milkconsole.health.scoring import Score, pooled, score
+from milkconsole.health.scoring import Score, lead_times_h, pooled, score
 from simulators.herd import HerdConfig, simulate_herd
 
 VARIANTS: dict[str, HerdConfig] = {
@@ -65,12 +68,13 @@ def _run_herd(job: tuple[str, int, HerdConfig]) -> dict[str, Any]:
         alerts = [a for a in run_detector(detector, records) if not a.escalation]
         elapsed = time.monotonic() - t0
         result = score(records, cases, alerts)
-        out[name] = {**result.as_dict(), "detector_s": round(elapsed, 2)}
+        leads = [round(x, 1) for x in lead_times_h(cases, alerts)]
+        out[name] = {**result.as_dict(), "detector_s": round(elapsed, 2), "leads_h": leads}
     return out
 
 
 def _score_of(d: dict[str, Any]) -> Score:
-    fields = {k: v for k, v in d.items() if k != "detector_s"}
+    fields = {k: v for k, v in d.items() if k not in ("detector_s", "leads_h")}
     return Score(**fields)
 
 
@@ -129,14 +133,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             for who in ("seed_rule", "ours"):
                 p = summary[group][variant][who]
-                leads = [
-                    h[who]["median_lead_h"] for h in per if h[who]["median_lead_h"] is not None
-                ]
-                p["median_of_median_lead_h"] = sorted(leads)[len(leads) // 2] if leads else None
+                # The median over every detected case of the variant's herds (not a median of
+                # per-herd medians, which hides how many cases sit on either side of onset).
+                leads = [x for h in per for x in h[who]["leads_h"]]
+                p["median_lead_h"] = round(statistics.median(leads), 1) if leads else None
+                p["detected_at_onset"] = sum(1 for x in leads if x == 0.0)
+        print(f"\n{group} pooled per variant")
+        print(
+            f"{'variant':<8} {'detector':<9} {'cases':>7} {'sens':>6} {'spec':>8} "
+            f"{'FA/1000':>7} {'lead h':>7} {'before':>6} {'at':>4}"
+        )
+        for variant in VARIANTS:
+            for who in ("seed_rule", "ours"):
+                p = summary[group][variant][who]
+                lead = "-" if p["median_lead_h"] is None else f"{p['median_lead_h']:+.1f}"
                 print(
-                    f"{variant} pooled {who:<9} {p['detected']:>3}/{p['clinical_cases']:<3} "
-                    f"{p['sensitivity']:>6.1%} {p['specificity']:>8.2%} {'':>8} "
-                    f"{p['false_alerts_per_1000']:>7.2f} {'':>7} {p['detected_before_onset']:>6}"
+                    f"{variant:<8} {who:<9} {p['detected']:>3}/{p['clinical_cases']:<3} "
+                    f"{p['sensitivity']:>6.1%} {p['specificity']:>8.2%} "
+                    f"{p['false_alerts_per_1000']:>7.2f} {lead:>7} "
+                    f"{p['detected_before_onset']:>6} {p['detected_at_onset']:>4}"
                 )
     result = {
         "benchmark": "health",

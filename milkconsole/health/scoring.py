@@ -121,17 +121,8 @@ def score(
     for cow_alerts in by_cow.values():
         cow_alerts.sort(key=lambda a: a.start_time)
 
-    detected = 0
-    leads: list[float] = []
-    for c in clinical:
-        hits = [
-            a
-            for a in by_cow.get(c.cow_id, [])
-            if c.onset - DETECT_BEFORE <= a.start_time <= c.onset + DETECT_AFTER
-        ]
-        if hits:
-            detected += 1
-            leads.append((c.onset - hits[0].start_time).total_seconds() / 3600.0)
+    leads = lead_times_h(cases, alerts)
+    detected = len(leads)
 
     case_days: set[tuple[str, date]] = set()
     for c in clinical:
@@ -178,6 +169,26 @@ def score(
         flares_alerted=flares_alerted,
         alerts=len(alerts),
     )
+
+
+def lead_times_h(cases: Sequence[CaseLike], alerts: Sequence[Alert]) -> list[float]:
+    """Lead time in hours of every detected clinical case, in case order (see the module
+    docstring: onset minus the first alert in [onset - 48 h, onset + 24 h])."""
+    first: dict[str, list[datetime]] = defaultdict(list)
+    for a in alerts:
+        first[a.cow_id].append(a.start_time)
+    leads: list[float] = []
+    for c in cases:
+        if c.kind != "clinical":
+            continue
+        hits = [
+            t
+            for t in first.get(c.cow_id, [])
+            if c.onset - DETECT_BEFORE <= t <= c.onset + DETECT_AFTER
+        ]
+        if hits:
+            leads.append((c.onset - min(hits)).total_seconds() / 3600.0)
+    return leads
 
 
 def pooled(scores: Sequence[Score]) -> dict[str, float | int | None]:
