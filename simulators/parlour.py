@@ -9,6 +9,11 @@ The plan knows what a correct console must record: `scenario.truth` lists each f
 (`MilkingTruth`) with the yield exactly as the meter's float32 register shows it at take-off
 (plus the pre-reboot count when the meter rebooted mid-milking). Fault durations in `FaultPlan`
 are in wall seconds, because the console's timeouts are.
+
+A cow can be made sick (`sick_cows=` or `make_sick`): her left-front quarter's conductivity is
+multiplied by a factor and her cow-level conductivity rises by a quarter of that quarter's rise
+(the meter sees the four quarters' milk mixed), as in clinical mastitis of one quarter. Sickness
+changes only the conductivity registers while she is milked, never the plan or the truth.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import math
 import random
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -37,7 +43,8 @@ DURATION_RANGE_S = (240.0, 600.0)
 PEAK_FLOW_RANGE_L_MIN = (2.0, 5.0)
 RAMP_RANGE_S = (30.0, 60.0)
 TAKE_OFF_FLOW_L_MIN = 0.15  # the cluster comes off once flow falls below 0.2 L/min
-CONDUCTIVITY_RANGE_MS_CM = (4.5, 6.0)
+CONDUCTIVITY_RANGE_MS_CM = (4.5, 6.0)  # a healthy cow's; a sick cow's goes above
+SICK_QUARTER = 0  # LF: the quarter a sick cow's mastitis is in
 TEMPERATURE_RANGE_C = (35.0, 38.0)
 
 
@@ -299,6 +306,9 @@ class ParlourScenario:
     of cows walks into a side, clusters go on one stall after another, the group leaves when
     its slowest cow is done, and the next group enters `gap_s` simulated seconds later. Both
     sides draw cows from one queue. Everything is planned from `seed` at construction.
+
+    `sick_cows` maps a cow's index to the factor on her sick quarter's conductivity (see the
+    module docstring; e.g. 1.5 for a clinical case); `make_sick` adds one while it runs.
     """
 
     def __init__(
@@ -313,6 +323,7 @@ class ParlourScenario:
         gap_s: float = 120.0,
         tick_s: float = 0.02,
         country: int = ISO_COUNTRY_DEFAULT,
+        sick_cows: Mapping[int, float] | None = None,
     ) -> None:
         if not meters:
             raise ValueError("a scenario needs at least one meter")
@@ -337,6 +348,9 @@ class ParlourScenario:
         # Noise changes at most ~4 times per wall second: enough to look alive, cheap to write.
         self.noise_period_s = max(2.0, 0.25 * time_scale)
         self.herd = self._make_herd()
+        self._sick: dict[int, float] = {}
+        for cow_index, factor in (sick_cows or {}).items():
+            self.make_sick(cow_index, factor)
         self.plan: tuple[PlannedMilking, ...] = tuple(self._make_plan())
         self._runs = [
             _MeterRun(m, [p for p in self.plan if p.meter_id == m.meter_id]) for m in self.meters
@@ -507,6 +521,25 @@ class ParlourScenario:
             pre_reboot_l=pre,
             peak_flow_l_min=_as_float(meter.shown("flow_l_min", curve.peak_flow_l_min)),
         )
+
+    # -- sickness ------------------------------------------------------------------------------
+    def make_sick(self, cow_index: int, ec_factor: float) -> None:
+        """From now on cow `cow_index` milks with her sick quarter's conductivity times
+        `ec_factor` (> 1; 1 makes her healthy again). Safe while the scenario runs."""
+        if not 0 <= cow_index < self.cows:
+            raise ValueError(f"no cow {cow_index}: the herd has cows 0 to {self.cows - 1}")
+        if not 1.0 <= ec_factor <= 3.0:
+            raise ValueError(f"ec_factor must be 1 to 3, not {ec_factor}")
+        sick = {k: v for k, v in self._sick.items() if k != cow_index}
+        if ec_factor > 1.0:
+            sick[cow_index] = ec_factor
+        # Replaced whole, never changed in place: the scenario thread reads it without a lock.
+        self._sick = sick
+
+    @property
+    def sick_cows(self) -> dict[int, float]:
+        """Cow index -> conductivity factor of her sick quarter."""
+        return dict(self._sick)
 
     # -- running -------------------------------------------------------------------------------
     @property
@@ -679,17 +712,26 @@ class ParlourScenario:
         cond = cow.conductivity_ms_cm
         warm = min(1.0, rel / m.curve.ramp_s) if m.curve.ramp_s > 0 else 1.0
         temp = 35.0 + (cow.temperature_c - 35.0) * warm + 0.08 * n(1)
-        lf, rf, lr, rr = cow.quarter_offsets_ms_cm
+        quarters = [cond + off for off in cow.quarter_offsets_ms_cm]
+        sick = self._sick.get(m.cow_index, 1.0)
+        q_hi = [hi_c] * 4
+        if sick > 1.0:
+            rise = quarters[SICK_QUARTER] * (sick - 1.0)
+            quarters[SICK_QUARTER] += rise
+            q_hi[SICK_QUARTER] = hi_c * sick
+            cond += rise / 4.0
+        cow_hi = hi_c * (1.0 + (sick - 1.0) / 4.0)
+        lf, rf, lr, rr = quarters
         return {
             "yield_l": m.counter_l(t),
             "flow_l_min": m.curve.flow_at(rel),
             "session_time_s": max(0, int(t - since)),
             "status": 1,
-            "conductivity_ms_cm": _clamp(cond + 0.1 * n(0), lo_c, hi_c),
-            "ec_lf_ms_cm": _clamp(cond + lf + 0.1 * n(2), lo_c, hi_c),
-            "ec_rf_ms_cm": _clamp(cond + rf + 0.1 * n(3), lo_c, hi_c),
-            "ec_lr_ms_cm": _clamp(cond + lr + 0.1 * n(4), lo_c, hi_c),
-            "ec_rr_ms_cm": _clamp(cond + rr + 0.1 * n(5), lo_c, hi_c),
+            "conductivity_ms_cm": _clamp(cond + 0.1 * n(0), lo_c, cow_hi),
+            "ec_lf_ms_cm": _clamp(lf + 0.1 * n(2), lo_c, q_hi[0]),
+            "ec_rf_ms_cm": _clamp(rf + 0.1 * n(3), lo_c, q_hi[1]),
+            "ec_lr_ms_cm": _clamp(lr + 0.1 * n(4), lo_c, q_hi[2]),
+            "ec_rr_ms_cm": _clamp(rr + 0.1 * n(5), lo_c, q_hi[3]),
             "temperature_c": _clamp(temp, *TEMPERATURE_RANGE_C),
             "fat_pct": cow.fat_pct + 0.05 * n(6),
             "protein_pct": cow.protein_pct + 0.03 * n(7),

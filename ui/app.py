@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,6 +93,8 @@ class Console:
         self.window.on_close = self._on_window_closed
         self.started = False
         self.report: ShutdownReport | None = None
+        # Cow indexes the demo made sick (see `open_demo_console`).
+        self.sick_cows: tuple[int, ...] = ()
         # Called at start before the pollers (the demo starts its simulated parlour here).
         self.before_start: list[Callable[[], object]] = []
 
@@ -103,9 +105,24 @@ class Console:
         for fn in self.before_start:
             fn()
         self.runtime.start_recorder()
+        self.start_sync()
         for w in self.workers:
             w.start()
         self.window.start()
+
+    def start_sync(self) -> bool:
+        """Start the Odoo sync when the config has an [odoo] section (else the status bar keeps
+        saying "not configured"). Its status reaches the status bar through the bridge."""
+        try:
+            started = self.runtime.start_sync(self.bridge.publish_sync_status)
+        except Exception as exc:  # a bad [odoo] section must not keep the parlour from milking
+            log.exception("the Odoo sync could not start")
+            self.window.status.set_sync_status(f"not started: {exc}", "error")
+            return False
+        sync = self.runtime.sync
+        if started and sync is not None:
+            self.window.attach_sync(sync.retry_now)
+        return started
 
     def _on_window_closed(self) -> None:
         self.shutdown()
@@ -116,7 +133,7 @@ class Console:
         if self.report is not None:
             return self.report
         t0 = time.monotonic()
-        self.window.refresher.stop()
+        self.window.stop_reading()
         ok = stop_workers(self.workers, WORKER_STOP_TIMEOUT_S)
         t_workers = time.monotonic() - t0
         self.tasks.wait_for_done(5.0)
@@ -170,14 +187,30 @@ DEMO_COW_NAMES = (
 )
 # Every this-many-th cow is left out of the demo herd list, so "unknown tag" shows up.
 DEMO_UNLISTED_EVERY = 23
+# Days of past milkings per cow: more than the mastitis detector's minimum baseline (6).
+DEMO_HISTORY_DAYS = 8
+DEMO_SICK_COWS = 2
+# A clinical case: the sick quarter's conductivity half as high again.
+DEMO_SICK_FACTOR = 1.5
 
 
-def seed_demo_herd(db: Database, scenario: Any, *, seed: int = 1) -> int:
-    """Put the simulated herd in the demo database, with three past milkings per cow.
+def seed_demo_herd(
+    db: Database,
+    scenario: Any,
+    *,
+    seed: int = 1,
+    days: int = DEMO_HISTORY_DAYS,
+    sick_cows: Mapping[int, float] | None = None,
+) -> int:
+    """Put the simulated herd in the demo database, with one past milking a day for `days` days.
 
     The console then shows numbers and names instead of raw tags, and an expected yield (so the
-    target mark, the percentage and LOW YIELD have something to work with). A few cows are
-    left out on purpose. Returns how many animals were written.
+    target mark, the percentage and LOW YIELD have something to work with). The past milkings
+    carry her conductivity (cow and quarters, as her simulated meter shows it), so the health
+    hook's mastitis detector has a baseline for every cow from the start. A cow in `sick_cows`
+    (index -> factor, as `ParlourScenario.make_sick`) already showed the first signs
+    yesterday: her milking today is then enough to raise an alert. A few cows are left out on
+    purpose. Returns how many animals were written.
     """
     import random
 
@@ -213,8 +246,14 @@ def seed_demo_herd(db: Database, scenario: Any, *, seed: int = 1) -> int:
             milking = planned.get(cow.index)
             if milking is None:
                 continue
-            for day in (1, 2, 3):
-                started = now - timedelta(days=day, hours=rng.uniform(0, 2))
+            # Her past milkings at the wall-clock time the demo will milk her today, so the
+            # cow-swap check sees her usual time of day, not a stranger's.
+            today = now + timedelta(seconds=milking.attach_s / scenario.time_scale)
+            for day in range(days, 0, -1):
+                started = today - timedelta(days=day, minutes=rng.uniform(-10.0, 10.0))
+                duration_s = milking.curve.duration_s * rng.uniform(0.95, 1.05)
+                factor = (sick_cows or {}).get(cow.index, 1.0) if day == 1 else 1.0
+                ec = _demo_conductivity(cow, rng, factor)
                 snap = SessionSnapshot(
                     key=f"DEMO-HIST-{cow.index}-{day}",
                     meter_id=milking.meter_id,
@@ -222,9 +261,16 @@ def seed_demo_herd(db: Database, scenario: Any, *, seed: int = 1) -> int:
                     started_at=started,
                     state="completed",
                     rfid=animal.rfid_tag,
-                    ended_at=started + timedelta(minutes=7),
-                    duration_s=420.0,
-                    yield_l=round(milking.yield_l * rng.uniform(0.92, 1.12), 2),
+                    ended_at=started + timedelta(seconds=duration_s),
+                    duration_s=round(duration_s, 1),
+                    yield_l=round(milking.yield_l * rng.uniform(0.97, 1.03), 2),
+                    conductivity_mean_ms_cm=ec[0],
+                    conductivity_max_ms_cm=ec[0] + 0.1,
+                    ec_lf_ms_cm=ec[1],
+                    ec_rf_ms_cm=ec[2],
+                    ec_lr_ms_cm=ec[3],
+                    ec_rr_ms_cm=ec[4],
+                    temperature_c=round(cow.temperature_c + rng.uniform(0.0, 0.08), 2),
                 )
                 row = new_session_row(snap, now)
                 row.animal_id = animal.id
@@ -232,6 +278,40 @@ def seed_demo_herd(db: Database, scenario: Any, *, seed: int = 1) -> int:
                 row.quality_grade = rng.choice(("A", "A", "A", "B"))
                 tx.add(row)
     return written
+
+
+def _demo_conductivity(
+    cow: Any, rng: Any, factor: float
+) -> tuple[float, float, float, float, float]:
+    """A past milking's conductivity as the simulator would show it for `cow`: cow mean, then
+    LF, RF, LR, RR (a sick quarter's raised by `factor`, see `simulators.parlour`)."""
+    from simulators.parlour import CONDUCTIVITY_RANGE_MS_CM, SICK_QUARTER
+
+    lo, hi = CONDUCTIVITY_RANGE_MS_CM
+    base = cow.conductivity_ms_cm
+    quarters = [base + off for off in cow.quarter_offsets_ms_cm]
+    rise = quarters[SICK_QUARTER] * (factor - 1.0)
+    quarters[SICK_QUARTER] += rise
+    shown = [round(min(max(q + rng.uniform(-0.1, 0.1), lo), hi * factor), 3) for q in quarters]
+    mean = round(base + rise / 4.0 + rng.uniform(-0.03, 0.03), 3)
+    return mean, shown[0], shown[1], shown[2], shown[3]
+
+
+def pick_sick_cows(scenario: Any, config: ParlourConfig, count: int) -> dict[int, float]:
+    """The first `count` listed cows the plan milks on meters that report each quarter's
+    conductivity (the detector is surest there), each with the factor DEMO_SICK_FACTOR."""
+    quarter_meters = {
+        m.id for m in config.meters if "ec_lf_ms_cm" in config.profiles[m.profile].fields
+    }
+    out: dict[int, float] = {}
+    for milking in sorted(scenario.plan, key=lambda p: p.attach_s):
+        if len(out) >= count:
+            break
+        listed = milking.cow_index % DEMO_UNLISTED_EVERY != DEMO_UNLISTED_EVERY - 1
+        # Her tag must be read and known, or no cow is there to alert about.
+        if milking.meter_id in quarter_meters and listed and "missed_rfid" not in milking.faults:
+            out.setdefault(milking.cow_index, DEMO_SICK_FACTOR)
+    return out
 
 
 def open_demo_console(
@@ -243,10 +323,13 @@ def open_demo_console(
     seed: int = 1,
     db_path: Path | None = None,
     faults: Any = "typical",
+    sick_cows: int = DEMO_SICK_COWS,
 ) -> Console:
     """A console on a simulated parlour in a temporary directory (removed at shutdown).
 
     `faults`: "typical" (a fault in about one milking in three), None, or a `FaultPlan`.
+    `sick_cows`: how many cows come in with mastitis (`pick_sick_cows`; their indexes are in
+    `console.sick_cows`), so the supervisor's alert review has something to show.
     The herd is written to the database first (see `seed_demo_herd`); the simulated cows start
     walking in when the console starts.
     """
@@ -261,16 +344,20 @@ def open_demo_console(
         simulator = SimulatedParlour(
             config, cows=cows, seed=seed, time_scale=time_scale, faults=plan
         )
+        sick = pick_sick_cows(simulator.scenario, config, sick_cows)
+        for cow_index, factor in sick.items():
+            simulator.scenario.make_sick(cow_index, factor)
         path = db_path or workdir / "demo.sqlite"
         db = open_database(path)
         try:
-            seed_demo_herd(db, simulator.scenario, seed=seed)
+            seed_demo_herd(db, simulator.scenario, seed=seed, sick_cows=sick)
         finally:
             db.close()
         console = Console(config, path, theme=theme, simulator=simulator, workdir=workdir)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
+    console.sick_cows = tuple(sorted(sick))
     console.before_start.append(simulator.start)
     return console
 

@@ -5,6 +5,10 @@ threads. Those calls only append to a locked queue and, when the queue was empty
 internal signal that Qt delivers *queued* to the GUI thread; there the queue is drained and each
 event is re-emitted as a typed signal. So widgets are only ever touched on the GUI thread, a burst
 of events costs one cross-thread wake-up, and a poller never waits on the GUI.
+
+The sync worker's `SyncStatus` takes a path of its own (`publish_sync_status`): only the latest
+status matters, so a burst of them (one per pushed batch while a backlog drains) is coalesced
+to the newest one and costs one wake-up.
 """
 
 from __future__ import annotations
@@ -57,8 +61,10 @@ class EventBridge(QObject):
     poll_cycle_completed = Signal(object)  # PollCycleCompleted
     sessions_committed = Signal(object)  # list[object]: what the recorder just committed
     other_event = Signal(object)  # anything else a later core version publishes
+    sync_status_changed = Signal(object)  # milkconsole.sync.engine.SyncStatus
 
     _events_pending = Signal()
+    _sync_pending = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -67,6 +73,10 @@ class EventBridge(QObject):
         self._wake_pending = False
         self.dropped = 0
         self._events_pending.connect(self._drain, Qt.ConnectionType.QueuedConnection)
+        self._sync_latest: object = None
+        self._sync_wake_pending = False
+        self.sync_statuses = 0  # statuses the GUI thread re-emitted (after coalescing)
+        self._sync_pending.connect(self._drain_sync, Qt.ConnectionType.QueuedConnection)
 
     # -- any thread ---------------------------------------------------------------------------
     def publish(self, event: object) -> None:
@@ -83,6 +93,15 @@ class EventBridge(QObject):
     def publish_committed(self, events: list[object]) -> None:
         """Queue a batch the recorder committed (the dashboard re-reads the database on it)."""
         self.publish(_Committed(list(events)))
+
+    def publish_sync_status(self, status: object) -> None:
+        """Hand a `SyncStatus` to the GUI thread (any thread; only the newest one is kept)."""
+        with self._lock:
+            self._sync_latest = status
+            wake = not self._sync_wake_pending
+            self._sync_wake_pending = True
+        if wake:
+            self._sync_pending.emit()
 
     def attach(self, runtime: Any) -> None:
         """Listen to a `ParlourRuntime`'s live and committed events."""
@@ -101,6 +120,15 @@ class EventBridge(QObject):
                 self._dispatch(event)
             except Exception:  # one bad widget update must not lose the rest of the batch
                 log.exception("handling %s failed", type(event).__name__)
+
+    @Slot()
+    def _drain_sync(self) -> None:
+        with self._lock:
+            status, self._sync_latest = self._sync_latest, None
+            self._sync_wake_pending = False
+        if status is not None:
+            self.sync_statuses += 1
+            self.sync_status_changed.emit(status)
 
     def _dispatch(self, event: object) -> None:
         if isinstance(event, ReadingTaken):

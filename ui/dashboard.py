@@ -8,12 +8,11 @@ dashboard costs the GUI thread nothing while the operator watches the stalls.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QTimer, Slot
 from PySide6.QtGui import QBrush, QColor, QFont, QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
@@ -31,7 +30,7 @@ from PySide6.QtWidgets import (
 from milkconsole.events import SessionCompleted, SessionSnapshot, SessionStarted, SessionUpdated
 from milkconsole.production import GRADES, ProductionSnapshot, SessionRow
 from ui.theme import DARK, Theme
-from ui.workers import TaskRunner
+from ui.workers import CoalescedReader, TaskRunner
 
 # The database is read at most this often, however fast sessions are committed.
 MIN_REFRESH_INTERVAL_S = 0.5
@@ -39,12 +38,10 @@ MIN_REFRESH_INTERVAL_S = 0.5
 IDLE_REFRESH_S = 15.0
 
 
-class DashboardRefresher(QObject):
+class DashboardRefresher(CoalescedReader):
     """Reads `ProductionSnapshot`s off the GUI thread, coalesced: at most one read in flight and
-    at most one per MIN_REFRESH_INTERVAL_S; a request while one runs schedules exactly one more."""
-
-    refreshed = Signal(object)  # ProductionSnapshot
-    failed = Signal(str)
+    at most one per MIN_REFRESH_INTERVAL_S; a request while one runs schedules exactly one more;
+    and every IDLE_REFRESH_S on its own."""
 
     def __init__(
         self,
@@ -52,66 +49,14 @@ class DashboardRefresher(QObject):
         tasks: TaskRunner,
         parent: QObject | None = None,
     ) -> None:
-        super().__init__(parent)
-        self._read = read
-        self._tasks = tasks
-        self._in_flight = False
-        self._again = False
-        self._last_start = 0.0
-        self.reads = 0
-        self._timer = QTimer(self)
-        self._timer.setSingleShot(True)
-        self._timer.timeout.connect(self._start)
-        self._idle = QTimer(self)
-        self._idle.setInterval(int(IDLE_REFRESH_S * 1000))
-        self._idle.timeout.connect(self.request)
-        self._stopped = False
-
-    def start(self) -> None:
-        self._idle.start()
-        self.request()
-
-    def stop(self) -> None:
-        self._stopped = True
-        self._idle.stop()
-        self._timer.stop()
-
-    @Slot()
-    @Slot(object)
-    def request(self, *_: object) -> None:
-        """Something changed: read again soon (never more than one read at a time)."""
-        if self._stopped:
-            return
-        if self._in_flight:
-            self._again = True
-            return
-        if self._timer.isActive():
-            return
-        wait = MIN_REFRESH_INTERVAL_S - (time.monotonic() - self._last_start)
-        self._timer.start(max(0, int(wait * 1000)))
-
-    @Slot()
-    def _start(self) -> None:
-        if self._stopped:
-            return
-        self._in_flight = True
-        self._again = False
-        self._last_start = time.monotonic()
-        self.reads += 1
-        self._tasks.submit(self._read, self._done, self._error, name="production snapshot")
-
-    def _done(self, snap: object) -> None:
-        self._in_flight = False
-        if not self._stopped:
-            self.refreshed.emit(snap)
-        if self._again:
-            self.request()
-
-    def _error(self, exc: BaseException) -> None:
-        self._in_flight = False
-        self.failed.emit(f"{type(exc).__name__}: {exc}")
-        if self._again:
-            self.request()
+        super().__init__(
+            read,
+            tasks,
+            name="production snapshot",
+            min_interval_s=MIN_REFRESH_INTERVAL_S,
+            idle_s=IDLE_REFRESH_S,
+            parent=parent,
+        )
 
 
 def _item(text: str, *, align_right: bool = False) -> QTableWidgetItem:

@@ -1,9 +1,14 @@
-"""The console's main window: the stall view and the production dashboard in tabs, the status bar.
+"""The console's main window: stalls, production and the supervisor's alerts in tabs, a status bar.
 
 The window wires the bridge's signals to the widgets, reads the database only through the task
-runner (production snapshot, herd list) and records the operator's actions (manual ID,
-re-attach) on a pool thread. It owns no threads of its own; `ui.app.Console` starts and stops the
-pollers and calls `on_close` when the window closes.
+runner (production snapshot, herd list, the alert marks on the tiles) and records the operator's
+actions (manual ID, re-attach) on a pool thread. It owns no threads of its own; `ui.app.Console`
+starts and stops the pollers and the sync and calls `on_close` when the window closes.
+
+Actions that need a PIN (acknowledging and resolving alerts) go through `ask_pin(action, then)`.
+Until the technician tools are installed (`install_technician`, which also hands over their PIN
+prompt) the window asks with its own `PinDialog` on its `access` lock. The menu bar keeps a place
+for the Technician menu, before the Supervisor menu.
 """
 
 from __future__ import annotations
@@ -13,20 +18,33 @@ import time
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import QHBoxLayout, QMainWindow, QPushButton, QTabWidget, QWidget
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import QHBoxLayout, QMainWindow, QMenu, QPushButton, QTabWidget, QWidget
 
+from milkconsole.alerts import AlertMarks, alert_marks
 from milkconsole.config import ParlourConfig
 from milkconsole.production import AnimalInfo, HerdDirectory, load_herd, production_snapshot
+from milkconsole.roles import (
+    AccessControl,
+    AccessDenied,
+    AccessSettings,
+    Grant,
+    UserInfo,
+    UserStore,
+)
 from milkconsole.store.db import Database
 from milkconsole.store.sessions import SessionRecord, SessionStore
+from milkconsole.sync.engine import SyncStatus
+from ui.alert_review import AlertReviewWidget, AskPin
 from ui.bridge import EventBridge
 from ui.dashboard import DashboardRefresher, DashboardWidget
 from ui.manual_id_dialog import ManualIdDialog, StallActionsDialog
+from ui.pin_dialog import PinDialog
 from ui.stall_view import StallViewWidget
 from ui.status_bar import ParlourStatusBar
+from ui.sync_panel import SyncPanelDialog
 from ui.theme import DARK, THEMES, Theme, apply_theme
-from ui.workers import LoopWorkerThread, TaskRunner
+from ui.workers import CoalescedReader, LoopWorkerThread, TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +52,8 @@ HERD_REFRESH_S = 120.0
 # The recorder commits a new session within a moment; a manual ID typed in the first second of
 # a milking may reach the database before the session row does, so the write waits that long.
 MANUAL_ID_ROW_WAIT_S = 5.0
+# The alert marks on the tiles are re-read after each commit and at least this often.
+ALERT_MARKS_IDLE_S = 60.0
 
 
 class MainWindow(QMainWindow):
@@ -52,6 +72,7 @@ class MainWindow(QMainWindow):
         theme: Theme = DARK,
         tasks: TaskRunner | None = None,
         actor: str = "operator",
+        access: AccessControl | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -61,6 +82,11 @@ class MainWindow(QMainWindow):
         self.theme = theme
         self.actor = actor
         self.tasks = tasks or TaskRunner(parent=self)
+        self.access = access or AccessControl(UserStore(db), AccessSettings.from_parlour(config))
+        self._ask_pin: AskPin = self._ask_pin_here
+        self.pin_dialog: PinDialog | None = None
+        self.sync_panel: SyncPanelDialog | None = None
+        self._retry_sync: Callable[[], None] | None = None
         self.on_close: Callable[[], None] | None = None
         self.setWindowTitle(f"Milk Console — {config.name}")
 
@@ -69,8 +95,12 @@ class MainWindow(QMainWindow):
         self.stall_view = StallViewWidget(config, theme)
         self.dashboard = DashboardWidget(theme)
         self.dashboard.cow_text = lambda s: self.stall_view.identity_for(s)[0].line
+        self.alert_review = AlertReviewWidget(
+            db, self.tasks, ask_pin=lambda action, then: self.ask_pin(action, then), theme=theme
+        )
         self.tabs.addTab(self.stall_view, "Stalls")
         self.tabs.addTab(self.dashboard, "Production")
+        self.alerts_tab = self.tabs.addTab(self.alert_review, "Alerts")
         corner = QWidget()
         cl = QHBoxLayout(corner)
         cl.setContentsMargins(0, 0, 6, 0)
@@ -96,6 +126,14 @@ class MainWindow(QMainWindow):
         self.refresher.failed.connect(
             lambda msg: self.status.showMessage(f"Dashboard: {msg}", 10000)
         )
+        self.marks = CoalescedReader(
+            lambda: alert_marks(self.db),
+            self.tasks,
+            name="alert marks",
+            idle_s=ALERT_MARKS_IDLE_S,
+            parent=self,
+        )
+        self.marks.refreshed.connect(self._apply_marks)
         self._herd_timer = QTimer(self)
         self._herd_timer.setInterval(int(HERD_REFRESH_S * 1000))
         self._herd_timer.timeout.connect(self.reload_herd)
@@ -111,6 +149,13 @@ class MainWindow(QMainWindow):
         b.poll_cycle_completed.connect(self.stall_view.on_poll_cycle)
         b.poll_cycle_completed.connect(self.status.on_poll_cycle)
         b.sessions_committed.connect(self.refresher.request)
+        b.sessions_committed.connect(self.marks.request)
+        b.sessions_committed.connect(self.alert_review.refresh)
+        b.sync_status_changed.connect(self.status.on_sync_status)
+        b.sync_status_changed.connect(self._on_sync_status)
+        self.status.sync_clicked.connect(self.open_sync_panel)
+        self.alert_review.alert_changed.connect(self._on_alert_changed)
+        self.alert_review.action_failed.connect(lambda msg: self.status.showMessage(msg, 15000))
 
         self.stall_view.tile_activated.connect(self.open_stall_actions)
         self.stall_view.manual_id_requested.connect(self.open_manual_id)
@@ -120,20 +165,137 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("F11"), self, self.toggle_fullscreen)
         QShortcut(QKeySequence("Ctrl+1"), self, lambda: self.tabs.setCurrentIndex(0))
         QShortcut(QKeySequence("Ctrl+2"), self, lambda: self.tabs.setCurrentIndex(1))
+        QShortcut(QKeySequence("Ctrl+3"), self, self.show_alerts)
+        self._build_menus()
         self.resize(1600, 950)
 
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        # The Technician menu goes here, before Supervisor (see `install_technician`).
+        self.technician_menu: QMenu | None = None
+        self.supervisor_menu = bar.addMenu("&Supervisor")
+        self.alerts_action = QAction("Alert review", self)
+        self.alerts_action.triggered.connect(self.show_alerts)
+        self.sync_action = QAction("Odoo sync…", self)
+        self.sync_action.triggered.connect(self.open_sync_panel)
+        self.supervisor_menu.addAction(self.alerts_action)
+        self.supervisor_menu.addAction(self.sync_action)
+
+    def install_technician(
+        self, menu: QMenu, status_widget: QWidget | None = None, ask_pin: AskPin | None = None
+    ) -> None:
+        """Put the technician tools in their place: `menu` before the Supervisor menu, the lock
+        status in the status bar, and their PIN prompt (`TechActions.require`) for every guarded
+        action of the window, so the console has one lock. Give the window the same
+        `AccessControl` the tools use (the `access` argument) when there is one."""
+        bar = self.menuBar()
+        if self.technician_menu is not None:
+            bar.removeAction(self.technician_menu.menuAction())
+        bar.insertMenu(self.supervisor_menu.menuAction(), menu)
+        self.technician_menu = menu
+        if status_widget is not None:
+            self.status.addPermanentWidget(status_widget)
+        if ask_pin is not None:
+            self._ask_pin = ask_pin
+
     def start(self) -> None:
-        """Begin reading the database (dashboard, herd list)."""
+        """Begin reading the database (dashboard, herd list, alert marks)."""
         self.refresher.start()
+        self.marks.start()
         self.reload_herd()
         self._herd_timer.start()
         # After the first paint: the chart's import is the slowest part of starting up.
         QTimer.singleShot(300, self.dashboard.build_chart)
 
+    def stop_reading(self) -> None:
+        """Stop every periodic database read (shutdown; jobs already running finish)."""
+        self.refresher.stop()
+        self.marks.stop()
+        self.alert_review.stop()
+        self._herd_timer.stop()
+        if self.sync_panel is not None:
+            self.sync_panel.reader.stop()
+
     def attach_workers(self, workers: list[LoopWorkerThread]) -> None:
         for w in workers:
             w.failed.connect(self.status.on_worker_failed)
             w.restarted.connect(self.status.on_worker_restarted)
+
+    def attach_sync(self, retry_now: Callable[[], None]) -> None:
+        """The running sync worker's `retry_now` (the sync panel's Retry and Sync now use it)."""
+        self._retry_sync = retry_now
+        if self.sync_panel is not None:
+            self.sync_panel.set_retry_now(retry_now)
+
+    # -- PIN ------------------------------------------------------------------------------------
+    def ask_pin(self, action: str, then: Callable[[Grant], None]) -> None:
+        """Run `then(grant)` now if the console is unlocked for `action`, else after a PIN."""
+        self._ask_pin(action, then)
+
+    def _ask_pin_here(self, action: str, then: Callable[[Grant], None]) -> None:
+        try:
+            grant = self.access.require(action)
+        except AccessDenied:
+            pass
+        else:
+            then(grant)
+            return
+
+        def show(users: list[UserInfo]) -> None:
+            if self.pin_dialog is not None:
+                self.pin_dialog.reject()
+            dlg = PinDialog(self.access, action, users, self, tasks=self.tasks)
+            dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+            self.pin_dialog = dlg
+
+            def finished(_result: int) -> None:
+                if self.pin_dialog is dlg:
+                    self.pin_dialog = None
+                if dlg.grant is not None:
+                    then(dlg.grant)
+
+            dlg.finished.connect(finished)
+            dlg.open()
+
+        users = self.access.users
+        self.tasks.submit(
+            users.users,
+            show,
+            lambda exc: self.action_failed.emit(f"Could not list the users: {exc}"),
+            name="users for PIN",
+        )
+
+    # -- alerts and sync ------------------------------------------------------------------------
+    @Slot()
+    def show_alerts(self) -> None:
+        self.tabs.setCurrentWidget(self.alert_review)
+
+    def _apply_marks(self, marks: AlertMarks) -> None:
+        self.stall_view.set_cow_alerts(marks.by_animal)
+        label = f"Alerts ({marks.open_count})" if marks.open_count else "Alerts"
+        if self.tabs.tabText(self.alerts_tab) != label:
+            self.tabs.setTabText(self.alerts_tab, label)
+
+    def _on_alert_changed(self, _record: object) -> None:
+        self.marks.request()
+        self.refresher.request()
+
+    @Slot()
+    def open_sync_panel(self) -> SyncPanelDialog:
+        if self.sync_panel is None:
+            self.sync_panel = SyncPanelDialog(
+                self.db, self.tasks, retry_now=self._retry_sync, parent=self
+            )
+        if self.status.sync_status is not None:
+            self.sync_panel.apply_status(self.status.sync_status)
+        self.sync_panel.show()
+        self.sync_panel.raise_()
+        return self.sync_panel
+
+    @Slot(object)
+    def _on_sync_status(self, status: SyncStatus) -> None:
+        if self.sync_panel is not None and self.sync_panel.isVisible():
+            self.sync_panel.apply_status(status)
 
     # -- database reads -----------------------------------------------------------------------
     @Slot()
@@ -248,6 +410,7 @@ class MainWindow(QMainWindow):
             apply_theme(app, theme)
         self.stall_view.set_theme(theme)
         self.dashboard.set_theme(theme)
+        self.alert_review.set_theme(theme)
         self.status.set_theme(theme)
         self._update_theme_button()
 
@@ -265,8 +428,7 @@ class MainWindow(QMainWindow):
             self.fullscreen_button.setText("Leave full screen")
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self.refresher.stop()
-        self._herd_timer.stop()
+        self.stop_reading()
         if self.on_close is not None:
             self.on_close()
         super().closeEvent(event)

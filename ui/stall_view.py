@@ -6,7 +6,9 @@ by hand (`layout_tiles`, plain arithmetic, no Qt layouts) so 80 tiles re-place i
 
 This widget also decides what each tile says: which cow (manual correction, the database's
 identity, the tag through the herd list, or "unknown tag"/"no ID"), what she is expected to
-give, and which alert chips apply.
+give, and which alert chips apply: the tile's own thresholds on the live figures, the alerts the
+health module stored for this session, and the cow's stored alerts that still need someone (an
+open mastitis alert from yesterday shows while she is milked today).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal, Slot
@@ -246,6 +248,7 @@ class StallViewWidget(QScrollArea):
         self._manual: dict[str, AnimalInfo] = {}
         self._db_identity: dict[str, tuple[int | None, str | None]] = {}
         self._stored_alerts: dict[str, tuple[str, ...]] = {}
+        self._cow_alerts: Mapping[int, tuple[str, ...]] = {}
         self._idle_timer = QTimer(self)
         self._idle_timer.setInterval(5000)
         self._idle_timer.timeout.connect(self._expire_done)
@@ -346,7 +349,10 @@ class StallViewWidget(QScrollArea):
         expected = self.herd.expected_for(animal_id)
         tile.set_identity(identity)
         tile.set_expected(expected)
-        tile.set_alerts(tile_alerts(session, expected, self._stored_alerts.get(session.key, ())))
+        stored = self._stored_alerts.get(session.key, ())
+        if animal_id is not None:
+            stored = stored + self._cow_alerts.get(animal_id, ())
+        tile.set_alerts(tile_alerts(session, expected, stored))
 
     def _apply_session(self, session: SessionSnapshot) -> None:
         stall = self.stall_of_meter.get(session.meter_id, session.stall)
@@ -404,6 +410,14 @@ class StallViewWidget(QScrollArea):
             return
         self._db_identity = ident
         self._stored_alerts = alerts
+        for stall in self._sessions:
+            self._refresh_tile(stall)
+
+    def set_cow_alerts(self, by_animal: Mapping[int, tuple[str, ...]]) -> None:
+        """Kinds of each cow's stored alerts that still need someone (`alerts.alert_marks`)."""
+        if by_animal == self._cow_alerts:
+            return
+        self._cow_alerts = by_animal
         for stall in self._sessions:
             self._refresh_tile(stall)
 

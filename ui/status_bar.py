@@ -2,17 +2,20 @@
 
 A bus button shows ok (every meter answers), DEGRADED (some do not, or answer badly) or OFFLINE
 (none answers) as icon + word + how many meters are ok; clicking it opens the meters'
-details (state, last answer, failures, last error), kept current while open. The sync slot says
-"not configured" until the sync module reports with `set_sync_status`. Worker failures show as a
-red notice that opens the traceback.
+details (state, last answer, failures, last error), kept current while open. The sync button says
+"not configured" until the sync worker reports a `SyncStatus` (`on_sync_status`): online or
+offline, how many records wait (backlog), how many Odoo refused (dead), and when the last pass
+ended; clicking it emits `sync_clicked` (the window opens the sync panel). Worker failures show
+as a red notice that opens the traceback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSize, Qt, QTimer, Slot
+from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QDialog,
@@ -32,6 +35,9 @@ from milkconsole.events import MeterHealth, MeterStateChanged, PollCycleComplete
 from ui.theme import DARK, Theme, icon
 from ui.workers import WorkerFailure
 
+if TYPE_CHECKING:
+    from milkconsole.sync.engine import SyncStatus
+
 DB_PATH_MAX_PX = 300
 _WORD = {"ok": "ok", "degraded": "DEGRADED", "offline": "OFFLINE"}
 
@@ -45,6 +51,38 @@ def bus_state_of(states: Sequence[str]) -> str:
 
 def _local(dt: datetime | None) -> str:
     return dt.astimezone().strftime("%H:%M:%S") if dt else "never"
+
+
+def sync_text(status: SyncStatus) -> tuple[str, str]:
+    """The sync button's words and colour state (ok, pending, error, idle) for a status.
+
+    'online · 3 waiting · 1 refused · last 14:02'; refused records or a refused login are
+    errors (someone must act), offline or a backlog is pending, else ok.
+    """
+    words = {
+        "online": "online",
+        "offline": "OFFLINE",
+        "not_configured": "not configured",
+        "auth_failed": "LOGIN REFUSED",
+    }
+    parts = [words.get(status.state, status.state)]
+    if status.state == "not_configured":
+        return parts[0], "idle"
+    if status.backlog:
+        parts.append(f"{status.backlog} waiting")
+    if status.dead:
+        parts.append(f"{status.dead} refused")
+    if status.warnings:
+        parts.append(f"{len(status.warnings)} contract problem(s)")
+    last = status.last_sync_at
+    parts.append(f"last {last.astimezone().strftime('%H:%M')}" if last else "never synced")
+    if status.state == "auth_failed" or status.dead or status.warnings:
+        state = "error"
+    elif status.state != "online" or status.backlog:
+        state = "pending"
+    else:
+        state = "ok"
+    return " · ".join(parts), state
 
 
 class BusDetailsDialog(QDialog):
@@ -92,6 +130,8 @@ class BusDetailsDialog(QDialog):
 class ParlourStatusBar(QStatusBar):
     """Buses, database path and sync state along the bottom of the console."""
 
+    sync_clicked = Signal()
+
     def __init__(self, config: ParlourConfig, db_path: str, theme: Theme = DARK) -> None:
         super().__init__()
         self.theme = theme
@@ -128,7 +168,9 @@ class ParlourStatusBar(QStatusBar):
         self.sync_button = QToolButton()
         self.sync_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.sync_button.setIconSize(QSize(22, 22))
+        self.sync_button.clicked.connect(self.sync_clicked)
         self.addPermanentWidget(self.sync_button)
+        self.sync_status: SyncStatus | None = None
         self.clock = QLabel()
         self.addPermanentWidget(self.clock)
         self._clock_timer = QTimer(self)
@@ -175,6 +217,20 @@ class ParlourStatusBar(QStatusBar):
         self.sync_button.setText(f"Sync: {text}")
         self.sync_button.setIcon(icon("sync", color, 22))
         self.sync_button.setToolTip(f"Odoo sync: {text}")
+        self.sync_state = state
+
+    @Slot(object)
+    def on_sync_status(self, status: SyncStatus) -> None:
+        """The sync worker's latest status (through the bridge, on the GUI thread)."""
+        self.sync_status = status
+        text, state = sync_text(status)
+        self.set_sync_status(text, state)
+        tip = [f"Odoo sync: {text}"]
+        if status.last_error:
+            tip.append(f"Last error: {status.last_error}")
+        tip.extend(status.warnings)
+        tip.append("Click for the records Odoo refused and to retry")
+        self.sync_button.setToolTip("\n".join(tip))
 
     @Slot(object)
     def on_worker_failed(self, failure: WorkerFailure) -> None:
@@ -260,7 +316,10 @@ class ParlourStatusBar(QStatusBar):
         self.theme = theme
         self._dirty.update(self.bus_buttons)
         self._render()
-        self.set_sync_status(*self._sync)
+        if self.sync_status is not None:
+            self.on_sync_status(self.sync_status)
+        else:
+            self.set_sync_status(*self._sync)
 
     @Slot()
     def _tick(self) -> None:

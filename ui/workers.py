@@ -4,6 +4,8 @@
 loop raises it reports the traceback by signal, logs it, waits (interruptibly) and runs it again.
 `TaskRunner` runs short jobs (database reads and writes such as a manual ID) on a private
 `QThreadPool` and hands the result or the error back to the GUI thread by a queued signal.
+`CoalescedReader` repeats one such read on request, at most one in flight and at most one per
+interval, however often it is asked (a burst of committed sessions costs one read).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, Qt, QThread, QThreadPool, QTimer, Signal, Slot
 
 log = logging.getLogger(__name__)
 
@@ -203,3 +205,97 @@ class TaskRunner(QObject):
     def wait_for_done(self, timeout_s: float) -> bool:
         """Block until every submitted job ran (shutdown only: writes must not be cut off)."""
         return bool(self._pool.waitForDone(int(timeout_s * 1000)))
+
+
+class CoalescedReader(QObject):
+    """Runs `read()` on a `TaskRunner` when asked (`request`), coalesced: at most one read in
+    flight and at most one per `min_interval_s`; a request while one runs schedules exactly one
+    more. With `idle_s`, it also reads that often on its own (figures that move with the clock).
+    """
+
+    refreshed = Signal(object)  # what read() returned
+    failed = Signal(str)
+
+    def __init__(
+        self,
+        read: Callable[[], Any],
+        tasks: TaskRunner,
+        *,
+        name: str = "read",
+        min_interval_s: float = 0.5,
+        idle_s: float | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._read = read
+        self._tasks = tasks
+        self._name = name
+        self.min_interval_s = min_interval_s
+        self._in_flight = False
+        self._again = False
+        self._last_start = 0.0
+        self.reads = 0
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._start)
+        self._idle = QTimer(self)
+        if idle_s is not None:
+            self._idle.setInterval(int(idle_s * 1000))
+        self._idle.timeout.connect(self.request)
+        self._idle_s = idle_s
+        self._stopped = False
+
+    def start(self) -> None:
+        """Read now, then every `idle_s` (if set) and on every `request`."""
+        self._stopped = False
+        if self._idle_s is not None:
+            self._idle.start()
+        self.request()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._idle.stop()
+        self._timer.stop()
+
+    @property
+    def busy(self) -> bool:
+        """A read is running or scheduled."""
+        return self._in_flight or self._timer.isActive()
+
+    @Slot()
+    @Slot(object)
+    def request(self, *_: object) -> None:
+        """Something changed: read again soon (never more than one read at a time)."""
+        if self._stopped:
+            return
+        if self._in_flight:
+            self._again = True
+            return
+        if self._timer.isActive():
+            return
+        wait = self.min_interval_s - (time.monotonic() - self._last_start)
+        self._timer.start(max(0, int(wait * 1000)))
+
+    @Slot()
+    def _start(self) -> None:
+        if self._stopped:
+            return
+        self._in_flight = True
+        self._again = False
+        self._last_start = time.monotonic()
+        self.reads += 1
+        self._tasks.submit(self._read, self._done, self._error, name=self._name)
+
+    def _done(self, result: object) -> None:
+        self._in_flight = False
+        if not self._stopped:
+            self.refreshed.emit(result)
+        if self._again:
+            self.request()
+
+    def _error(self, exc: BaseException) -> None:
+        self._in_flight = False
+        if not self._stopped:
+            self.failed.emit(f"{type(exc).__name__}: {exc}")
+        if self._again:
+            self.request()

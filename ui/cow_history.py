@@ -1,0 +1,323 @@
+"""One cow's history: her milkings' conductivity and yield over time, with her alerts marked.
+
+Two pyqtgraph plots share a local-time axis: conductivity above (her cow-level mean as a line
+with points, each quarter as a thin line where the meter reports quarters, abnormal milkings as
+red rings) and yield below. Every alert is a vertical line across both plots, labelled with its
+kind and severity in words (red for critical, amber for warning, dashed once resolved), and a
+triangle on the milking that raised it. The history is read on the task runner
+(`milkconsole.alerts.cow_history`); a result that arrives after a newer request is dropped.
+pyqtgraph is imported when the first chart is built, not when the module is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QDialog, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from milkconsole.alerts import AlertRecord, CowHistory, HistoryPoint, cow_history
+from milkconsole.store.db import Database
+from ui.theme import DARK, Theme
+from ui.workers import TaskRunner
+
+QUARTER_NAMES = ("LF", "RF", "LR", "RR")
+# Quarter lines: distinct hues that stay apart on both themes (and they are named in the legend).
+QUARTER_COLORS = ("#26a69a", "#ab47bc", "#ff7043", "#8d6e63")
+HISTORY_DAYS = 30.0
+
+
+def _t(point_time: Any) -> float:
+    return float(point_time.timestamp())
+
+
+def alert_mark_text(alert: AlertRecord) -> str:
+    """The words on an alert's line: '⚠ mastitis · CRITICAL', '✓ mastitis · resolved'."""
+    kind = alert.kind.replace("_", " ")
+    if alert.state == "resolved":
+        return f"✓ {kind} · resolved"
+    return f"⚠ {kind} · {alert.severity.upper()}"
+
+
+class CowHistoryWidget(QWidget):
+    """A cow's conductivity and yield chart with her alerts; `load(animal_id)` or `show_history`."""
+
+    loaded = Signal(object)  # CowHistory
+    load_failed = Signal(str)
+
+    def __init__(
+        self,
+        db: Database | None = None,
+        tasks: TaskRunner | None = None,
+        *,
+        theme: Theme = DARK,
+        days: float = HISTORY_DAYS,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.db = db
+        self.tasks = tasks
+        self.theme = theme
+        self.days = days
+        self.history: CowHistory | None = None
+        self.animal_id: int | None = None
+        self._generation = 0
+        self.layout_ = QVBoxLayout(self)
+        self.layout_.setContentsMargins(0, 0, 0, 0)
+        self.title = QLabel("Cow history")
+        self.title.setObjectName("dialogTitle")
+        self.layout_.addWidget(self.title)
+        self.summary = QLabel("Pick an alert of a cow to see her milkings.")
+        self.summary.setWordWrap(True)
+        self.layout_.addWidget(self.summary)
+        self.chart: Any = None
+        self.ec_plot: Any = None
+        self.yield_plot: Any = None
+        # What is drawn, for tests and for redrawing on a theme change.
+        self.alert_lines: list[tuple[AlertRecord, Any, Any]] = []
+        self.alert_symbols: Any = None
+        self.ec_points = 0
+        self.yield_points = 0
+
+    # -- loading ------------------------------------------------------------------------------
+    def load(self, animal_id: int | None) -> None:
+        """Read the cow's history on the task runner and show it (None clears the chart)."""
+        self._generation += 1
+        generation = self._generation
+        self.animal_id = animal_id
+        if animal_id is None:
+            self.clear("This alert names no cow.")
+            return
+        if self.db is None or self.tasks is None:
+            raise RuntimeError("CowHistoryWidget.load needs a database and a task runner")
+        db, days = self.db, self.days
+        self.summary.setText("Reading her milkings…")
+
+        def done(history: CowHistory) -> None:
+            if generation == self._generation:
+                self.show_history(history)
+                self.loaded.emit(history)
+
+        def failed(exc: BaseException) -> None:
+            if generation == self._generation:
+                self.clear(f"Could not read her history: {exc}")
+                self.load_failed.emit(str(exc))
+
+        self.tasks.submit(
+            lambda: cow_history(db, animal_id, days=days), done, failed, name="cow history"
+        )
+
+    def reload(self) -> None:
+        if self.animal_id is not None:
+            self.load(self.animal_id)
+
+    # -- drawing ------------------------------------------------------------------------------
+    def _build(self) -> None:
+        if self.chart is not None:
+            return
+        import pyqtgraph as pg
+
+        self.chart = pg.GraphicsLayoutWidget()
+        self.chart.setMinimumHeight(320)
+        self.ec_plot = self.chart.addPlot(
+            row=0, col=0, axisItems={"bottom": pg.DateAxisItem(orientation="bottom")}
+        )
+        self.yield_plot = self.chart.addPlot(
+            row=1, col=0, axisItems={"bottom": pg.DateAxisItem(orientation="bottom")}
+        )
+        self.yield_plot.setXLink(self.ec_plot)
+        for plot, label in ((self.ec_plot, "Conductivity mS/cm"), (self.yield_plot, "Yield L")):
+            plot.setMenuEnabled(False)
+            plot.hideButtons()
+            plot.showGrid(x=True, y=True, alpha=0.2)
+            plot.setLabel("left", label)
+        # One row along the top (the range leaves room for it), not a column over the data.
+        self.ec_plot.addLegend(offset=(8, 2), labelTextSize="11pt", colCount=7)
+        self.layout_.addWidget(self.chart, 1)
+        self._style()
+
+    def _style(self) -> None:
+        if self.chart is None:
+            return
+        import pyqtgraph as pg
+
+        t = self.theme
+        self.chart.setBackground(t.panel)
+        font = QFont()
+        font.setPixelSize(14)
+        for plot in (self.ec_plot, self.yield_plot):
+            for axis in ("left", "bottom"):
+                ax = plot.getAxis(axis)
+                ax.setPen(pg.mkPen(t.text_dim))
+                ax.setTextPen(pg.mkPen(t.text))
+                ax.setStyle(tickFont=font)
+            plot.getAxis("left").label.setDefaultTextColor(pg.mkColor(t.text))
+
+    def set_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        self._style()
+        if self.history is not None:
+            self.show_history(self.history)
+
+    def clear(self, message: str = "") -> None:
+        self.history = None
+        self.title.setText("Cow history")
+        self.summary.setText(message)
+        if self.chart is not None:
+            self.ec_plot.clear()
+            self.yield_plot.clear()
+        self.alert_lines = []
+        self.alert_symbols = None
+        self.ec_points = self.yield_points = 0
+
+    def show_history(self, history: CowHistory) -> None:
+        """Draw `history` (GUI thread; no database access)."""
+        import pyqtgraph as pg
+
+        self._build()
+        self.history = history
+        t = self.theme
+        self.ec_plot.clear()
+        self.yield_plot.clear()
+        self.alert_lines = []
+        points = history.points
+        n_alerts = len(history.alerts)
+        self.title.setText(f"Cow {history.label}")
+        since = history.since.astimezone().strftime("%d %b")
+        abnormal = sum(1 for p in points if p.abnormal)
+        self.summary.setText(
+            f"{len(points)} milkings since {since}, {abnormal} abnormal; "
+            f"{n_alerts} alert{'s' if n_alerts != 1 else ''}"
+            + ("" if points else " — no finished milkings recorded in this time")
+        )
+        ec = [(p, p.conductivity_mean_ms_cm) for p in points if p.conductivity_mean_ms_cm]
+        xs = [_t(p.started_at) for p, _ in ec]
+        self.ec_plot.plot(
+            xs,
+            [v for _, v in ec],
+            pen=pg.mkPen(t.curve, width=3),
+            symbol="o",
+            symbolSize=7,
+            symbolBrush=t.curve,
+            symbolPen=None,
+            name="cow",
+        )
+        self.ec_points = len(ec)
+        for q, (name, color) in enumerate(zip(QUARTER_NAMES, QUARTER_COLORS, strict=True)):
+            qp = [(p, p.quarters_ms_cm[q]) for p in points if p.quarters_ms_cm[q] is not None]
+            if qp:
+                self.ec_plot.plot(
+                    [_t(p.started_at) for p, _ in qp],
+                    [v for _, v in qp],
+                    pen=pg.mkPen(color, width=1.5, style=Qt.PenStyle.DashLine),
+                    name=name,
+                )
+        bad = [(p, v) for p, v in ec if p.abnormal]
+        if bad:
+            self.ec_plot.plot(
+                [_t(p.started_at) for p, _ in bad],
+                [v for _, v in bad],
+                pen=None,
+                symbol="o",
+                symbolSize=15,
+                symbolBrush=None,
+                symbolPen=pg.mkPen(t.state("alert").color, width=2.5),
+                name="abnormal",
+            )
+        ys = [p for p in points if p.state != "in_progress"]
+        self.yield_plot.plot(
+            [_t(p.started_at) for p in ys],
+            [p.yield_l for p in ys],
+            pen=pg.mkPen(t.text_dim, width=2),
+            symbol="s",
+            symbolSize=7,
+            symbolBrush=t.text,
+            symbolPen=None,
+            name="yield",
+        )
+        self.yield_points = len(ys)
+        self._mark_alerts(history.alerts, {p.session_key: p for p in points})
+        self._set_ranges(points, history.alerts)
+
+    def _set_ranges(
+        self, points: tuple[HistoryPoint, ...], alerts: tuple[AlertRecord, ...]
+    ) -> None:
+        """Fixed ranges from the data: every reading in sight, yield from zero (so a day's dip
+        looks like what it is), and every alert line inside the time axis."""
+        times = [_t(p.started_at) for p in points] + [_t(a.raised_at) for a in alerts]
+        if not times:
+            return
+        lo, hi = min(times), max(times)
+        pad = max(3600.0, (hi - lo) * 0.03)
+        self.ec_plot.setXRange(lo - pad, hi + pad, padding=0)
+        values = [v for p in points for v in (p.conductivity_mean_ms_cm, *p.quarters_ms_cm) if v]
+        if values:
+            low, high = min(values), max(values)
+            margin = max(0.2, (high - low) * 0.08)
+            # Headroom above the data for the legend row and the alert labels.
+            head = max(0.5, (high - low) * 0.3)
+            self.ec_plot.setYRange(low - margin, high + head, padding=0)
+        top = max((p.yield_l for p in points), default=0.0)
+        self.yield_plot.setYRange(0.0, max(1.0, top * 1.15), padding=0)
+
+    def _mark_alerts(
+        self, alerts: tuple[AlertRecord, ...], by_key: dict[str, HistoryPoint]
+    ) -> None:
+        import pyqtgraph as pg
+
+        t = self.theme
+        sx: list[float] = []
+        sy: list[float] = []
+        brushes: list[Any] = []
+        for a in alerts:
+            color = t.state("alert" if a.severity == "critical" else "incomplete").color
+            style = Qt.PenStyle.DashLine if a.state == "resolved" else Qt.PenStyle.SolidLine
+            x = _t(a.raised_at)
+            pen = pg.mkPen(color, width=2.5, style=style)
+            top = pg.InfiniteLine(
+                pos=x,
+                angle=90,
+                pen=pen,
+                label=alert_mark_text(a),
+                labelOpts={"position": 0.9, "color": t.text, "fill": t.tile, "movable": False},
+            )
+            bottom = pg.InfiniteLine(pos=x, angle=90, pen=pen)
+            self.ec_plot.addItem(top, ignoreBounds=True)
+            self.yield_plot.addItem(bottom, ignoreBounds=True)
+            self.alert_lines.append((a, top, bottom))
+            point = by_key.get(a.session_key or "")
+            if point is not None and point.conductivity_mean_ms_cm is not None:
+                sx.append(_t(point.started_at))
+                sy.append(point.conductivity_mean_ms_cm)
+                brushes.append(pg.mkBrush(color))
+        self.alert_symbols = None
+        if sx:
+            self.alert_symbols = pg.ScatterPlotItem(
+                sx, sy, symbol="t1", size=20, brush=brushes, pen=pg.mkPen(t.text, width=1)
+            )
+            self.ec_plot.addItem(self.alert_symbols)
+
+
+class CowHistoryDialog(QDialog):
+    """A cow's history in a window of its own (for opening from anywhere in the console)."""
+
+    def __init__(
+        self,
+        db: Database,
+        tasks: TaskRunner,
+        animal_id: int,
+        *,
+        theme: Theme = DARK,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Cow history")
+        lay = QVBoxLayout(self)
+        self.history = CowHistoryWidget(db, tasks, theme=theme)
+        lay.addWidget(self.history, 1)
+        close = QPushButton("Close")
+        close.clicked.connect(self.accept)
+        lay.addWidget(close)
+        self.resize(1100, 700)
+        self.history.load(animal_id)
