@@ -123,3 +123,21 @@ def test_screenshot_of_the_demo_console_mid_milking(qtbot, demo):
     dash_png = ARTIFACTS / "demo_console_production.png"
     assert demo.window.grab().save(str(dash_png))
     assert stalls_png.stat().st_size > 20_000 and dash_png.stat().st_size > 20_000
+
+
+def test_technician_tools_are_in_the_console_and_self_test_runs_on_the_bus_poller(qtbot, demo):
+    menu = demo.window.technician_menu
+    assert menu is not None
+    titles = " ".join(a.text() for a in menu.actions()).lower()
+    assert "calibrat" in titles and "diagnos" in titles
+    assert demo.due_widget.isVisible()
+    # The self-test runs where the diagnostics view runs it: off the GUI thread, through the
+    # poller of the meter's own bus (stall 13 is on an RS-485 bus in the demo).
+    rtu_meter = next(m for m in demo.config.meters if demo.config.bus(m.bus).transport == "rtu")
+    box: dict[str, object] = {}
+    t = threading.Thread(target=lambda: box.setdefault("r", demo._run_self_test(rtu_meter.id)))
+    t.start()
+    qtbot.waitUntil(lambda: not t.is_alive(), timeout=20000)
+    result = box["r"]
+    assert result.meter_id == rtu_meter.id and result.blocks  # type: ignore[attr-defined]
+    assert all(b.error is None for b in result.blocks)  # type: ignore[attr-defined]

@@ -23,17 +23,21 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
 from milkconsole.config import ParlourConfig, load_config
+from milkconsole.diagnostics import SelfTestResult, self_test
 from milkconsole.paths import default_config_path, default_db_path
 from milkconsole.runtime import ParlourRuntime
 from milkconsole.store.db import Database, open_database
 from ui.bridge import EventBridge
 from ui.main_window import MainWindow
+from ui.tech_actions import TechActions
+from ui.tech_due_widget import CalibrationDueWidget
 from ui.theme import apply_theme, get_theme
 from ui.workers import LoopWorkerThread, TaskRunner, stop_workers
 
 log = logging.getLogger(__name__)
 
 WORKER_STOP_TIMEOUT_S = 2.0
+SELF_TEST_TIMEOUT_S = 15.0  # a full poll cycle of a slow RS-485 bus, then the test itself
 DEMO_STALLS = 24
 
 
@@ -91,12 +95,49 @@ class Console:
         ]
         self.window.attach_workers(self.workers)
         self.window.on_close = self._on_window_closed
+        self._install_technician_tools()
         self.started = False
         self.report: ShutdownReport | None = None
         # Cow indexes the demo made sick (see `open_demo_console`).
         self.sick_cows: tuple[int, ...] = ()
         # Called at start before the pollers (the demo starts its simulated parlour here).
         self.before_start: list[Callable[[], object]] = []
+
+    def _install_technician_tools(self) -> None:
+        """Calibration, diagnostics, users and audit log, behind the window's one PIN lock.
+        (Equipment alerts need no widget here: the runtime raises them, headless or not.)"""
+        self.tech = TechActions(
+            self.config,
+            self.db,
+            self.window.access,
+            self.tasks,
+            bridge=self.bridge,
+            apply_factor=self.runtime.set_calibration_factor,
+            run_self_test=self._run_self_test,
+            theme=self.theme,
+            window=self.window,
+        )
+        self.window.install_technician(
+            self.tech.menu(self.window, supervisor_items=False),
+            self.tech.status_widget(),
+            self.tech.require,
+        )
+        self.window.supervisor_menu.addActions(self.tech.supervisor_actions())
+        due = CalibrationDueWidget(
+            self.db, self.tasks, meter_ids=[m.id for m in self.config.meters], theme=self.theme
+        )
+        self.window.status.addPermanentWidget(due)
+        due.clicked.connect(self.tech.open_calibration_wizard)
+        self.tech.calibration_saved.connect(lambda _records: due.refresh())
+        self.due_widget = due
+
+    def _run_self_test(self, meter_id: str) -> SelfTestResult:
+        """Read every register of a meter once, on its bus's poller thread (called from the
+        task runner, never the GUI thread): an RS-485 bus must not see a second master."""
+        meter = next(m for m in self.config.meters if m.id == meter_id)
+        profile = self.config.profiles[meter.profile]
+        poller = self.runtime.pollers[meter.bus]
+        return poller.submit(lambda t: self_test(t, meter, profile)).result(SELF_TEST_TIMEOUT_S)
 
     def start(self) -> None:
         if self.started:
