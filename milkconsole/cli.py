@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -164,8 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(verbose=getattr(args, "verbose", False))
+    return run_reporting_errors(lambda: _run(args))
+
+
+def run_reporting_errors(command: Callable[[], int]) -> int:
+    """Run a command, turning the core's errors into the documented exit statuses and one
+    line on stderr (the message already names the file and key)."""
     try:
-        return _run(args)
+        return command()
     except ConfigError as exc:
         print(f"milkconsole: {exc}", file=sys.stderr)
         return 2

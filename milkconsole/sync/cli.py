@@ -23,12 +23,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from milkconsole.errors import ConfigError, DatabaseError, MilkConsoleError
+from milkconsole.errors import ConfigError
 from milkconsole.paths import default_config_path, default_db_path
 from milkconsole.sync.client import (
     OdooAuthError,
     OdooError,
-    OdooNotConfigured,
     OdooUnavailable,
     connect,
 )
@@ -328,22 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_odoo_arguments(sub)
     args = parser.parse_args(argv)
     setup_logging(verbose=getattr(args, "verbose", False))
-    try:
-        return run_sync(args) if args.command == "sync" else run_odoo(args)
-    except ConfigError as exc:
-        print(f"milkconsole: {exc}", file=sys.stderr)
-        return 2
-    except DatabaseError as exc:
-        print(f"milkconsole: {exc}", file=sys.stderr)
-        return 3
-    except OdooNotConfigured as exc:
-        print(f"milkconsole: {exc}", file=sys.stderr)
-        return 1
-    except MilkConsoleError as exc:
-        print(f"milkconsole: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    from milkconsole.cli import run_reporting_errors
+
+    return run_reporting_errors(
+        lambda: run_sync(args) if args.command == "sync" else run_odoo(args)
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover
