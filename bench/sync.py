@@ -9,8 +9,8 @@ single creates, as measured on real Odoo servers. The backlog is milk sessions r
 real HTTP with odoorpc (`--transport jsonrpc`, Odoo 17) or JSON-2 (`--transport json2`, Odoo 19).
 A "raw" run with no charged cost shows what the console side itself can do.
 
-`sync_latency(...)` is left for the meter-to-Odoo latency figure (SyncWorker.notify after each
-committed session).
+`sync_latency(...)` measures meter-to-Odoo latency while online: a whole simulated parlour
+recorded by the runtime, with the background sync woken after each committed session.
 """
 
 from __future__ import annotations
@@ -30,10 +30,13 @@ from keyring.backend import KeyringBackend
 if __package__ in (None, ""):  # run as a script (the Makefile does): make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sqlalchemy import select
+
 from bench.results_io import save
 from milkconsole.events import SessionSnapshot
 from milkconsole.store import open_database
 from milkconsole.store.db import Database
+from milkconsole.store.schema import MilkSession
 from milkconsole.store.sessions import (
     SESSION_MODEL,
     new_session_row,
@@ -159,9 +162,89 @@ def run_backlog(
     }
 
 
-def sync_latency() -> dict[str, Any]:
-    """Meter-to-Odoo latency (completed session -> record in Odoo); the lead fills this in."""
-    return {}
+def sync_latency(
+    *, sessions: int = 60, call_ms: float = 20.0, poll_s: float = 1.0
+) -> dict[str, Any]:
+    """Meter-to-Odoo latency while online: the meter clears its milking bit -> the session's
+    milk.session record is committed in Odoo. Whole pipeline, real sockets and HTTP: simulated
+    meters (Modbus TCP and RTU), pollers, tracker, recorder, the background sync worker."""
+    from milkconsole.config import load_config
+    from milkconsole.runtime import ParlourRuntime
+    from simulators.demo import SimulatedParlour, make_demo_config
+
+    created_at: dict[int, float] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="milkconsole-bench-lat-") as tmp,
+        OdooSimulator(version="17.0") as sim,
+    ):
+        work = Path(tmp)
+        sim.seed_devices([f"MM-{i:02d}" for i in range(1, 25)])
+        sim.set_cost(call_overhead_s=call_ms / 1000, per_record_s=0.0003)
+
+        def on_commit(model: str, method: str, ids: list[int]) -> None:
+            if model == "milk.session" and method == "create":
+                now = time.time()
+                for i in ids:
+                    created_at.setdefault(i, now)
+
+        sim.on_commit = on_commit
+        cfg_path = make_demo_config(work, stalls=24, time_scale=60.0)
+        text = cfg_path.read_text(encoding="utf-8")
+        text = text.replace("poll_interval_s = 0.5", f"poll_interval_s = {poll_s}")
+        text += (
+            f'\n[odoo]\nurl = "{sim.url}"\ndatabase = "{sim.database}"\nlogin = "admin"\n'
+            'transport = "jsonrpc"\n'
+        )
+        cfg_path.write_text(text, encoding="utf-8")
+        cfg = load_config(cfg_path)
+        settings = parse_odoo_settings(cfg.extra["odoo"], str(cfg_path))
+        secrets.store_secret(settings, sim.api_key)
+        status_meters = {
+            m.id for m in cfg.meters if cfg.profiles[m.profile].detection.mode == "status"
+        }
+        runtime = ParlourRuntime(cfg, open_database(work / "lat.sqlite"))
+        latencies: list[float] = []
+        with SimulatedParlour(cfg, cows=sessions * 2, seed=9, time_scale=60.0) as park:
+            runtime.start_threads()
+            assert runtime.start_sync()
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline and len(latencies) < sessions:
+                time.sleep(1.0)
+                by_id = {
+                    r["id"]: r for r in sim.records("milk.session", fields=["name", "rfid_tag"])
+                }
+                with runtime.db.read() as tx:
+                    keys = {
+                        (row.meter_id, row.rfid): row.key
+                        for row in tx.scalars(
+                            select(MilkSession).where(MilkSession.state != "in_progress")
+                        )
+                    }
+                at_by_key = {by_id[i]["name"]: t for i, t in list(created_at.items()) if i in by_id}
+                latencies = [
+                    at_by_key[k] - t.ended_at.timestamp()
+                    for t in park.scenario.truth
+                    if t.meter_id in status_meters
+                    and (k := keys.get((t.meter_id, t.rfid))) is not None
+                    and k in at_by_key
+                ]
+            runtime.stop()
+    latencies.sort()
+    if not latencies:
+        return {"error": "no session reached Odoo"}
+
+    def q(p: float) -> float:
+        return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 1)
+
+    return {
+        "sessions": len(latencies),
+        "poll_interval_s": poll_s,
+        "odoo_call_ms": call_ms,
+        "p50_ms": q(0.50),
+        "p95_ms": q(0.95),
+        "max_ms": round(1000 * latencies[-1], 1),
+        "target_p95_ms": round(1000 * poll_s + 500, 1),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sessions=args.sessions, batch_size=500, call_ms=0, record_ms=0, **common
             )
             other = "json2" if args.transport == "jsonrpc" else "jsonrpc"
+            latency = sync_latency()
             raw_other = run_backlog(
                 sessions=args.sessions,
                 batch_size=500,
@@ -221,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "one_call_per_record": single,
         "speedup_batched_vs_single": round(batched["records_per_s"] / single["records_per_s"], 1),
         "raw_no_server_cost": [raw, raw_other],
-        "latency": sync_latency(),
+        "latency": latency,
     }
     print(
         f"cost model: {args.call_ms} ms/call + {args.record_ms} ms/record "
@@ -239,6 +323,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"= {r['records_per_s']:8.1f} records/s ({r['rpc_calls']} RPC calls)"
         )
     print(f"batched is {figures['speedup_batched_vs_single']}x faster than one call per record")
+    lat = figures["latency"]
+    if "p95_ms" in lat:
+        print(
+            f"meter -> Odoo latency: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms over "
+            f"{lat['sessions']} sessions (target p95 <= {lat['target_p95_ms']} ms)"
+        )
     path = save("sync", figures)
     print(f"wrote {path}")
     return 0
