@@ -60,7 +60,8 @@ def test_wheel_ships_profiles_migrations_and_styles_and_works_installed(tmp_path
         "import sys, milkconsole.profiles as p, milkconsole.store.db as d;"
         f"assert p.__file__.startswith({str(target)!r}), p.__file__;"
         "print(sorted(p.load_profiles()));"
-        f"d.open_database(__import__('pathlib').Path({str(tmp_path / 'x.sqlite')!r}));print('db ok')"
+        f"d.open_database(__import__('pathlib').Path({str(tmp_path / 'x.sqlite')!r}));"
+        "print('db ok')"
     )
     env = dict(os.environ, PYTHONPATH=str(target), PYTHONSAFEPATH="1")
     proc = subprocess.run(

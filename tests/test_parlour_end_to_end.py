@@ -166,7 +166,7 @@ def test_gateway_killed_mid_milking_loses_nothing_and_resumes(
             rows = wait_until_recorded(store, cows, timeout_s=30)
         finally:
             gw.send_signal(signal.SIGTERM)
-            out, err = gw.communicate(timeout=20)
+            _out, err = gw.communicate(timeout=20)
         assert gw.returncode == 0, err
     finished = {r.key: r for r in rows}
     resumed = [k for k in open_before if k in finished]
