@@ -36,6 +36,7 @@ from bench.results_io import save
 from milkconsole.events import SessionSnapshot
 from milkconsole.store import open_database
 from milkconsole.store.db import Database
+from milkconsole.store.outbox import enqueue_many
 from milkconsole.store.schema import MilkSession
 from milkconsole.store.sessions import (
     SESSION_MODEL,
@@ -44,7 +45,7 @@ from milkconsole.store.sessions import (
     session_payload,
 )
 from milkconsole.sync import secrets
-from milkconsole.sync.engine import SyncEngine, enqueue_many
+from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings
 from simulators.odoo_server import OdooSimulator
 

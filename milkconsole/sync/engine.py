@@ -22,7 +22,6 @@ unreachable, and not at all after a refused login until `notify()` / `retry_now(
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -33,18 +32,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import IO, Any, Literal
 
-from sqlalchemy import Integer, Table, bindparam, func, insert, or_, select
-from sqlalchemy import update as sa_update
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from milkconsole.errors import MilkConsoleError
 from milkconsole.events import SessionCompleted
 from milkconsole.identity import associate_pending
 from milkconsole.store.db import Database
-from milkconsole.store.outbox import Outbox, OutboxItem, amend, enqueue
+from milkconsole.store.outbox import Outbox, OutboxItem, amend, enqueue, enqueue_many
 from milkconsole.store.schema import Alert, Animal, HealthEvent, Meter, MilkSession, OutboxRow
 from milkconsole.sync.animals import pull_animals, reset_cursors, state_get, state_set
 from milkconsole.sync.client import (
@@ -85,53 +82,6 @@ _METER_SEEN = "odoo.meter_last_seen."
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def enqueue_many(tx: Session, model: str, rows: list[tuple[str, dict[str, Any]]]) -> None:
-    """`outbox.enqueue` for many new creates at once, inside the caller's transaction.
-
-    The caller has checked that none of the keys has a create row yet. One INSERT for the lot:
-    `enqueue` costs a query and a flush per row, which for a week's backlog is most of the pass.
-    """
-    if not rows:
-        return
-    now = utc_now()
-    tx.execute(
-        insert(OutboxRow),
-        [
-            {
-                "record_key": key,
-                "model": model,
-                "operation": "create",
-                "payload": json.dumps(payload, allow_nan=False, sort_keys=True),
-                "state": "pending",
-                "attempts": 0,
-                "created_at": now,
-            }
-            for key, payload in rows
-        ],
-    )
-
-
-def mark_sent(db: Database, sent: Mapping[int, int | None]) -> None:
-    """`Outbox.mark_sent` in one UPDATE statement run for all rows (same meaning: sent, the Odoo
-    id kept when None, rows already sent untouched); the store's version costs a query per row."""
-    if not sent:
-        return
-    table = cast(Table, OutboxRow.__table__)
-    stmt = (
-        sa_update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.state != "sent")
-        .values(
-            state="sent",
-            sent_at=utc_now(),
-            last_error=None,
-            next_attempt_at=None,
-            odoo_id=func.coalesce(bindparam("b_odoo", type_=Integer), table.c.odoo_id),
-        )
-    )
-    with db.write() as tx:
-        tx.connection().execute(stmt, [{"b_id": k, "b_odoo": v} for k, v in sent.items()])
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -695,7 +645,7 @@ class SyncEngine:
             it.id: found[it.record_key] for it in todo if it.record_key in found
         }
         if already:
-            mark_sent(self.db, already)
+            self.outbox.mark_sent(already)
             done.update(already)
             p.already += len(already)
             log.info("%s: %d already in Odoo (sent before an interruption)", model, len(already))
@@ -730,7 +680,7 @@ class SyncEngine:
                     hit: dict[int, int | None] = {
                         it.id: found[it.record_key] for it in group if it.record_key in found
                     }
-                    mark_sent(self.db, hit)
+                    self.outbox.mark_sent(hit)
                     done.update(hit)
                     p.already += len(hit)
                     group = [it for it in group if it.id not in hit]
@@ -747,7 +697,7 @@ class SyncEngine:
         sent: dict[int, int | None] = {it.id: oid for it, oid in zip(group, ids, strict=True)}
         # Marked at once: the window in which a crash leaves created rows "in flight" stays
         # one call wide (and even then the look-up at the next start settles it).
-        mark_sent(self.db, sent)
+        self.outbox.mark_sent(sent)
         done.update(sent)
         p.created[model] = p.created.get(model, 0) + len(sent)
 
@@ -783,7 +733,7 @@ class SyncEngine:
                     self._failed(it, model, exc, p, done)
                     continue
                 p.written += 1
-            mark_sent(self.db, {it.id: odoo_id})
+            self.outbox.mark_sent({it.id: odoo_id})
             done.add(it.id)
 
     def _failed(
