@@ -425,7 +425,7 @@ def run_console(
         config = load_config(config_path or default_config_path())
         console = Console(config, db_path or default_db_path(), theme=theme)
     try:
-        console.window.show()
+        console.window.showMaximized()  # fit the parlour PC's screen, whatever its size
         # Start polling once the window is up, so the first paint is not behind the pollers.
         QTimer.singleShot(0, console.start)
         status = app.exec()

@@ -38,7 +38,8 @@ from ui.workers import WorkerFailure
 if TYPE_CHECKING:
     from milkconsole.sync.engine import SyncStatus
 
-DB_PATH_MAX_PX = 300
+DB_PATH_MAX_PX = 220
+BUS_BUTTON_MIN_PX = 72
 _WORD = {"ok": "ok", "degraded": "DEGRADED", "offline": "OFFLINE"}
 
 
@@ -148,6 +149,9 @@ class ParlourStatusBar(QStatusBar):
             b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
             b.setIconSize(QSize(22, 22))
             b.clicked.connect(lambda _=False, bus_id=bus.id: self.show_bus_details(bus_id))
+            # Many buses must not widen the window past a 1366-px screen: a button may shrink
+            # below its text (icon and state colour stay; the full text is in its tooltip).
+            b.setMinimumWidth(BUS_BUTTON_MIN_PX)
             self.bus_buttons[bus.id] = b
             self.addWidget(b)
         self.failure_button = QToolButton()
