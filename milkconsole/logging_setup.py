@@ -8,11 +8,28 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import sys
 from pathlib import Path
 
 from milkconsole.paths import log_dir
 
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class _CurrentStderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a record is emitted, not the one at set-up
+    (a replaced stderr, as under a test runner or a service manager, may be closed later)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
 
 
 def setup_logging(*, verbose: bool = False, directory: Path | None = None) -> Path | None:
@@ -21,7 +38,7 @@ def setup_logging(*, verbose: bool = False, directory: Path | None = None) -> Pa
     if getattr(root, "_milkconsole_configured", False):
         return getattr(root, "_milkconsole_file", None)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    stderr = logging.StreamHandler()
+    stderr = _CurrentStderrHandler()
     stderr.setLevel(logging.DEBUG if verbose else logging.WARNING)
     stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(stderr)

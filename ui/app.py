@@ -116,11 +116,10 @@ class Console:
             run_self_test=self._run_self_test,
             theme=self.theme,
             window=self.window,
+            ask_pin=self.window.ask_pin,  # one lock, one PIN prompt for the whole console
         )
         self.window.install_technician(
-            self.tech.menu(self.window, supervisor_items=False),
-            self.tech.status_widget(),
-            self.tech.require,
+            self.tech.menu(self.window, supervisor_items=False), self.tech.status_widget()
         )
         self.window.supervisor_menu.addActions(self.tech.supervisor_actions())
         due = CalibrationDueWidget(

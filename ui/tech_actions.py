@@ -62,6 +62,7 @@ class TechActions(QObject):
         ranges: EquipmentRanges | None = None,
         theme: Theme = DARK,
         window: QWidget | None = None,
+        ask_pin: Callable[[str, Callable[[Grant], None]], None] | None = None,
     ) -> None:
         super().__init__(window)
         self.config = config
@@ -77,6 +78,8 @@ class TechActions(QObject):
         self.theme = theme
         self.window = window
         self.pin_dialog: PinDialog | None = None
+        # The console's one PIN prompt, when there is one (else these tools ask themselves).
+        self._console_ask_pin = ask_pin
         self.open_windows: dict[str, QWidget] = {}
         self._last_grant: Grant | None = None
 
@@ -174,6 +177,14 @@ class TechActions(QObject):
         self, action: str, then: Callable[[Grant], None], parent: QWidget | None = None
     ) -> None:
         """Run `then(grant)` now if the console is unlocked for `action`, else after a PIN."""
+        if self._console_ask_pin is not None:
+
+            def granted(grant: Grant) -> None:
+                self.check_lock()
+                then(grant)
+
+            self._console_ask_pin(action, granted)
+            return
         try:
             grant = self.access.require(action)
         except AccessDenied:
