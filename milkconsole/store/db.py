@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 import sqlalchemy.exc
 from alembic import command
 from alembic.config import Config
@@ -27,17 +26,13 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect
 from sqlalchemy.orm import Session, sessionmaker
 
 from milkconsole.errors import DatabaseError
+from milkconsole.paths import default_db_path as default_db_path  # one definition
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 BUSY_TIMEOUT_MS = 10_000
 _WRITE_OPTION = "milkconsole_write"
-
-
-def default_db_path() -> Path:
-    """Where the console keeps its database: the platform's per-user data dir."""
-    return Path(platformdirs.user_data_dir("milkconsole", appauthor=False)) / "milkconsole.sqlite"
 
 
 class Database:
