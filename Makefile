@@ -15,7 +15,7 @@ bench:
 	bash scripts/bootstrap.sh
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/polling.py
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui.py
-	.venv/bin/python bench/health.py
+	.venv/bin/python bench/health.py --tuning
 	.venv/bin/python bench/sync.py
 
 clean:
