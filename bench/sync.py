@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import keyring
-from keyring.backend import KeyringBackend
 
 if __package__ in (None, ""):  # run as a script (the Makefile does): make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,29 +46,11 @@ from milkconsole.store.sessions import (
 from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings
+from simulators.keyring_memory import MemoryKeyring
 from simulators.odoo_server import OdooSimulator
 
 T0 = datetime(2025, 3, 1, 4, 30, tzinfo=UTC)
 FIRST_TAG = 982000000000001
-
-
-class _BenchKeyring(KeyringBackend):
-    """The secret in memory: a benchmark machine need not have an OS keyring."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.items.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.items[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self.items.pop((service, username), None)
 
 
 def _queue_sessions(db: Database, n: int, cows: int) -> None:
@@ -258,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     previous = keyring.get_keyring()
-    keyring.set_keyring(_BenchKeyring())
+    keyring.set_keyring(MemoryKeyring())
     try:
         with tempfile.TemporaryDirectory(prefix="milkconsole-bench-sync-") as tmp:
             work = Path(tmp)

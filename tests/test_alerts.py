@@ -11,8 +11,6 @@ from pathlib import Path
 
 import keyring
 import pytest
-from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
 from sqlalchemy import select
 
 from milkconsole.alerts import (
@@ -34,33 +32,13 @@ from milkconsole.store.schema import Alert, Animal, AuditEntry, OutboxRow
 from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings
+from simulators.keyring_memory import MemoryKeyring
 from simulators.odoo_server import OdooSimulator
 from tests.test_health_hook import add_animals, key_of, snapshot
 from tests.test_mastitis import herd
 
 NOW = datetime(2025, 4, 2, 9, 0, tzinfo=UTC)
 SUPERVISOR, PIN = "Sue", "4321"
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring backend in memory, installed with keyring's own `set_keyring` (a test machine
-    has no OS keyring)."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.items.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.items[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self.items.pop((service, username), None) is None:
-            raise PasswordDeleteError(username)
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ from typing import Any
 import keyring
 import keyring.backends.fail
 import pytest
-from keyring.backend import KeyringBackend
 from sqlalchemy import select
 
 from milkconsole.errors import ConfigError
@@ -47,6 +46,7 @@ from milkconsole.sync.client import (
 from milkconsole.sync.contract import Contract
 from milkconsole.sync.engine import SyncBusy, SyncEngine, SyncStatus, SyncWorker, enqueue_many
 from milkconsole.sync.settings import OdooSettings, parse_odoo_settings
+from simulators.keyring_memory import MemoryKeyring
 from simulators.odoo_server import OdooSimulator, contract_models, make_self_signed_cert
 
 T0 = datetime(2025, 3, 1, 4, 30, tzinfo=UTC)
@@ -55,27 +55,6 @@ METERS = [f"M{i:02d}" for i in range(1, 25)]
 
 
 # -- fixtures -------------------------------------------------------------------------------------
-
-
-class MemoryKeyring(KeyringBackend):
-    """A keyring backend in memory (keyring's backend interface, installed with set_keyring)."""
-
-    priority = 1  # type: ignore[assignment]
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.items.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.items[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if (service, username) not in self.items:
-            raise keyring.errors.PasswordDeleteError(username)
-        del self.items[(service, username)]
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ The console runs its real sync worker (`ParlourRuntime.start_sync`) on a real SQ
 status crosses to the GUI thread through the bridge. Sessions go in through the console's own
 recorder; the simulator refuses one of them the way Odoo refuses a record, or goes away. The
 OS keyring is replaced by an in-memory backend through keyring's `set_keyring`
-(`tests.test_alerts.MemoryKeyring`), since a test machine has no keyring.
+(`simulators.keyring_memory.MemoryKeyring`), since a test machine has no keyring.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from milkconsole.store.db import open_database
 from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncStatus
 from milkconsole.sync.settings import parse_odoo_settings
+from simulators.keyring_memory import MemoryKeyring
 from simulators.odoo_server import OdooSimulator
-from tests.test_alerts import MemoryKeyring
 from ui.app import Console
 from ui.bridge import EventBridge
 from ui.main_window import MainWindow
