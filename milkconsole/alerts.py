@@ -344,6 +344,25 @@ def _finish(tx: Session, row: Alert) -> AlertRecord:
     return _record(row, animal)
 
 
+def _changed(
+    tx: Session, grant: Grant, row: Alert, action: str, before: dict[str, Any], at: datetime
+) -> AlertRecord:
+    """What every change of an alert's state ends with, in the same transaction: the audit row
+    (before/after), the outbox row that tells Odoo, and the alert as it is now."""
+    append_audit(
+        tx,
+        actor=grant.user,
+        role=grant.role,
+        action=action,
+        target=f"alert:{row.key}",
+        before=before,
+        after=_audit_state(row),
+        at=at,
+    )
+    _tell_odoo(tx, row)
+    return _finish(tx, row)
+
+
 def acknowledge_alert(
     db: Database,
     grant: Grant | None,
@@ -374,18 +393,7 @@ def acknowledge_alert(
         row.acknowledged_by = grant.user
         if text is not None:
             row.note = text
-        append_audit(
-            tx,
-            actor=grant.user,
-            role=grant.role,
-            action="alert_acknowledge",
-            target=f"alert:{row.key}",
-            before=before,
-            after=_audit_state(row),
-            at=at,
-        )
-        _tell_odoo(tx, row)
-        return _finish(tx, row)
+        return _changed(tx, grant, row, "alert_acknowledge", before, at)
 
 
 def resolve_alert(
@@ -415,15 +423,4 @@ def resolve_alert(
         row.resolved_at = at
         row.resolved_by = grant.user
         row.note = text
-        append_audit(
-            tx,
-            actor=grant.user,
-            role=grant.role,
-            action="alert_resolve",
-            target=f"alert:{row.key}",
-            before=before,
-            after=_audit_state(row),
-            at=at,
-        )
-        _tell_odoo(tx, row)
-        return _finish(tx, row)
+        return _changed(tx, grant, row, "alert_resolve", before, at)
