@@ -45,6 +45,7 @@ from milkconsole.alerts import (
 from milkconsole.roles import Grant
 from milkconsole.store.db import Database
 from ui.cow_history import CowHistoryWidget
+from ui.tables import record_table
 from ui.theme import DARK, Theme
 from ui.workers import CoalescedReader, TaskRunner
 
@@ -154,13 +155,9 @@ class AlertReviewWidget(QWidget):
         outer.addLayout(bar)
 
         split = QSplitter(Qt.Orientation.Horizontal)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table = record_table(COLUMNS)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.SingleSelection)
-        self.table.setAlternatingRowColors(True)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)

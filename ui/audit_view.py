@@ -25,7 +25,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -40,6 +39,7 @@ from milkconsole.audit import (
 )
 from milkconsole.roles import AccessControl, AccessDenied, Grant
 from milkconsole.store.db import Database
+from ui.tables import record_table
 from ui.tech_style import ROW_HEIGHT_PX, TECH_QSS
 from ui.workers import TaskRunner
 
@@ -111,13 +111,8 @@ class AuditLogDialog(QDialog):
         filters.addWidget(self.export_button)
         lay.addLayout(filters)
 
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(ROW_HEIGHT_PX)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table = record_table(self.COLUMNS, row_height_px=ROW_HEIGHT_PX)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)

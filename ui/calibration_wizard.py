@@ -66,6 +66,7 @@ from milkconsole.readings import Reading
 from milkconsole.roles import AccessControl, AccessDenied, Grant
 from milkconsole.store.db import Database
 from ui.bridge import EventBridge
+from ui.tables import record_table
 from ui.tech_style import ROW_HEIGHT_PX, TECH_QSS, bad_text, form_label, ok_text
 from ui.theme import DARK, Theme
 from ui.workers import TaskRunner
@@ -92,11 +93,8 @@ def _item(text: str, *, editable: bool = False, align_right: bool = False) -> QT
 
 
 def _table(columns: tuple[str, ...]) -> QTableWidget:
-    t = QTableWidget(0, len(columns))
-    t.setHorizontalHeaderLabels(list(columns))
-    t.verticalHeader().setVisible(False)
-    t.verticalHeader().setDefaultSectionSize(ROW_HEIGHT_PX)
-    t.setAlternatingRowColors(True)
+    # Editable: the readings page takes the weighed references in its cells.
+    t = record_table(columns, row_height_px=ROW_HEIGHT_PX, read_only=False)
     t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
     t.horizontalHeader().setStretchLastSection(True)

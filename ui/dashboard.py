@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 
 from milkconsole.events import SessionCompleted, SessionSnapshot, SessionStarted, SessionUpdated
 from milkconsole.production import GRADES, ProductionSnapshot, SessionRow
+from ui.tables import record_table
 from ui.theme import DARK, Theme
 from ui.workers import CoalescedReader, TaskRunner
 
@@ -108,12 +109,8 @@ class _Kpi(QFrame):
 
 def _table(columns: tuple[str, ...], stretch: int | None = None) -> QTableWidget:
     """A read-only table; column `stretch` takes the spare width (no sideways scrolling)."""
-    t = QTableWidget(0, len(columns))
-    t.setHorizontalHeaderLabels(list(columns))
-    t.verticalHeader().setVisible(False)
-    t.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    t = record_table(columns)
     t.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
-    t.setAlternatingRowColors(True)
     t.setFocusPolicy(Qt.FocusPolicy.NoFocus)
     header = t.horizontalHeader()
     header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)

@@ -46,6 +46,7 @@ from milkconsole.diagnostics import (
 from milkconsole.roles import Grant
 from milkconsole.store.db import Database
 from ui.bridge import EventBridge
+from ui.tables import record_table
 from ui.tech_style import ROW_HEIGHT_PX, TECH_QSS, bad_text, ok_text
 from ui.theme import DARK, Theme
 from ui.workers import TaskRunner
@@ -68,12 +69,7 @@ def _local(dt: datetime | None, fmt: str = "%H:%M:%S") -> str:
 
 
 def _table(columns: tuple[str, ...]) -> QTableWidget:
-    t = QTableWidget(0, len(columns))
-    t.setHorizontalHeaderLabels(list(columns))
-    t.verticalHeader().setVisible(False)
-    t.verticalHeader().setDefaultSectionSize(ROW_HEIGHT_PX)
-    t.setAlternatingRowColors(True)
-    t.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    t = record_table(columns, row_height_px=ROW_HEIGHT_PX)
     t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     t.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)

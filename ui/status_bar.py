@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QStatusBar,
-    QTableWidget,
     QTableWidgetItem,
     QToolButton,
     QVBoxLayout,
@@ -32,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from milkconsole.config import ParlourConfig
 from milkconsole.events import MeterHealth, MeterStateChanged, PollCycleCompleted
+from ui.tables import record_table
 from ui.theme import DARK, Theme, icon
 from ui.workers import WorkerFailure
 
@@ -99,11 +99,7 @@ class BusDetailsDialog(QDialog):
         title = QLabel(f"Bus {bus_id} — {endpoint}")
         title.setObjectName("dialogTitle")
         lay.addWidget(title)
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.table.setAlternatingRowColors(True)
+        self.table = record_table(self.COLUMNS)
         self.table.horizontalHeader().setStretchLastSection(True)
         lay.addWidget(self.table, 1)
         close = QPushButton("Close")

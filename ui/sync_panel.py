@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
 from milkconsole.store.db import Database
 from milkconsole.store.outbox import Outbox, OutboxItem
 from ui.status_bar import sync_text
+from ui.tables import record_table
 from ui.workers import CoalescedReader, TaskRunner
 
 if TYPE_CHECKING:
@@ -96,13 +97,9 @@ class SyncPanelDialog(QDialog):
         refused.setObjectName("kpiLabel")
         lay.addWidget(refused)
         split = QSplitter(Qt.Orientation.Vertical)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.verticalHeader().setVisible(False)
-        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table = record_table(COLUMNS)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QTableWidget.SelectionMode.ExtendedSelection)
-        self.table.setAlternatingRowColors(True)
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)

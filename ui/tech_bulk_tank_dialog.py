@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from PySide6.QtCore import QDateTime, Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QDateTimeEdit,
     QDialog,
     QDoubleSpinBox,
@@ -23,7 +22,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -42,6 +40,7 @@ from milkconsole.calibration import (
 from milkconsole.config import ParlourConfig
 from milkconsole.roles import AccessControl, AccessDenied, Grant
 from milkconsole.store.db import Database
+from ui.tables import record_table
 from ui.tech_style import ROW_HEIGHT_PX, TECH_QSS, form_label
 from ui.workers import TaskRunner
 
@@ -141,12 +140,7 @@ class BulkTankDialog(QDialog):
         )
         self.summary.setWordWrap(True)
         lay.addWidget(self.summary)
-        self.table = QTableWidget(0, len(self.COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(self.COLUMNS))
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(ROW_HEIGHT_PX)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setAlternatingRowColors(True)
+        self.table = record_table(self.COLUMNS, row_height_px=ROW_HEIGHT_PX)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
         lay.addWidget(self.table, 1)

@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
@@ -35,6 +34,7 @@ from milkconsole.roles import (
     UserInfo,
     UserStore,
 )
+from ui.tables import record_table
 from ui.tech_style import ROW_HEIGHT_PX, TECH_QSS
 from ui.workers import TaskRunner
 
@@ -67,11 +67,9 @@ class UsersDialog(QDialog):
         title = QLabel("Technicians and supervisors")
         title.setObjectName("dialogTitle")
         lay.addWidget(title)
-        self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["Name", "Role", "Since"])
-        self.table.verticalHeader().setVisible(False)
-        self.table.verticalHeader().setDefaultSectionSize(ROW_HEIGHT_PX)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table = record_table(
+            ("Name", "Role", "Since"), row_height_px=ROW_HEIGHT_PX, alternating=False
+        )
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
