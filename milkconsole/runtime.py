@@ -22,13 +22,14 @@ from milkconsole.events import (
     EquipmentAlertsRaised,
     ReadingTaken,
     SessionCompleted,
+    SessionSnapshot,
     SessionStarted,
     SessionUpdated,
 )
 from milkconsole.health.hook import HealthHook
 from milkconsole.poller import BusPoller, PolledMeter
 from milkconsole.readings import Reading
-from milkconsole.stall_tracker import StallTracker, effective_detection
+from milkconsole.stall_tracker import LastFinished, StallTracker, effective_detection
 from milkconsole.store.db import Database
 from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import Meter
@@ -40,6 +41,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Listener = Callable[[object], None]
+
+
+def _last_finished(snap: SessionSnapshot | None) -> LastFinished | None:
+    if snap is None:
+        return None
+    return LastFinished(snap.rfid, snap.meter_yield_l, snap.ended_at)
 
 
 @dataclass
@@ -76,6 +83,7 @@ class ParlourRuntime:
         self._equipment_lock = threading.Lock()
         self.reload_calibration()
         open_by_meter = {s.meter_id: s for s in self.store.open_sessions()}
+        finished_by_meter = self.store.last_finished([m.id for m in config.meters])
         self.pollers: dict[str, BusPoller] = {}
         for bus in config.buses:
             meters = []
@@ -88,6 +96,7 @@ class ParlourRuntime:
                     detection=effective_detection(profile.detection, config.tracking),
                     tracking=config.tracking,
                     resume=open_by_meter.get(m.id),
+                    last_finished=_last_finished(finished_by_meter.get(m.id)),
                 )
                 meters.append(PolledMeter(config=m, profile=profile, tracker=tracker))
             self.pollers[bus.id] = BusPoller(

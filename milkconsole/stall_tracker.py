@@ -48,6 +48,7 @@ FLAG_METER_RESET = "meter_reset"  # the meter's yield counter restarted mid-sess
 FLAG_COMM_GAP = "comm_gap"  # the meter stopped answering for a while and came back
 FLAG_COMM_TIMEOUT = "comm_timeout"  # ... and did not come back within comm_timeout_s
 FLAG_RESUMED = "resumed"  # the session was carried over a console restart
+FLAG_RECOVERED = "recovered"  # milked while the console was down: read back from the meter
 FLAG_SHORT = "short"  # shorter than tracking.min_duration_s
 FLAG_LOW_YIELD = "low_yield"  # less than tracking.min_yield_l
 
@@ -95,6 +96,16 @@ def _num(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class LastFinished:
+    """The meter's most recent recorded session as it ended: its tag, the counter then and its
+    end (the store keeps them; a tracker started later compares the meter with them)."""
+
+    rfid: str | None
+    meter_yield_l: float
+    ended_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +197,9 @@ class StallTracker:
 
     Yield: session yield = meter counter + yield_offset_l. A new session's offset is minus the
     counter the meter still holds from before (a previous session's final, or what it showed
-    when the tracker first saw it idle), unless the counter has dropped by more than
-    RESET_DROP_L since (the meter reset for this cow): then the counter is all this cow's.
+    when the tracker first saw it idle, if at least RESET_DROP_L), unless the counter has
+    dropped by more than RESET_DROP_L since (the meter reset for this cow): then the counter is
+    all this cow's.
     While milking, a drop of more than RESET_DROP_L adds the last counter to the offset (flag
     meter_reset; no flag when nothing had been counted yet: that is the per-cow reset arriving
     late), a smaller drop is noise and the counter is held at its highest.
@@ -223,6 +235,15 @@ class StallTracker:
     (as above), except that a drop while quiet closes it `interrupted`, and times are anchored
     by t_utc. Only failures for comm_timeout_s from the first call close it `interrupted`.
 
+    Recovery: `last_finished=` the meter's last recorded session. When the first reading finds
+    the meter idle (not milking) holding a milking that is not that one — another tag, or, with
+    no tag, a counter reset since and at least min_yield_l counted again — a cow was milked
+    while no console watched: it is recorded at once as a finished session (flag recovered)
+    with the yield, tag and quality the meter holds, ended at that reading and started
+    `session_time_s` before it when the meter says (never before the last session's end). The
+    same tag, or a counter that only rose without a tag, recovers nothing (it may be the last
+    cow's own milk, already recorded).
+
     End state: `interrupted` as above; otherwise `incomplete` when shorter than min_duration_s
     (flag short) or below min_yield_l (flag low_yield), else `completed`.
     """
@@ -236,6 +257,7 @@ class StallTracker:
         detection: Detection,
         tracking: TrackingConfig,
         resume: SessionSnapshot | None = None,
+        last_finished: LastFinished | None = None,
         key_factory: KeyFactory | None = None,
     ) -> None:
         self.meter_id = meter_id
@@ -255,6 +277,7 @@ class StallTracker:
         self._resume_pending = False
         self._resume_first_mono: float | None = None
         self._resume_flow_l_min = 0.0
+        self._last_finished = last_finished if resume is None else None
         if resume is not None:
             self._open = self._from_snapshot(resume)
             self._resume_pending = True
@@ -349,6 +372,10 @@ class StallTracker:
 
     # -- idle and start -----------------------------------------------------------------------
     def _idle(self, r: Reading, events: list[SessionEvent]) -> None:
+        last, self._last_finished = self._last_finished, None
+        if last is not None and self._seen is None and self._missed_milking(r, last):
+            self._recover(r, last, events)
+            return
         y, f = _num(r.yield_l), _num(r.flow_l_min)
         prev_y = self._seen.yield_l if self._seen is not None else None
         held = self._held_yield_l
@@ -363,8 +390,65 @@ class StallTracker:
         if start:
             self._start(r, events, backdate=self.detection.mode == "flow")
         elif not self._held_known and y is not None:
-            # First sight of an idle meter: what it shows is some earlier cow's milk.
-            self._held_yield_l, self._held_known = y, True
+            # First sight of an idle meter: what it shows is some earlier cow's milk. Less than
+            # RESET_DROP_L is a counter the meter just cleared for a cow coming on (a console
+            # started while her milk lets down): hers, as a reset to it would be.
+            self._held_yield_l = y if y >= RESET_DROP_L else None
+            self._held_known = True
+
+    def _missed_milking(self, r: Reading, last: LastFinished) -> bool:
+        y, f = _num(r.yield_l), _num(r.flow_l_min)
+        if self.detection.mode == "status":
+            idle = r.milking is False
+        else:
+            idle = f is not None and f <= self.detection.end_flow_l_min
+        if not idle or y is None or y < self.tracking.min_yield_l:
+            return False
+        if r.rfid is not None:
+            return r.rfid != last.rfid
+        return y < last.meter_yield_l - RESET_DROP_L
+
+    def _recover(self, r: Reading, last: LastFinished, events: list[SessionEvent]) -> None:
+        y = _num(r.yield_l)
+        assert y is not None
+        duration = float(r.session_time_s) if r.session_time_s and r.session_time_s > 0 else 0.0
+        started_at = r.t_utc - timedelta(seconds=duration)
+        if last.ended_at is not None and started_at < last.ended_at:
+            started_at = min(last.ended_at, r.t_utc)
+            duration = (r.t_utc - started_at).total_seconds()
+        s = _Open(
+            key=self._key_factory(self.farm_code, self.meter_id, started_at),
+            started_at=started_at,
+            start_mono=r.t_mono - duration,
+            anchored=True,
+            rfid=r.rfid,
+            meter_yield_l=y,
+            yield_offset_l=0.0,
+            last_mono=r.t_mono,
+            last_utc=r.t_utc,
+            duration_s=duration,
+            last_yield_l=y,
+        )
+        s.flag(FLAG_RECOVERED)
+        c = _num(r.conductivity_ms_cm)
+        if c is not None:
+            s.conductivity_sum, s.conductivity_n, s.conductivity_max_ms_cm = c, 1, c
+        for name in ("ec_lf_ms_cm", "ec_rf_ms_cm", "ec_lr_ms_cm", "ec_rr_ms_cm"):
+            setattr(s, name, _num(getattr(r, name)))
+        s.temperature_max_c = _num(r.temperature_c)
+        self._accumulate_quality(s, r)
+        events.append(SessionStarted(self._snapshot(s, "in_progress", None, duration)))
+        # Without the meter's own session time the duration is unknown, not short.
+        self._close(
+            s,
+            events,
+            "by_rules",
+            r.t_utc,
+            duration,
+            flow=0.0,
+            conductivity=c,
+            check_duration=duration > 0,
+        )
 
     def _start(
         self, r: Reading, events: list[SessionEvent], *, backdate: bool, flags: tuple[str, ...] = ()
@@ -679,11 +763,12 @@ class StallTracker:
         *,
         flow: float,
         conductivity: float | None,
+        check_duration: bool = True,
     ) -> None:
         duration_s = max(0.0, duration_s)
         state: SessionState = "interrupted"
         if how == "by_rules":
-            if duration_s < self.tracking.min_duration_s:
+            if check_duration and duration_s < self.tracking.min_duration_s:
                 s.flag(FLAG_SHORT)
             if s.yield_l < self.tracking.min_yield_l:
                 s.flag(FLAG_LOW_YIELD)

@@ -144,7 +144,9 @@ class SimulatedParlour:
 
     TCP buses get a `ModbusTcpServer` on the bus's host and port; RTU buses a `ModbusRtuServer`
     whose pty is linked at the bus's `port` path (which must be free or a stale link), with the
-    bus's serial settings. `start()` starts the servers, then the scenario.
+    bus's serial settings. `start()` starts the servers, then the scenario (unless
+    `scenario=False`: the meters then stand idle until `scenario.start()`, so a console can
+    be up before the first cow comes in).
     """
 
     def __init__(
@@ -224,12 +226,13 @@ class SimulatedParlour:
         ends = self.endpoints()
         return [f"{m.id} stall {m.stall} {m.profile} {ends[m.id]}" for m in self.config.meters]
 
-    def start(self) -> Self:
+    def start(self, *, scenario: bool = True) -> Self:
         try:
             for server in self.servers.values():
                 server.start()
                 self._started.append(server)
-            self.scenario.start()
+            if scenario:
+                self.scenario.start()
         except BaseException:
             self.stop()
             raise

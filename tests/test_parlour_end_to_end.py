@@ -8,6 +8,7 @@ mid-milking must lose nothing and resume its open sessions.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,26 +64,39 @@ def assert_matches_truth(rows: list[SessionRecord], truth: list[MilkingTruth]) -
     for meter_id, truths in by_meter_truth.items():
         recs = by_meter_rec.get(meter_id, [])
         if len(recs) != len(truths):
-            problems.append(f"{meter_id}: {len(recs)} sessions recorded for {len(truths)} milkings")
+            problems.append(
+                f"{meter_id}: {len(recs)} sessions recorded for {len(truths)} milkings: "
+                + "; ".join(f"{r.started_at:%T} {r.rfid} {r.yield_l:.2f} {r.state}" for r in recs)
+                + " | truth: "
+                + "; ".join(f"{t.started_at:%T} {t.rfid} {t.yield_l:.2f}" for t in truths)
+            )
             continue
         for rec, t in zip(recs, truths, strict=True):
             if abs(rec.yield_l - t.yield_l) > 0.01:
-                problems.append(f"{meter_id} cow {t.cow_index}: {rec.yield_l} L vs {t.yield_l} L")
+                problems.append(
+                    f"{meter_id} cow {t.cow_index}: {rec.yield_l} L vs {t.yield_l} L "
+                    f"({rec.state} {rec.flags} {rec.started_at}-{rec.ended_at}; "
+                    f"truth {t.started_at}-{t.ended_at} {t.faults})"
+                )
             if rec.rfid != t.rfid:
                 problems.append(f"{meter_id} cow {t.cow_index}: tag {rec.rfid} vs {t.rfid}")
             if rec.state not in ("completed", "incomplete"):
                 problems.append(f"{meter_id} cow {t.cow_index}: state {rec.state} {rec.flags}")
             if "rfid_split" in rec.flags:
                 problems.append(f"{meter_id} cow {t.cow_index}: split")
-    assert problems == []
+    assert not problems, "\n".join(problems)
 
 
 def run_parlour(tmp_path: Path, faults: FaultPlan | None, cows: int = 200) -> None:
     cfg = demo_config(tmp_path)
     db = open_database(tmp_path / "parlour.sqlite")
     runtime = ParlourRuntime(cfg, db)
-    with SimulatedParlour(cfg, cows=cows, seed=11, time_scale=TIME_SCALE, faults=faults) as park:
-        runtime.start_threads()
+    park = SimulatedParlour(cfg, cows=cows, seed=11, time_scale=TIME_SCALE, faults=faults)
+    with contextlib.ExitStack() as stack:
+        stack.callback(park.stop)
+        park.start(scenario=False)
+        runtime.start_threads()  # the console is polling before the first cow comes in
+        park.scenario.start()
         try:
             assert park.scenario.wait_done(timeout=400), "scenario did not finish"
             rows = wait_until_recorded(runtime.store, cows, timeout_s=30)
@@ -123,17 +137,38 @@ def _gateway(cfg_path: Path, db: Path) -> subprocess.Popen[str]:
     )
 
 
+def _wait_for_log(log_file: Path, text: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if log_file.exists() and text in log_file.read_text(errors="replace"):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{log_file} did not say {text!r} within {timeout_s} s")
+
+
+# Slower than the other runs: a milking lasts 4-10 s of wall time, longer than the gateway
+# takes to start again on a loaded machine, so the cows it was watching are still on.
+KILL_TIME_SCALE = 60.0
+
+
 @pytest.mark.parametrize("kill_after_s", [3.0])
 def test_gateway_killed_mid_milking_loses_nothing_and_resumes(
     tmp_path: Path, kill_after_s: float
 ) -> None:
-    cfg_path = make_demo_config(tmp_path, stalls=24, time_scale=TIME_SCALE)
+    cfg_path = make_demo_config(tmp_path, stalls=24, time_scale=KILL_TIME_SCALE)
     cfg = load_config(cfg_path)
     db_path = tmp_path / "gateway.sqlite"
     cows = 72
-    with SimulatedParlour(cfg, cows=cows, seed=5, time_scale=TIME_SCALE) as park:
+    park = SimulatedParlour(cfg, cows=cows, seed=5, time_scale=KILL_TIME_SCALE)
+    with contextlib.ExitStack() as stack:
+        stack.callback(park.stop)
+        park.start(scenario=False)
         gw = _gateway(cfg_path, db_path)
         try:
+            # The cows come in once the gateway polls (a milking over before it started could
+            # not be seen by anyone).
+            _wait_for_log(db_path.parent / "logs" / "milkconsole.log", "gateway: 24 meters", 60)
+            park.scenario.start()
             # Kill it while cows are being milked (some sessions open, some already completed).
             deadline = time.monotonic() + 60
             store = SessionStore(open_database(db_path)) if db_path.exists() else None
@@ -160,13 +195,14 @@ def test_gateway_killed_mid_milking_loses_nothing_and_resumes(
             after_kill = {r.key: r for r in store.completed_since(None)}
             for key, rec in completed_before.items():
                 assert after_kill[key] == rec
-            time.sleep(0.5)  # the meters keep milking while the gateway is down
+            time.sleep(0.2)  # the meters keep milking while the gateway is down (and starts)
             gw = _gateway(cfg_path, db_path)
             assert park.scenario.wait_done(timeout=300)
             rows = wait_until_recorded(store, cows, timeout_s=30)
         finally:
             gw.send_signal(signal.SIGTERM)
             _out, err = gw.communicate(timeout=20)
+            print(err[-6000:])  # the restarted gateway's log, shown when the test fails
         assert gw.returncode == 0, err
     finished = {r.key: r for r in rows}
     resumed = [k for k in open_before if k in finished]

@@ -23,7 +23,12 @@ from milkconsole.events import (
 )
 from milkconsole.profiles import Detection
 from milkconsole.readings import Reading
-from milkconsole.stall_tracker import StallTracker, effective_detection, make_session_key
+from milkconsole.stall_tracker import (
+    LastFinished,
+    StallTracker,
+    effective_detection,
+    make_session_key,
+)
 
 BASE = datetime(2024, 5, 1, 5, 0, tzinfo=UTC)
 MONO0 = 1000.0  # the poller's monotonic clock when the test's second 0 happens
@@ -52,7 +57,10 @@ def keys() -> Iterator[str]:
 
 
 def tracker(
-    detection: Detection = STATUS, resume: SessionSnapshot | None = None, **tracking: float
+    detection: Detection = STATUS,
+    resume: SessionSnapshot | None = None,
+    last_finished: LastFinished | None = None,
+    **tracking: float,
 ) -> StallTracker:
     made = keys()
     return StallTracker(
@@ -62,6 +70,7 @@ def tracker(
         detection=detection,
         tracking=replace(TRACKING, **tracking),
         resume=resume,
+        last_finished=last_finished,
         key_factory=lambda farm, meter, started: next(made),
     )
 
@@ -258,6 +267,26 @@ def test_previous_cows_yield_held_while_idle_starts_nothing_and_its_reset_is_no_
     (s,) = started(events)
     assert s.yield_l == 0.0 and s.yield_offset_l == 0.0  # the counter is all this cow's
     assert tr.current is not None and tr.current.yield_l == pytest.approx(10.0)
+
+
+def test_console_starting_while_a_cow_lets_down_counts_her_first_drops() -> None:
+    # The meter cleared its counter for her before the console's first poll: the few
+    # centilitres it shows, below the start flow, are hers, not an earlier cow's.
+    tr = tracker(FLOW)
+    assert feed(tr, reading(0, 0.0114, flow_l_min=0.2)) == []
+    events = feed(tr, *flowing(1, 100, y0=0.0114))
+    events += feed(tr, *[reading(102 + i, 10.0114, flow_l_min=0.0) for i in range(21)])
+    (s,) = completed(events)
+    assert s.yield_l == pytest.approx(10.0114)
+
+
+def test_console_starting_on_a_finished_cows_counter_still_holds_it_back() -> None:
+    tr = tracker(FLOW)
+    feed(tr, reading(0, 0.25, flow_l_min=0.0))  # a short earlier milking left 0.25 L
+    events = feed(tr, *flowing(1, 100, y0=0.25))
+    events += feed(tr, *[reading(102 + i, 10.25, flow_l_min=0.0) for i in range(21)])
+    (s,) = completed(events)
+    assert s.yield_l == pytest.approx(10.0)
 
 
 def test_slow_start_after_an_idle_reset_counts_all_the_new_cows_milk() -> None:
@@ -639,3 +668,53 @@ def test_next_cow_found_after_a_gap_that_began_once_the_flow_had_stopped_complet
     assert first.flags == ()  # the gap came after its milking
     (second,) = started(events)
     assert (second.rfid, second.started_at) == ("B", at(208))
+
+
+# -- milkings the console did not see ---------------------------------------------------------
+LAST = LastFinished(rfid="TAG-A", meter_yield_l=12.0, ended_at=at(-1000))
+
+
+def test_milking_done_while_the_console_was_down_is_recovered_from_what_the_meter_holds() -> None:
+    tr = tracker(STATUS, last_finished=LAST)
+    held = reading(
+        0, 9.5, rfid="TAG-B", milking=False, session_time_s=300, conductivity_ms_cm=5.1, fat_pct=4.0
+    )
+    events = feed(tr, held)
+    (s,) = completed(events)
+    assert (s.rfid, s.yield_l, s.state, s.flags) == ("TAG-B", 9.5, "completed", ("recovered",))
+    assert (s.started_at, s.ended_at, s.duration_s) == (at(-300), at(0), 300.0)
+    assert (s.conductivity_mean_ms_cm, s.fat_pct) == (5.1, 4.0)
+    # Her milk is not the next cow's: the next one counts from the meter's reset.
+    events = feed(tr, reading(5, 0.0, milking=False), *cow(10, 200, rfid="TAG-C"))
+    events += feed(tr, reading(211, 20.0, milking=False, rfid="TAG-C"))
+    (nxt,) = completed(events)
+    assert nxt.yield_l == pytest.approx(20.0) and "recovered" not in nxt.flags
+
+
+def test_recovered_milking_never_starts_before_the_last_recorded_one_ended() -> None:
+    last = replace(LAST, ended_at=at(-100))
+    tr = tracker(STATUS, last_finished=last)
+    (s,) = completed(feed(tr, reading(0, 9.5, rfid="TAG-B", milking=False, session_time_s=300)))
+    assert (s.started_at, s.duration_s) == (at(-100), 100.0)
+
+
+def test_meter_still_holding_the_last_recorded_milking_recovers_nothing() -> None:
+    same_tag = tracker(STATUS, last_finished=LAST)
+    assert feed(same_tag, reading(0, 12.0, rfid="TAG-A", milking=False)) == []
+    # Without a tag, a counter that only rose may be the last cow's own milk: not a new cow.
+    untagged = tracker(STATUS, last_finished=replace(LAST, rfid=None))
+    assert feed(untagged, reading(0, 14.0, milking=False)) == []
+    # Too little to be a milking.
+    little = tracker(STATUS, last_finished=LAST)
+    assert feed(little, reading(0, 1.0, rfid="TAG-B", milking=False)) == []
+    # A cow on the meter now is tracked as usual, not recovered.
+    busy = tracker(STATUS, last_finished=LAST)
+    (s,) = started(feed(busy, milking(0, 3.0, rfid="TAG-B")))
+    assert "recovered" not in s.flags
+
+
+def test_untagged_milking_after_a_counter_reset_is_recovered_with_unknown_duration() -> None:
+    tr = tracker(FLOW, last_finished=replace(LAST, rfid=None))
+    (s,) = completed(feed(tr, reading(0, 8.0, flow_l_min=0.0)))
+    # The flow meter keeps no session time: how long it took is unknown, not short.
+    assert (s.yield_l, s.state, s.duration_s, s.flags) == (8.0, "completed", 0.0, ("recovered",))

@@ -239,6 +239,25 @@ class SessionStore:
             )
             return [snapshot_from_row(row) for row in rows]
 
+    def last_finished(self, meter_ids: list[str]) -> dict[str, SessionSnapshot]:
+        """Each meter's most recently started finished session (meters with none are left
+        out): what the meter should still hold when a console starts."""
+        out: dict[str, SessionSnapshot] = {}
+        with self._db.read() as tx:
+            for meter_id in meter_ids:
+                row = tx.scalars(
+                    select(MilkSession)
+                    .where(
+                        MilkSession.meter_id == meter_id,
+                        MilkSession.state.in_(FINISHED_STATES),
+                    )
+                    .order_by(MilkSession.started_at.desc())
+                    .limit(1)
+                ).first()
+                if row is not None:
+                    out[meter_id] = snapshot_from_row(row)
+        return out
+
     def get(self, key: str) -> SessionSnapshot | None:
         with self._db.read() as tx:
             row = tx.get(MilkSession, key)
