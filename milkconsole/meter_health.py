@@ -76,14 +76,21 @@ class MeterHealthTracker:
         new = replace(h, polls=h.polls + 1, consecutive_failures=0, last_seen=t_utc)
         return self._set(new, self._state_after_success(t_utc))
 
-    def on_failure(self, kind: str, message: str, t_utc: datetime) -> MeterStateChanged | None:
-        """A failed poll (`kind` timeout, crc, exception or connection). Returns the change."""
+    def on_failure(
+        self, kind: str, message: str, t_utc: datetime, *, log_first: bool = True
+    ) -> MeterStateChanged | None:
+        """A failed poll (`kind` timeout, crc, exception or connection). Returns the change.
+
+        The first failure of a streak is an ERROR line, unless `log_first` is False (the poller
+        then says it once for the bus when no meter on it answered)."""
         if kind not in FAILURE_KINDS:
             raise ValueError(f"unknown failure kind {kind!r} (known: {', '.join(FAILURE_KINDS)})")
         h = self._health
         self._record(t_utc, kind)
-        if h.consecutive_failures == 0:
+        if h.consecutive_failures == 0 and log_first:
             log.error("meter %s: poll failed (%s): %s", self.meter_id, kind, message)
+        elif h.consecutive_failures == 0:
+            log.debug("meter %s: poll failed (%s): %s", self.meter_id, kind, message)
         else:
             log.debug(
                 "meter %s: poll failed again (%d in a row, %s): %s",

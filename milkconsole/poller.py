@@ -112,6 +112,8 @@ class BusPoller:
             mid: t.snapshot() for mid, t in self._trackers.items()
         }
         self._refusals_logged: set[tuple[str, str]] = set()
+        # (meter, kind, message) of each failure streak begun this cycle, logged at its end.
+        self._first_failures: list[tuple[str, str, str]] = []
         self._stop = threading.Event()
         self._writes: list[_WriteJob] = []
         self._calls: list[tuple[Callable[[Transport], Any], Future[Any]]] = []
@@ -200,6 +202,7 @@ class BusPoller:
         transport = self._open()
         started = time.monotonic()
         failures = 0
+        self._first_failures = []
         for meter in self.meters:
             if self._stop.is_set():
                 break
@@ -211,6 +214,7 @@ class BusPoller:
                 failures += 1
                 log.exception("bus %s: polling meter %s failed", self.bus.id, meter.config.id)
         self.cycles += 1
+        self._log_first_failures(all_failed=failures == len(self.meters))
         health = self._health
         self._sink(
             PollCycleCompleted(
@@ -291,11 +295,30 @@ class BusPoller:
         self._sink(ReadingTaken(reading, session_key))
         return True
 
+    def _log_first_failures(self, *, all_failed: bool) -> None:
+        # A bus whose every meter stopped answering is one fault (cable, gateway, port): one
+        # ERROR line for it, not one per meter. Meters failing alone get their own line.
+        first, self._first_failures = self._first_failures, []
+        if all_failed and len(first) >= 2:
+            kinds = sorted({kind for _, kind, _ in first})
+            log.error(
+                "bus %s: no meter answered (%s): %s; first error: %s",
+                self.bus.id,
+                ", ".join(kinds),
+                ", ".join(meter_id for meter_id, _, _ in first),
+                first[0][2],
+            )
+            return
+        for meter_id, kind, message in first:
+            log.error("meter %s: poll failed (%s): %s", meter_id, kind, message)
+
     def _on_failure(self, meter: PolledMeter, exc: TransportError) -> None:
         cfg = meter.config
         t_utc = datetime.now(UTC)
         tracker = self._trackers[cfg.id]
-        change = tracker.on_failure(exc.kind, str(exc), t_utc)
+        if tracker.snapshot().consecutive_failures == 0:
+            self._first_failures.append((cfg.id, exc.kind, str(exc)))
+        change = tracker.on_failure(exc.kind, str(exc), t_utc, log_first=False)
         self._update_health(cfg.id)
         self._publish_change(change)
         failed = MeterPollFailed(

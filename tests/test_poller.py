@@ -472,3 +472,28 @@ def test_refused_values_are_counted_without_changing_state():
 def test_unknown_failure_kind_is_refused():
     with pytest.raises(ValueError, match="bogus"):
         MeterHealthTracker("MM-01").on_failure("bogus", "x", at(0))
+
+
+def test_a_whole_bus_going_silent_is_one_error_line_not_one_per_meter(
+    server, meters, pollers, caplog
+):
+    p, _events = make_poller(pollers, make_bus(server), polled(meters))
+    caplog.set_level(logging.DEBUG)
+    p.poll_once()
+    for m in meters.values():
+        m.set_silent(True)  # the cable to the whole bus is cut
+    for _ in range(3):
+        p.poll_once()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "bus bus-a" in errors[0] and "MM-01, MM-02, MM-03" in errors[0]
+    assert "timeout" in errors[0]
+    assert all(p.health[m].timeouts == 3 for m in meters)
+    # One meter failing alone on a working bus still gets its own line.
+    for m in meters.values():
+        m.set_silent(False)
+    p.poll_once()
+    meters["MM-03"].set_silent(True)
+    p.poll_once()
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2 and errors[1].startswith("meter MM-03: poll failed (timeout)")
