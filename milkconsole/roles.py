@@ -8,7 +8,9 @@ alike). A PIN is stored only as a salted scrypt hash (`hash_pin`) and compared i
 `AccessControl` is the console's lock: `unlock(name, pin)` gives a `Grant` for a while, every
 user action calls `touch()`, and after `lock_after_s` without one the console is locked again.
 Wrong PINs back off: after `free_attempts` failures in a row each further failure doubles a wait
-during which no PIN is even checked. The clock is injectable, so tests need no sleeping.
+during which no PIN is even checked. Every unlock and every wrong PIN is an audit row
+(`unlock`, `pin_refused`), and a console starting again takes up the back-off from them: a
+restart does not buy more guesses. The clocks are injectable, so tests need no sleeping.
 
 Every change that needs a PIN takes the `Grant` into its write transaction and calls
 `check_grant`, which also checks the user still exists with that role: a grant outlives neither
@@ -43,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO, cast
 
@@ -53,7 +55,7 @@ from sqlalchemy.orm import Session
 from milkconsole.config import ParlourConfig
 from milkconsole.errors import ConfigError, MilkConsoleError
 from milkconsole.store.db import Database
-from milkconsole.store.schema import User, append_audit, utc_now
+from milkconsole.store.schema import AuditEntry, User, append_audit, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +254,10 @@ def _login_role(role: str) -> Role:
     return role
 
 
+# Enough audit rows to see the back-off at its longest (it stops growing long before).
+_PIN_FAILURES_LOOKBACK = 64
+
+
 class UserStore:
     """The users table: adding, changing and removing users (audited) and checking PINs."""
 
@@ -279,6 +285,38 @@ class UserStore:
             info = _info(row) if row is not None else None
         ok = verify_pin(pin, stored)
         return info if ok and info is not None else None
+
+    def record_unlock(self, name: str, ok: bool, *, failures: int = 0, wait_s: float = 0.0) -> None:
+        """Audit one unlock (`ok`) or one wrong PIN (`failures` in a row, then `wait_s`)."""
+        actor = name.strip()[:64] or "?"
+        with self._db.write() as tx:
+            if ok:
+                append_audit(tx, actor=actor, action="unlock", target="console")
+            else:
+                append_audit(
+                    tx,
+                    actor=actor,
+                    action="pin_refused",
+                    target="console",
+                    after={"failures_in_a_row": failures, "backoff_s": wait_s},
+                )
+
+    def pin_failures(self) -> tuple[int, datetime | None]:
+        """Wrong PINs in a row since the last unlock (as audited) and when the last one was."""
+        with self._db.read() as tx:
+            rows = tx.execute(
+                select(AuditEntry.action, AuditEntry.at)
+                .where(AuditEntry.action.in_(("unlock", "pin_refused")))
+                .order_by(AuditEntry.id.desc())
+                .limit(_PIN_FAILURES_LOOKBACK)
+            ).all()
+        failures, last_at = 0, None
+        for action, at in rows:
+            if action == "unlock":
+                break
+            failures += 1
+            last_at = last_at or at
+        return failures, last_at
 
     def add(self, name: str, role: str, pin: str, *, by: Grant | None) -> UserInfo:
         """Add a user. `by` must be a supervisor's grant, except for the very first supervisor
@@ -486,6 +524,7 @@ class AccessControl:
         settings: AccessSettings | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.users = users
         self.settings = settings or AccessSettings()
@@ -493,8 +532,14 @@ class AccessControl:
         self._lock = threading.Lock()
         self._grant: Grant | None = None
         self._last_activity = 0.0
-        self._failures = 0
+        # Take up the back-off where the last run left it.
+        self._failures, last_at = users.pin_failures()
         self._blocked_until = 0.0
+        if self._failures and last_at is not None:
+            since = (wall_clock() - last_at).total_seconds()
+            left = self.settings.backoff_s(self._failures) - max(0.0, since)
+            if left > 0:
+                self._blocked_until = clock() + left
 
     # -- state --------------------------------------------------------------------------------
     @property
@@ -538,16 +583,21 @@ class AccessControl:
             now = self._clock()
             if user is None:
                 self._failures += 1
-                wait = self.settings.backoff_s(self._failures)
+                failures = self._failures
+                wait = self.settings.backoff_s(failures)
                 self._blocked_until = now + wait
-                log.warning("wrong PIN for %r (%d in a row)", name, self._failures)
-                raise PinRefused("wrong name or PIN", wait)
-            self._failures = 0
-            self._blocked_until = 0.0
-            self._grant = Grant(user.name, user.role)
-            self._last_activity = now
-            log.info("console unlocked by %s (%s)", user.name, user.role)
-            return self._grant
+                log.warning("wrong PIN for %r (%d in a row)", name, failures)
+            else:
+                self._failures = 0
+                self._blocked_until = 0.0
+                grant = self._grant = Grant(user.name, user.role)
+                self._last_activity = now
+                log.info("console unlocked by %s (%s)", user.name, user.role)
+        if user is None:
+            self.users.record_unlock(name, False, failures=failures, wait_s=wait)
+            raise PinRefused("wrong name or PIN", wait)
+        self.users.record_unlock(user.name, True)
+        return grant
 
     def touch(self) -> None:
         """The user did something: the inactivity countdown starts again (if unlocked)."""

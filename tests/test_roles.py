@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,45 @@ def test_wrong_pins_back_off_doubling_and_no_pin_is_checked_meanwhile(tmp_path: 
     clock.advance(20)
     assert access.unlock(TECHNICIAN, TECHNICIAN_PIN).role == "technician"
     assert access.failed_attempts == 0 and access.backoff_remaining_s() == 0
+
+
+def test_restarting_the_console_does_not_buy_more_pin_guesses(tmp_path: Path) -> None:
+    t = tech_db(tmp_path)
+    settings = AccessSettings(free_attempts=3, backoff_first_s=5, backoff_max_s=300)
+    wall = [datetime(2026, 11, 27, 6, 0, tzinfo=UTC)]
+    clock = Clock()
+    access = AccessControl(t.users, settings, clock=clock, wall_clock=lambda: wall[0])
+    for _ in range(5):
+        with pytest.raises(PinRefused):
+            access.unlock("Mallory", "1234")
+        clock.advance(300)  # the guesser waits out each back-off
+    with t.db.read() as tx:
+        refused = tx.scalars(select(AuditEntry).where(AuditEntry.action == "pin_refused")).all()
+    assert [(a.actor, a.target, a.after["failures_in_a_row"]) for a in refused] == [
+        ("Mallory", "console", n) for n in range(1, 6)
+    ]
+    last = refused[-1].at
+    # The console starts again (a new lock on the same database) 4 s after the fifth guess:
+    # the back-off it had earned (5 * 2**2 = 20 s) still has 16 s to run.
+    wall[0] = last + timedelta(seconds=4)
+    again = AccessControl(t.users, settings, clock=Clock(), wall_clock=lambda: wall[0])
+    assert again.failed_attempts == 5
+    assert again.backoff_remaining_s() == pytest.approx(16.0)
+    with pytest.raises(PinBackoff):
+        again.unlock(TECHNICIAN, TECHNICIAN_PIN)
+    # Long after, the wait is over but the count is not: the next wrong PIN waits 40 s.
+    wall[0] = last + timedelta(hours=1)
+    clock = Clock()
+    later = AccessControl(t.users, settings, clock=clock, wall_clock=lambda: wall[0])
+    assert later.backoff_remaining_s() == 0
+    with pytest.raises(PinRefused) as wrong:
+        later.unlock(TECHNICIAN, "0000")
+    assert wrong.value.retry_in_s == 40
+    # A right PIN (audited as an unlock) ends the count for the next start too.
+    clock.advance(40)
+    assert later.unlock(TECHNICIAN, TECHNICIAN_PIN).user == TECHNICIAN
+    fresh = AccessControl(t.users, settings, clock=Clock(), wall_clock=lambda: wall[0])
+    assert (fresh.failed_attempts, fresh.backoff_remaining_s()) == (0, 0)
 
 
 def test_access_settings_come_from_the_config_and_bad_values_are_named() -> None:

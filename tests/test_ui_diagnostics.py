@@ -289,21 +289,24 @@ def test_supervisor_reads_and_exports_the_audit_log_but_cannot_edit_it(
     dlg = tech.open_windows["audit"]
     assert isinstance(dlg, AuditLogDialog)
     qtbot.addWidget(dlg)
-    qtbot.waitUntil(lambda: len(dlg.records) == 3, timeout=5000)
+    qtbot.waitUntil(lambda: len(dlg.records) == 4, timeout=5000)
     assert dlg.table.editTriggers() == QAbstractItemView.EditTrigger.NoEditTriggers
+    # Newest first: the supervisor's unlock to open it, then the calibration.
     top = [cell_text(dlg.table, 0, j) for j in range(len(dlg.COLUMNS))]
-    assert top[1:5] == ["Tom", "technician", "calibration", "meter:M02"]
-    assert "calibration_factor=1.0" in top[5]
+    assert top[1:5] == [SUPERVISOR, "supervisor", "unlock", "console"]
+    second = [cell_text(dlg.table, 1, j) for j in range(len(dlg.COLUMNS))]
+    assert second[1:5] == ["Tom", "technician", "calibration", "meter:M02"]
+    assert "calibration_factor=1.0" in second[5]
     shot(dlg, "audit_log.png")
     out = tmp_path / "audit.csv"
     with qtbot.waitSignal(dlg.exported, timeout=5000):
         dlg.export_to(out)
     with out.open(encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["action"] for r in rows] == ["user_add", "user_add", "calibration"]
+    assert [r["action"] for r in rows] == ["user_add", "user_add", "calibration", "unlock"]
     # The export itself is in the log.
     dlg.reload()
-    qtbot.waitUntil(lambda: len(dlg.records) == 4, timeout=5000)
+    qtbot.waitUntil(lambda: len(dlg.records) == 5, timeout=5000)
     assert dlg.records[0].action == "audit_export" and dlg.records[0].actor == SUPERVISOR
     # Locking closes the log: the next person at the PC does not see it.
     assert dlg.isVisible()
