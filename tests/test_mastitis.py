@@ -232,6 +232,10 @@ def test_parameters_that_make_no_sense_are_refused() -> None:
         DetectorParams(k=0.0)
     with pytest.raises(ValueError, match="trend_lambda"):
         DetectorParams(trend_lambda=1.5)
+    with pytest.raises(ValueError, match="quarter_sd_pooling"):
+        DetectorParams(quarter_sd_pooling=1.5)
+    with pytest.raises(ValueError, match="warning_hold_h"):
+        DetectorParams(warning_hold_h=0.0)
 
 
 def test_a_quarter_climbing_steadily_is_warned_of_before_clots_show() -> None:
@@ -255,3 +259,72 @@ def test_a_quarter_climbing_steadily_is_warned_of_before_clots_show() -> None:
     no_trend = DetectorParams(h_trend=1e9)
     cusum_only = run_detector(MastitisDetector(no_trend), records)
     assert cusum_only and cusum_only[0].start_time >= onset_time
+
+
+def test_a_warning_nobody_acted_on_lapses_so_a_new_case_in_another_quarter_alerts() -> None:
+    # LF flares (a warning), then stays a little high for days; RR turns clinical later.
+    def rise(i: int, cow: str, q: int) -> float:
+        if cow != "C01":
+            return 0.0
+        if q == 0:
+            return 0.35 if 20 <= i < 22 else (0.08 if i >= 22 else 0.0)
+        return 0.35 if (q == 3 and i >= 34) else 0.0
+
+    records = herd(quarter_rise=rise, milkings=48)
+    rr_onset = T0 + timedelta(days=17, hours=11)
+
+    def rr_alerts(params: DetectorParams) -> list[Alert]:
+        alerts = run_detector(MastitisDetector(params), records)
+        assert {a.cow_id for a in alerts} == {"C01"}
+        return [a for a in alerts if "quarter RR" in a.reason and not a.escalation]
+
+    (rr,) = rr_alerts(DetectorParams())
+    assert rr_onset <= rr.start_time <= rr_onset + timedelta(hours=1)
+    # Held open for ever, the old LF warning would have hidden the RR case.
+    assert rr_alerts(DetectorParams(warning_hold_h=None)) == []
+
+
+def test_without_quarter_data_conductivity_up_and_yield_down_together_warn_at_once() -> None:
+    # Weights low enough that the CUSUM alone needs more than one milking.
+    params = DetectorParams(w_ec=0.15, w_yield=0.2)
+    no_joint = replace(params, joint_z=50.0, joint_sum=100.0)
+    records = herd(quarters=False)
+    nth = [i for i, r in enumerate(records) if r.cow_id == "C02"][30]
+
+    def with_milking(ec_factor: float, yield_factor: float) -> list[MilkingRecord]:
+        r = records[nth]
+        assert r.conductivity_ms_cm is not None
+        odd = replace(
+            r,
+            conductivity_ms_cm=r.conductivity_ms_cm * ec_factor,
+            yield_l=r.yield_l * yield_factor,
+        )
+        return [*records[:nth], odd, *records[nth + 1 :]]
+
+    def alerted(recs: list[MilkingRecord], p: DetectorParams) -> bool:
+        return any(
+            a.cow_id == "C02" and a.start_time == records[nth].start
+            for a in run_detector(MastitisDetector(p), recs)
+        )
+
+    both = with_milking(1.12, 0.8)
+    assert alerted(both, params) and not alerted(both, no_joint)
+    # Either one alone is an odd reading (air in the cell, a kick-off), not mastitis.
+    assert not alerted(with_milking(1.12, 1.0), params)
+    assert not alerted(with_milking(1.0, 0.8), params)
+
+
+def test_a_quarter_is_judged_against_her_pooled_quarter_noise() -> None:
+    # Twenty milkings give one quarter a rough noise estimate; alone (no pooling) C11's LR
+    # came out too quiet and an ordinary reading looked like a rise. Pooled with her other
+    # quarters (the default) the healthy herd stays quiet, and a real rise is still found.
+    def rise(i: int, cow: str, q: int) -> float:
+        return 0.3 if (cow == "C07" and q == 1 and i >= 30) else 0.0
+
+    alone = DetectorParams(quarter_sd_pooling=0.0)
+    assert {a.cow_id for a in run_detector(MastitisDetector(alone), herd())} == {"C11"}
+    for pooling in (0.5, DetectorParams().quarter_sd_pooling, 1.0):
+        p = DetectorParams(quarter_sd_pooling=pooling)
+        assert run_detector(MastitisDetector(p), herd()) == []
+        found = run_detector(MastitisDetector(p), herd(quarter_rise=rise))
+        assert {a.cow_id for a in found} == {"C07"}
