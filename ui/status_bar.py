@@ -273,7 +273,11 @@ class ParlourStatusBar(QStatusBar):
             b.setIcon(
                 icon({"ok": "ok", "degraded": "degraded"}.get(state, "offline"), style.color, 22)
             )
-            b.setToolTip(f"Bus {bus_id} on {self._endpoints[bus_id]}: click for the meters")
+            # The text may be elided on a narrow screen: the tooltip always has all of it.
+            b.setToolTip(
+                f"{self.bus_text(bus_id)}\nBus {bus_id} on {self._endpoints[bus_id]}:"
+                " click for the meters"
+            )
             dlg = self._details.get(bus_id)
             if dlg is not None and dlg.isVisible():
                 dlg.refresh(self._rows(bus_id))
