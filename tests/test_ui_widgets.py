@@ -32,7 +32,7 @@ from milkconsole.readings import Reading
 from milkconsole.store.db import Database, open_database
 from ui.bridge import EventBridge
 from ui.main_window import MainWindow
-from ui.stall_tile import CURVE_POINTS, FlowCurve, StallTileWidget
+from ui.stall_tile import CURVE_POINTS, FlowCurve, StallTileWidget, font_scale
 from ui.stall_view import layout_tiles
 from ui.theme import DARK, LIGHT, get_theme
 from ui.workers import LoopWorkerThread, TaskRunner, WorkerFailure, stop_workers
@@ -130,6 +130,55 @@ def test_window_shows_one_tile_per_stall(qtbot, db, stalls, layout):
     )
     for i, a in enumerate(rects):
         assert not any(a.intersects(b) for b in rects[i + 1 :]), "tiles overlap"
+
+
+def _digit_scale(tile: StallTileWidget) -> float:
+    return font_scale(tile.width(), tile.height())
+
+
+def test_one_side_of_a_big_parlour_gets_bigger_tiles_and_names_who_waits_on_the_other(qtbot, db):
+    bridge = EventBridge()
+    win = MainWindow(parlour(80), bridge, db)
+    qtbot.addWidget(win)
+    win.resize(1920, 1080)
+    win.show()
+    qtbot.waitExposed(win)
+    view, button = win.stall_view, win.side_button
+    assert button.isVisible() and button.text() == "Both sides"
+    both = _digit_scale(view.tiles[1])
+    win.next_side()  # F6
+    assert (view.side, button.text()) == (0, "Side A (1–40)")
+    assert all(view.tiles[s].isVisible() == (s <= 40) for s in view.tiles)
+    assert _digit_scale(view.tiles[1]) >= 1.4 * both
+    rects = [view.tiles[s].geometry() for s in range(1, 41)]
+    for i, a in enumerate(rects):
+        assert not any(a.intersects(b) for b in rects[i + 1 :]), "tiles overlap"
+    # A meter on the hidden side goes offline: the button names its stall.
+    publish_from_thread(
+        bridge, [MeterStateChanged(MeterHealth("M60", "offline", last_error="timeout"), "ok")]
+    )
+    qtbot.waitUntil(lambda: "1 on side B: stall 60" in button.text(), timeout=3000)
+    win.next_side()
+    assert (view.side, button.text()) == (1, "Side B (41–80)")
+    assert view.tiles[60].isVisible() and view.tiles[60].display_state == "offline"
+    win.next_side()
+    assert view.side is None and all(t.isVisible() for t in view.tiles.values())
+    assert _digit_scale(view.tiles[1]) == pytest.approx(both)
+    with pytest.raises(ValueError, match="2 side"):
+        view.set_side(2)
+    win.refresher.stop()
+    win.tasks.wait_for_done(5)
+
+
+def test_a_rotary_has_no_sides_to_choose(qtbot, db):
+    win = MainWindow(parlour(24, "rotary"), EventBridge(), db)
+    qtbot.addWidget(win)
+    win.show()
+    assert not win.side_button.isVisible()
+    win.next_side()
+    assert win.stall_view.side is None
+    win.refresher.stop()
+    win.tasks.wait_for_done(5)
 
 
 def test_rotary_shows_a_ring_when_tiles_fit_and_a_strip_when_not():

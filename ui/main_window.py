@@ -110,6 +110,16 @@ class MainWindow(QMainWindow):
         self.fullscreen_button = QPushButton("Full screen")
         self.fullscreen_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
         self.fullscreen_button.clicked.connect(self.toggle_fullscreen)
+        # One side of the pit at a time: twice the tile size where many stalls make them small.
+        self.side_button = QPushButton()
+        self.side_button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.side_button.clicked.connect(self.next_side)
+        self.side_button.setVisible(len(self.stall_view.sides) == 2)
+        self._side_timer = QTimer(self)
+        self._side_timer.setInterval(1000)
+        self._side_timer.timeout.connect(self._update_side_button)
+        self._side_timer.start()
+        cl.addWidget(self.side_button)
         cl.addWidget(self.theme_button)
         cl.addWidget(self.fullscreen_button)
         self.tabs.setCornerWidget(corner, Qt.Corner.TopRightCorner)
@@ -117,6 +127,7 @@ class MainWindow(QMainWindow):
         self.status = ParlourStatusBar(config, str(db.path), theme)
         self.setStatusBar(self.status)
         self._update_theme_button()
+        self._update_side_button()
 
         self.refresher = DashboardRefresher(
             lambda: production_snapshot(self.db), self.tasks, parent=self
@@ -163,11 +174,41 @@ class MainWindow(QMainWindow):
         self.action_failed.connect(lambda msg: self.status.showMessage(msg, 15000))
 
         QShortcut(QKeySequence("F11"), self, self.toggle_fullscreen)
+        QShortcut(QKeySequence("F6"), self, self.next_side)
         QShortcut(QKeySequence("Ctrl+1"), self, lambda: self.tabs.setCurrentIndex(0))
         QShortcut(QKeySequence("Ctrl+2"), self, lambda: self.tabs.setCurrentIndex(1))
         QShortcut(QKeySequence("Ctrl+3"), self, self.show_alerts)
         self._build_menus()
         self.resize(1600, 950)
+
+    @Slot()
+    def next_side(self) -> None:
+        """Both sides -> side A -> side B -> both (F6, or the button by the tabs)."""
+        view = self.stall_view
+        if len(view.sides) != 2:
+            return
+        order: list[int | None] = [None, 0, 1]
+        view.set_side(order[(order.index(view.side) + 1) % len(order)])
+        self.tabs.setCurrentWidget(view)
+        self._update_side_button()
+
+    @Slot()
+    def _update_side_button(self) -> None:
+        view = self.stall_view
+        text = view.side_label(view.side)
+        waiting = view.hidden_attention()
+        if waiting:
+            other = "AB"[1 - view.side] if view.side is not None else ""
+            text += f"  ⚠ {len(waiting)} on side {other}: stall {', '.join(map(str, waiting[:4]))}"
+            text += "…" if len(waiting) > 4 else ""
+        if self.side_button.text() != text:
+            self.side_button.setText(text)
+            self.side_button.setToolTip(
+                "Show one side of the pit, or both (F6). Stalls on the hidden side that need "
+                "someone are named here."
+            )
+            warn = self.theme.state("alert").color if waiting else ""
+            self.side_button.setStyleSheet(f"color: {warn};" if warn else "")
 
     def _build_menus(self) -> None:
         bar = self.menuBar()

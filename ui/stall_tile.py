@@ -109,11 +109,16 @@ class FlowCurve:
         return self.values[: self.n]
 
 
+def font_scale(w: float, h: float) -> float:
+    """How big a w x h tile draws its text (1.0: 62-px yield digits, at 260 x 220)."""
+    return min(h / 220.0, w / 260.0)
+
+
 class _Fonts:
     """Fonts sized for one tile size, recomputed only on resize."""
 
     def __init__(self, base: QFont, w: int, h: int) -> None:
-        unit = min(h / 220.0, w / 260.0)
+        unit = font_scale(w, h)
         self.band = self._make(base, max(11, round(22 * unit)), bold=True)
         self.state = self._make(base, max(9, round(14 * unit)), bold=True)
         self.cow = self._make(base, max(10, round(18 * unit)), bold=True)

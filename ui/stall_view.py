@@ -4,6 +4,10 @@ Herringbone and parallel parlours show two sides with the pit between them; a ro
 when the tiles are still big enough that way, else a strip in platform order. Tiles are placed
 by hand (`layout_tiles`, plain arithmetic, no Qt layouts) so 80 tiles re-place in one pass.
 
+With many stalls the tiles of both sides are small; the operator in the pit works one side at
+a time, so the view can show one side only (`set_side`), its tiles twice as big, while
+`hidden_attention` counts the stalls on the other side that need someone.
+
 This widget also decides what each tile says: which cow (manual correction, the database's
 identity, the tag through the herd list, or "unknown tag"/"no ID"), what she is expected to
 give, and which alert chips apply: the tile's own thresholds on the live figures, the alerts the
@@ -35,7 +39,7 @@ from milkconsole.events import (
     SessionUpdated,
 )
 from milkconsole.production import AnimalInfo, HerdDirectory, ProductionSnapshot, tile_alerts
-from ui.stall_tile import NO_ID, CowIdentity, StallTileWidget
+from ui.stall_tile import NO_ID, CowIdentity, StallTileWidget, font_scale
 from ui.theme import DARK, Theme
 
 # A finished cow's figures stay on the tile this long (or until the next cow comes in).
@@ -46,6 +50,8 @@ MIN_TILE_W = 150
 MIN_TILE_H = 100
 TILE_ASPECT_MAX = 1.7  # width / height
 TILE_ASPECT_MIN = 1.05
+# Tile states someone has to see even when their side is not shown.
+ATTENTION_STATES = frozenset({"alert", "incomplete", "offline"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +73,10 @@ def parlour_sides(stalls: list[int], layout: str) -> list[list[int]]:
 
 
 def layout_tiles(
-    stalls: list[int], layout: str, width: int, height: int
+    stalls: list[int], layout: str, width: int, height: int, *, one_side: bool = False
 ) -> tuple[list[TilePlacement], tuple[int, int], str]:
-    """Where each tile goes in a `width` x `height` area.
+    """Where each tile goes in a `width` x `height` area (`one_side`: the stalls are one side
+    of the pit, laid out as one block).
 
     Returns the placements, the canvas size (larger than the area when tiles would be smaller
     than the minimum: the view then scrolls) and the shape used (`rows`, `ring` or `strip`).
@@ -80,7 +87,7 @@ def layout_tiles(
         ring = _ring(sorted(stalls), width, height)
         if ring is not None:
             return ring, (width, height), "ring"
-    sides = parlour_sides(stalls, layout)
+    sides = [sorted(stalls)] if one_side else parlour_sides(stalls, layout)
     widest = max(len(s) for s in sides)
     aisles = (len(sides) - 1) * AISLE_PX
     best: tuple[tuple[float, float, float], int, float, float] | None = None
@@ -93,7 +100,8 @@ def layout_tiles(
         th = min(th, tw_max / TILE_ASPECT_MIN)
         tw = min(tw_max, th * TILE_ASPECT_MAX)
         if th >= MIN_TILE_H:
-            score = (1.0, th, tw)  # fits the screen: the tallest tiles (biggest digits) win
+            # Fits the screen: the biggest digits win (then the tallest, then the widest).
+            score = (1.0, round(font_scale(tw, th), 3), th)
         else:
             # Does not fit: the view scrolls; fewest rows keeps the most stalls in sight.
             th = MIN_TILE_H
@@ -242,6 +250,8 @@ class StallViewWidget(QScrollArea):
             self.tiles[m.stall] = tile
             self.stall_of_meter[m.id] = m.stall
         self.placements: dict[int, TilePlacement] = {}
+        self.sides = parlour_sides(list(self.tiles), config.layout)
+        self.side: int | None = None  # None: every side
         self.herd = HerdDirectory()
         self._sessions: dict[int, SessionSnapshot] = {}
         self._finished_at: dict[int, float] = {}
@@ -263,10 +273,45 @@ class StallViewWidget(QScrollArea):
     def sizeHint(self) -> QSize:
         return QSize(1280, 760)
 
+    def side_label(self, side: int | None) -> str:
+        """ "Both sides", or "Side A (1–40)" for one side."""
+        if side is None:
+            return "Both sides" if len(self.sides) == 2 else "All stalls"
+        stalls = self.sides[side]
+        return f"Side {'AB'[side]} ({stalls[0]}–{stalls[-1]})"
+
+    def set_side(self, side: int | None) -> None:
+        """Show one side only (0 or 1 of `sides`), or every stall (None)."""
+        if side is not None and not 0 <= side < len(self.sides):
+            raise ValueError(f"this parlour has {len(self.sides)} side(s), not side {side}")
+        self.side = side
+        shown = self.shown_stalls()
+        for stall, tile in self.tiles.items():
+            tile.setVisible(stall in shown)
+        self._relayout()
+        self.verticalScrollBar().setValue(0)
+
+    def shown_stalls(self) -> set[int]:
+        return set(self.tiles) if self.side is None else set(self.sides[self.side])
+
+    def hidden_attention(self) -> list[int]:
+        """Stalls on the side not shown whose state needs someone (alert, incomplete, offline)."""
+        shown = self.shown_stalls()
+        return sorted(
+            stall
+            for stall, tile in self.tiles.items()
+            if stall not in shown and tile.display_state in ATTENTION_STATES
+        )
+
     def _relayout(self) -> None:
         vp = self.viewport().size()
+        shown = self.shown_stalls()
         placements, (cw, ch), shape = layout_tiles(
-            list(self.tiles), self.layout_name, max(vp.width(), MIN_TILE_W), max(vp.height(), 1)
+            [s for s in self.tiles if s in shown],
+            self.layout_name,
+            max(vp.width(), MIN_TILE_W),
+            max(vp.height(), 1),
+            one_side=self.side is not None,
         )
         self.shape = shape
         self._canvas.resize(cw, ch)
@@ -274,7 +319,7 @@ class StallViewWidget(QScrollArea):
         for p in placements:
             self.tiles[p.stall].setGeometry(p.x, p.y, p.w, p.h)
         self._canvas.pit_y = None
-        if shape == "rows" and self.layout_name != "rotary":
+        if shape == "rows" and self.layout_name != "rotary" and self.side is None:
             sides = parlour_sides(list(self.tiles), self.layout_name)
             if len(sides) == 2:
                 bottom_a = max(self.placements[s].y + self.placements[s].h for s in sides[0])
