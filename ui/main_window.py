@@ -199,10 +199,16 @@ class MainWindow(QMainWindow):
         waiting = view.hidden_attention()
         if waiting:
             other = "AB"[1 - view.side] if view.side is not None else ""
-            text += f"  ⚠ {len(waiting)} on side {other}: stall {', '.join(map(str, waiting[:4]))}"
+            text += f" · ⚠ {len(waiting)} on side {other}: stall {', '.join(map(str, waiting[:4]))}"
             text += "…" if len(waiting) > 4 else ""
         if self.side_button.text() != text:
             self.side_button.setText(text)
+            # The tab bar sizes its corner once: have it take the new width.
+            corner = self.tabs.cornerWidget(Qt.Corner.TopRightCorner)
+            if corner is not None:
+                corner.adjustSize()
+                self.tabs.setCornerWidget(corner, Qt.Corner.TopRightCorner)
+                corner.show()
             self.side_button.setToolTip(
                 "Show one side of the pit, or both (F6). Stalls on the hidden side that need "
                 "someone are named here."
