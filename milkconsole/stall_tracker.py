@@ -40,6 +40,8 @@ YIELD_RISE_L = 0.05
 # A drop of more than this means the meter's counter restarted (reset, reboot, next cow).
 # Smaller drops are noise: the session keeps the higher value, so its yield never goes down.
 RESET_DROP_L = 0.2
+# Two counter values this close are the same milking's (float32 registers, scaled).
+SAME_COUNTER_L = 0.01
 
 # Flags a session can carry, in the order they happened.
 FLAG_RFID_LATE = "rfid_late"  # the tag came after the milking had started
@@ -242,7 +244,9 @@ class StallTracker:
     with the yield, tag and quality the meter holds, ended at that reading and started
     `session_time_s` before it when the meter says (never before the last session's end). The
     same tag, or a counter that only rose without a tag, recovers nothing (it may be the last
-    cow's own milk, already recorded).
+    cow's own milk, already recorded), nor does the last cow's final counter still shown beside
+    a new tag (the next cow, identified on her way in). The yield recovered is the counter as
+    it stands: this assumes a meter that counts each cow from zero, as every shipped profile's.
 
     End state: `interrupted` as above; otherwise `incomplete` when shorter than min_duration_s
     (flag short) or below min_yield_l (flag low_yield), else `completed`.
@@ -403,6 +407,10 @@ class StallTracker:
         else:
             idle = f is not None and f <= self.detection.end_flow_l_min
         if not idle or y is None or y < self.tracking.min_yield_l:
+            return False
+        if abs(y - last.meter_yield_l) <= SAME_COUNTER_L:
+            # The last cow's final still on the display: a new tag is the next cow, read as
+            # she walked in, before her milking reset the counter.
             return False
         if r.rfid is not None:
             return r.rfid != last.rfid

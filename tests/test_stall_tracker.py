@@ -704,6 +704,13 @@ def test_meter_still_holding_the_last_recorded_milking_recovers_nothing() -> Non
     # Without a tag, a counter that only rose may be the last cow's own milk: not a new cow.
     untagged = tracker(STATUS, last_finished=replace(LAST, rfid=None))
     assert feed(untagged, reading(0, 14.0, milking=False)) == []
+    # The next cow's tag read as she walks in, the last cow's 12 L still on the display.
+    walking_in = tracker(STATUS, last_finished=LAST)
+    assert feed(walking_in, reading(0, 12.0, rfid="TAG-B", milking=False)) == []
+    (s,) = completed(
+        feed(walking_in, *cow(5, 200, rfid="TAG-B"), reading(206, 20.0, milking=False))
+    )
+    assert (s.rfid, s.yield_l, s.flags) == ("TAG-B", pytest.approx(20.0), ())
     # Too little to be a milking.
     little = tracker(STATUS, last_finished=LAST)
     assert feed(little, reading(0, 1.0, rfid="TAG-B", milking=False)) == []
