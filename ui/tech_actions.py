@@ -145,12 +145,12 @@ class TechActions(QObject):
         grant = self.access.grant
         left = self.access.seconds_until_lock()
         if grant is None:
-            self.status_label.setText("🔒 Locked")
+            self.status_label.setText("Locked")
             self.status_label.setToolTip("Technician and supervisor actions need a PIN")
         else:
             secs = max(0, math.ceil(left or 0))
             self.status_label.setText(
-                f"🔓 {grant.user} ({grant.role}) · locks in {secs // 60}:{secs % 60:02d}"
+                f"{grant.user} ({grant.role}) · locks in {secs // 60}:{secs % 60:02d}"
             )
         self.lock_action.setEnabled(grant is not None)
         if grant != self._last_grant:
