@@ -648,29 +648,30 @@ class MastitisDetector:
         )
         centres: list[float | None] = []
         sds: list[float] = []
-        a, n0 = p.quarter_sd_pooling, p.prior_weight
+        a = p.quarter_sd_pooling
         for centre, sd, n in stats:
             centres.append(centre)
             if centre is None:
                 sds.append(prior_sd)
                 continue
             own = (1.0 - a) * sd * sd + a * pooled_var
-            var = (n0 * prior_sd**2 + n * own) / (n0 + n)
-            sds.append(max(math.sqrt(var), p.min_sd_rel))
+            sds.append(self._shrunk_sd(own, n, prior_sd, p.min_sd_rel))
         return centres, sds
 
     def _centre(
         self, values: Sequence[float | None], prior_sd: float, min_sd: float
     ) -> tuple[float | None, float]:
         """Median and robust sd (MAD) of the values present, the sd shrunk towards the prior."""
-        present = [v for v in values if v is not None]
-        if len(present) < 3:
+        centre, mad_sd, n = _robust(values)
+        if centre is None:
             return None, prior_sd
-        centre = _median(present)
-        mad_sd = _MAD_TO_SD * _median([abs(v - centre) for v in present])
-        n, n0 = len(present), self.params.prior_weight
-        sd = math.sqrt((n0 * prior_sd**2 + n * mad_sd**2) / (n0 + n))
-        return centre, max(sd, min_sd)
+        return centre, self._shrunk_sd(mad_sd**2, n, prior_sd, min_sd)
+
+    def _shrunk_sd(self, var: float, n: int, prior_sd: float, min_sd: float) -> float:
+        """The sd of `n` values with variance `var`, shrunk towards the prior (worth
+        `prior_weight` values) and at least `min_sd`."""
+        n0 = self.params.prior_weight
+        return max(math.sqrt((n0 * prior_sd**2 + n * var) / (n0 + n)), min_sd)
 
 
 def _log(value: float | None) -> float | None:
