@@ -25,6 +25,12 @@ from milkconsole.events import MeterHealth, MeterState, MeterStateChanged
 
 log = logging.getLogger(__name__)
 
+
+def log_poll_failed(meter_id: str, kind: str, message: str) -> None:
+    """The one ERROR line a meter's failure streak gets when it begins."""
+    log.error("meter %s: poll failed (%s): %s", meter_id, kind, message)
+
+
 OFFLINE_AFTER_FAILURES = 3
 RATE_WINDOW_S = 300.0
 RATE_DEGRADED = 0.20
@@ -88,7 +94,7 @@ class MeterHealthTracker:
         h = self._health
         self._record(t_utc, kind)
         if h.consecutive_failures == 0 and log_first:
-            log.error("meter %s: poll failed (%s): %s", self.meter_id, kind, message)
+            log_poll_failed(self.meter_id, kind, message)
         elif h.consecutive_failures == 0:
             log.debug("meter %s: poll failed (%s): %s", self.meter_id, kind, message)
         else:

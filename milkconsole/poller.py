@@ -31,7 +31,7 @@ from milkconsole.events import (
     ReadingTaken,
     SessionSnapshot,
 )
-from milkconsole.meter_health import MeterHealthTracker
+from milkconsole.meter_health import MeterHealthTracker, log_poll_failed
 from milkconsole.profiles import Block, Profile
 from milkconsole.readings import Reading
 from milkconsole.transport import Interruptible, Transport, open_transport
@@ -310,7 +310,7 @@ class BusPoller:
             )
             return
         for meter_id, kind, message in first:
-            log.error("meter %s: poll failed (%s): %s", meter_id, kind, message)
+            log_poll_failed(meter_id, kind, message)
 
     def _on_failure(self, meter: PolledMeter, exc: TransportError) -> None:
         cfg = meter.config
