@@ -42,6 +42,8 @@ GAUGE_MAX_L_MIN = 6.0
 CURVE_POINTS = 256
 
 TILE_STATES = ("idle", "milking", "done", "incomplete", "alert", "offline")
+# The states someone has to see to: a thicker frame, and named even when their side is hidden.
+ATTENTION_STATES = frozenset({"alert", "incomplete", "offline"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +356,7 @@ class StallTileWidget(QWidget):
         body = QRectF(1.5, 1.5, w - 3.0, h - 3.0)
         state_color = QColor(style.color)
         # Body with a state-coloured frame (thicker when something needs attention).
-        frame = 5.0 if state in ("alert", "offline", "incomplete") else 2.0
+        frame = 5.0 if state in ATTENTION_STATES else 2.0
         p.setPen(QPen(state_color if frame > 2 else QColor(t.tile_border), frame))
         p.setBrush(QColor(t.tile))
         p.drawRoundedRect(body.adjusted(frame / 2, frame / 2, -frame / 2, -frame / 2), 8, 8)

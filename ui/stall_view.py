@@ -39,7 +39,7 @@ from milkconsole.events import (
     SessionUpdated,
 )
 from milkconsole.production import AnimalInfo, HerdDirectory, ProductionSnapshot, tile_alerts
-from ui.stall_tile import NO_ID, CowIdentity, StallTileWidget, font_scale
+from ui.stall_tile import ATTENTION_STATES, NO_ID, CowIdentity, StallTileWidget, font_scale
 from ui.theme import DARK, Theme
 
 # A finished cow's figures stay on the tile this long (or until the next cow comes in).
@@ -50,8 +50,6 @@ MIN_TILE_W = 150
 MIN_TILE_H = 100
 TILE_ASPECT_MAX = 1.7  # width / height
 TILE_ASPECT_MIN = 1.05
-# Tile states someone has to see even when their side is not shown.
-ATTENTION_STATES = frozenset({"alert", "incomplete", "offline"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,7 +318,7 @@ class StallViewWidget(QScrollArea):
             self.tiles[p.stall].setGeometry(p.x, p.y, p.w, p.h)
         self._canvas.pit_y = None
         if shape == "rows" and self.layout_name != "rotary" and self.side is None:
-            sides = parlour_sides(list(self.tiles), self.layout_name)
+            sides = self.sides
             if len(sides) == 2:
                 bottom_a = max(self.placements[s].y + self.placements[s].h for s in sides[0])
                 top_b = min(self.placements[s].y for s in sides[1])
