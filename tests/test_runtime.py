@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from sqlalchemy import select
 
-from milkconsole.config import load_config
+from milkconsole.config import ParlourConfig, load_config
 from milkconsole.diagnostics import self_test
 from milkconsole.events import ReadingTaken
 from milkconsole.runtime import ParlourRuntime
@@ -66,48 +68,47 @@ def test_stored_calibration_and_offset_apply_and_bad_vacuum_raises_one_equipment
     assert abs((mm01[-1].conductivity_ms_cm or 0) - 4.5) < 1e-6
 
 
+@contextlib.contextmanager
+def console_running(cfg: ParlourConfig, db_path: Path) -> Iterator[None]:
+    runtime = ParlourRuntime(cfg, open_database(db_path))
+    runtime.start_threads()
+    try:
+        yield
+    finally:
+        runtime.stop()
+
+
 def test_milking_that_began_and_ended_while_the_console_was_down_is_recovered(
     tmp_path: Path,
 ) -> None:
     cfg = load_config(make_demo_config(tmp_path, stalls=4, time_scale=60.0))
     db_path = tmp_path / "rt.sqlite"
+    store = SessionStore(open_database(db_path))
     tracking = cfg.tracking
 
     def sessions() -> list[SessionRecord]:
-        return SessionStore(open_database(db_path)).completed_since(None)
+        return store.completed_since(None)
 
     with SimulatedParlour(cfg, cows=0, seed=1, time_scale=60.0) as park:
         meter = park.meters["MM-01"]
         meter.set_values(yield_l=0.0, flow_l_min=0.0, status=0, rfid="8000F588DB110001")
         # The console records one cow ...
-        runtime = ParlourRuntime(cfg, open_database(db_path))
-        runtime.start_threads()
-        try:
+        with console_running(cfg, db_path):
             meter.set_values(yield_l=4.0, flow_l_min=3.0, status=1, session_time_s=10)
             time.sleep(tracking.min_duration_s + 0.5)
             meter.set_values(yield_l=11.0, flow_l_min=0.0, status=0, session_time_s=200)
             assert wait_for(lambda: len(sessions()) == 1)
-        finally:
-            runtime.stop()
         # ... is shut down while the next cow comes and goes (a 2 s milking at this scale) ...
         time.sleep(3.0)
         meter.set_values(
             yield_l=8.25, flow_l_min=0.0, status=0, session_time_s=2, rfid="8000F588DB110002"
         )
         # ... and on its return records her from what the meter still holds.
-        runtime = ParlourRuntime(cfg, open_database(db_path))
-        runtime.start_threads()
-        try:
+        with console_running(cfg, db_path):
             assert wait_for(lambda: len(sessions()) == 2)
-        finally:
-            runtime.stop()
         # Started again with nothing new on the meter, it records nothing more.
-        runtime = ParlourRuntime(cfg, open_database(db_path))
-        runtime.start_threads()
-        try:
+        with console_running(cfg, db_path):
             time.sleep(1.0)
-        finally:
-            runtime.stop()
     first, missed = sessions()
     assert (first.rfid, first.yield_l, "recovered" in first.flags) == (
         "8000F588DB110001",
