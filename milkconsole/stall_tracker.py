@@ -438,12 +438,8 @@ class StallTracker:
             last_yield_l=y,
         )
         s.flag(FLAG_RECOVERED)
-        c = _num(r.conductivity_ms_cm)
-        if c is not None:
-            s.conductivity_sum, s.conductivity_n, s.conductivity_max_ms_cm = c, 1, c
-        for name in ("ec_lf_ms_cm", "ec_rf_ms_cm", "ec_lr_ms_cm", "ec_rr_ms_cm"):
-            setattr(s, name, _num(getattr(r, name)))
-        s.temperature_max_c = _num(r.temperature_c)
+        # What the meter still shows of her milk (no flow, vacuum or curve: she is gone).
+        c = self._accumulate_milk(s, r)
         self._accumulate_quality(s, r)
         events.append(SessionStarted(self._snapshot(s, "in_progress", None, duration)))
         # Without the meter's own session time the duration is unknown, not short.
@@ -667,20 +663,7 @@ class StallTracker:
             s.peak_flow_l_min = max(s.peak_flow_l_min, f)
         if gap_flow and rate is not None and rate > 0:
             s.peak_flow_l_min = max(s.peak_flow_l_min, rate)
-        c = _num(r.conductivity_ms_cm)
-        s.last_conductivity_ms_cm = c
-        if c is not None:
-            s.conductivity_sum += c
-            s.conductivity_n += 1
-            m = s.conductivity_max_ms_cm
-            s.conductivity_max_ms_cm = c if m is None else max(m, c)
-        for name in ("ec_lf_ms_cm", "ec_rf_ms_cm", "ec_lr_ms_cm", "ec_rr_ms_cm"):
-            v = _num(getattr(r, name))
-            if v is not None:
-                setattr(s, name, v)
-        t = _num(r.temperature_c)
-        if t is not None:
-            s.temperature_max_c = t if s.temperature_max_c is None else max(s.temperature_max_c, t)
+        c = self._accumulate_milk(s, r)
         v = _num(r.vacuum_kpa)
         if v is not None:
             s.vacuum_sum += v
@@ -700,6 +683,26 @@ class StallTracker:
             else:
                 self._keep_sample(s, sample)
             s.next_sample_s = self._next_grid(elapsed)
+
+    @staticmethod
+    def _accumulate_milk(s: _Open, r: Reading) -> float | None:
+        """Take the reading's conductivity (cow and quarters) and temperature; returns the cow
+        conductivity (None when refused)."""
+        c = _num(r.conductivity_ms_cm)
+        s.last_conductivity_ms_cm = c
+        if c is not None:
+            s.conductivity_sum += c
+            s.conductivity_n += 1
+            m = s.conductivity_max_ms_cm
+            s.conductivity_max_ms_cm = c if m is None else max(m, c)
+        for name in ("ec_lf_ms_cm", "ec_rf_ms_cm", "ec_lr_ms_cm", "ec_rr_ms_cm"):
+            v = _num(getattr(r, name))
+            if v is not None:
+                setattr(s, name, v)
+        t = _num(r.temperature_c)
+        if t is not None:
+            s.temperature_max_c = t if s.temperature_max_c is None else max(s.temperature_max_c, t)
+        return c
 
     def _accumulate_quality(self, s: _Open, r: Reading) -> None:
         for name in ("fat_pct", "protein_pct", "lactose_pct"):
