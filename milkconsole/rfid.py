@@ -322,7 +322,13 @@ def _ascii(text: str, body: str) -> str:
 
 def _decode_hex16(text: str, code: int) -> FdxB:
     swapped = int.from_bytes(code.to_bytes(8, "big"), "little")
-    candidates = [(c, i) for i, c in enumerate((code, swapped)) if _fields(c).country <= 999]
+    # A reading whose country and national ID are both zero is no tag at all (0x80 read the
+    # other way round is just the animal flag): never take it over the other byte order.
+    candidates = [
+        (c, i)
+        for i, c in enumerate((code, swapped))
+        if _fields(c).country <= 999 and (_fields(c).country, _fields(c).national_id) != (0, 0)
+    ]
     if not candidates:
         a, b = _fields(code).country, _fields(swapped).country
         raise InvalidTag(text, f"country code {a} (or {b} byte-swapped) is above {MAX_COUNTRY}")
