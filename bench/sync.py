@@ -35,14 +35,9 @@ from bench.results_io import save
 from milkconsole.events import SessionSnapshot
 from milkconsole.store import open_database
 from milkconsole.store.db import Database
-from milkconsole.store.outbox import enqueue_many
-from milkconsole.store.schema import MilkSession
-from milkconsole.store.sessions import (
-    SESSION_MODEL,
-    new_session_row,
-    resolve_animal,
-    session_payload,
-)
+from milkconsole.store.outbound import queue_meter, queue_sessions
+from milkconsole.store.schema import Meter, MilkSession
+from milkconsole.store.sessions import new_session_row, resolve_animal
 from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings
@@ -53,8 +48,35 @@ T0 = datetime(2025, 3, 1, 4, 30, tzinfo=UTC)
 FIRST_TAG = 982000000000001
 
 
+def register_meters(db: Database, meters: int = 24) -> None:
+    """The bench parlour's meters, registered as a console start registers them."""
+    with db.write() as tx:
+        for n in range(1, meters + 1):
+            mid = f"M{n:02d}"
+            row = tx.get(Meter, mid)
+            if row is None:
+                row = Meter(id=mid, name=mid, bus_id="b1", unit=n, profile="gea", stall=n)
+                tx.add(row)
+                tx.flush()
+            queue_meter(
+                tx,
+                row,
+                {
+                    "meter_id": mid,
+                    "name": f"Milk meter {mid}",
+                    "stall": n,
+                    "manufacturer": "GEA",
+                    "model": "DemaTron",
+                    "transport": "tcp",
+                    "host": "10.0.0.5",
+                    "port": 502,
+                    "unit": n,
+                },
+            )
+
+
 def _queue_sessions(db: Database, n: int, cows: int) -> None:
-    """`n` completed, identified sessions with their milk.session outbox rows."""
+    """`n` completed, identified sessions with their outbox rows (session + production)."""
     with db.read() as tx:
         cache = {c: resolve_animal(tx, str(FIRST_TAG + c)) for c in range(cows)}
     done = 0
@@ -85,7 +107,7 @@ def _queue_sessions(db: Database, n: int, cows: int) -> None:
                 rows.append(row)
             tx.add_all(rows)
             tx.flush()
-            enqueue_many(tx, SESSION_MODEL, [(r.key, session_payload(tx, r, "B")) for r in rows])
+            queue_sessions(tx, rows)
             done += len(rows)
 
 
@@ -120,7 +142,9 @@ def run_backlog(
         try:
             engine = SyncEngine(db, settings)
             engine.start()
-            engine.run_once()  # log in, check the contract, pull the herd: not part of the figure
+            register_meters(db)
+            # Log in, check the contract, pull the herd, register the meters: not in the figure.
+            engine.run_once()
             _queue_sessions(db, sessions, cows)
             sim.set_cost(call_overhead_s=call_ms / 1000, per_record_s=record_ms / 1000)
             calls_before = sum(sim.calls.values())

@@ -6,9 +6,7 @@ them. Acknowledging or resolving is one write transaction that checks the person
 (`milkconsole.roles.check_grant`), changes the alert, appends an `audit_log` row and tells
 Odoo through the outbox (the alert's pending create learns the new state, or a write is
 queued when the create has gone already), so the change, its audit row and its way to Odoo
-are stored together or not at all. The sync's own derivation (`SyncEngine.derive_local`)
-would find the change later as well; doing it here means it does not depend on the clock
-ordering that derivation relies on.
+are stored together or not at all (`milkconsole.store.outbound.queue_alert`).
 
 Everything returns frozen values (no ORM rows), so the console can read on a worker thread
 and hand the result to the GUI thread. No Qt.
@@ -27,10 +25,8 @@ from sqlalchemy.orm import Session
 from milkconsole.errors import MilkConsoleError
 from milkconsole.roles import Grant, check_grant
 from milkconsole.store.db import Database
-from milkconsole.store.outbox import amend, create_row, enqueue
+from milkconsole.store.outbound import queue_alert
 from milkconsole.store.schema import Alert, Animal, MilkSession, append_audit, utc_now
-from milkconsole.sync.contract import OUTBOX_MODEL
-from milkconsole.sync.engine import alert_payload, alert_state_payload
 
 STATES = ("open", "acknowledged", "resolved")
 SEVERITIES = ("warning", "critical")
@@ -40,7 +36,6 @@ DEFAULT_LIMIT = 500
 NOTE_MAX_CHARS = 2000
 HISTORY_DAYS = 60.0
 HISTORY_MAX_POINTS = 1000
-ALERT_MODEL = OUTBOX_MODEL["alert"]
 
 
 class AlertError(MilkConsoleError):
@@ -329,16 +324,6 @@ def _audit_state(row: Alert) -> dict[str, Any]:
     return {"state": row.state, "severity": row.severity, "note": row.note}
 
 
-def _tell_odoo(tx: Session, row: Alert) -> None:
-    """Queue the alert's new state for Odoo in the caller's transaction."""
-    tx.flush()
-    if create_row(tx, ALERT_MODEL, row.key) is None:
-        # Not derived into the outbox yet: its create carries the state it has now.
-        enqueue(tx, ALERT_MODEL, row.key, alert_payload(tx, row))
-    else:
-        amend(tx, ALERT_MODEL, row.key, alert_state_payload(row))
-
-
 def _finish(tx: Session, row: Alert) -> AlertRecord:
     animal = tx.get(Animal, row.animal_id) if row.animal_id is not None else None
     return _record(row, animal)
@@ -359,7 +344,7 @@ def _changed(
         after=_audit_state(row),
         at=at,
     )
-    _tell_odoo(tx, row)
+    queue_alert(tx, row)
     return _finish(tx, row)
 
 

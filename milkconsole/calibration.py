@@ -50,6 +50,7 @@ from milkconsole.config import ParlourConfig
 from milkconsole.errors import MilkConsoleError
 from milkconsole.roles import Grant, check_grant, config_table, settings_from_table
 from milkconsole.store.db import Database
+from milkconsole.store.outbound import queue_meter_calibrated
 from milkconsole.store.schema import Calibration, Meter, MilkSession, append_audit, utc_now
 from milkconsole.store.sessions import FINISHED_STATES, iso_z
 
@@ -533,6 +534,7 @@ class CalibrationStore:
                 meter.conductivity_offset_ms_cm = offset
             meter.calibration_due_at = due
             tx.flush()
+            queue_meter_calibrated(tx, meter)
             append_audit(
                 tx,
                 actor=grant.user,

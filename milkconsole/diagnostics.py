@@ -48,6 +48,7 @@ from milkconsole.profiles import Block, Profile
 from milkconsole.readings import Reading
 from milkconsole.roles import config_table, settings_from_table
 from milkconsole.store.db import Database
+from milkconsole.store.outbound import queue_alert
 from milkconsole.store.schema import Alert, utc_now
 from milkconsole.transport import Transport
 
@@ -214,18 +215,18 @@ def raise_equipment_alerts(
             key = f"{farm_code}-EQ-{f.meter_id}-{f.condition}-{f.since_utc:%Y%m%dT%H%M%S%fZ}"
             if tx.scalar(select(Alert.id).where(Alert.key == key)) is not None:
                 continue
-            tx.add(
-                Alert(
-                    key=key,
-                    kind="equipment",
-                    condition=f.condition,
-                    severity="warning",
-                    state="open",
-                    meter_id=f.meter_id,
-                    message=f.message,
-                    raised_at=now,
-                )
+            alert = Alert(
+                key=key,
+                kind="equipment",
+                condition=f.condition,
+                severity="warning",
+                state="open",
+                meter_id=f.meter_id,
+                message=f.message,
+                raised_at=now,
             )
+            tx.add(alert)
+            queue_alert(tx, alert)
             made.append(key)
     return made
 

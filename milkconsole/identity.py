@@ -29,9 +29,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from milkconsole.rfid import AnimalTags, InvalidTag, TagForm, TagIndex, TagMatch, normalize_tag
-from milkconsole.store.outbox import amend
+from milkconsole.store.outbound import queue_session_identity
 from milkconsole.store.schema import Animal, AnimalTag, MilkSession
-from milkconsole.store.sessions import SESSION_MODEL, animal_fields
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +116,7 @@ def associate_pending(tx: Session, *, since: datetime | None = None) -> list[str
         if animal_id is None:
             continue
         row.animal_id, row.id_source = animal_id, "rfid"
-        amend(tx, SESSION_MODEL, row.key, {**animal_fields(tx, animal_id), "id_source": "rfid"})
+        queue_session_identity(tx, row)
         done.append(row.key)
     if done:
         tx.flush()

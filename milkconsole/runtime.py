@@ -31,12 +31,14 @@ from milkconsole.poller import BusPoller, PolledMeter
 from milkconsole.readings import Reading
 from milkconsole.stall_tracker import LastFinished, StallTracker, effective_detection
 from milkconsole.store.db import Database
+from milkconsole.store.outbound import meter_registration
 from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import Meter
 from milkconsole.store.sessions import SessionStore
 
 if TYPE_CHECKING:
-    from milkconsole.sync.engine import SyncStatus, SyncWorker
+    from milkconsole.sync.status import SyncStatus
+    from milkconsole.sync.worker import SyncWorker
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,9 @@ class ParlourRuntime:
         self.factors = _PerMeter(1.0, {m.id: m.calibration_factor for m in config.meters})
         self.offsets = _PerMeter(0.0)
         self.recorder = Recorder(db, farm_code=config.farm_code, on_committed=self._on_committed)
-        self.recorder.upsert_meters(list(config.meters))
+        self.recorder.upsert_meters(
+            list(config.meters), {m.id: meter_registration(config, m.id) for m in config.meters}
+        )
         # Grades, abnormal flags, mastitis alerts and health events are written in the same
         # transaction as the completed session they come from.
         self.health = HealthHook.from_database(db, config)
@@ -171,12 +175,13 @@ class ParlourRuntime:
         The worker is woken after each committed session, so a milking reaches Odoo within
         about a second while the network is up, and waits in the outbox while it is not.
         """
-        from milkconsole.sync.engine import SyncWorker
         from milkconsole.sync.settings import parse_odoo_settings
 
         section = self.config.extra.get("odoo")
         if section is None:
             return False
+        from milkconsole.sync.worker import SyncWorker
+
         settings = parse_odoo_settings(section, self.config.source)
         self.sync = SyncWorker(self.db, settings, on_status)
         self.add_committed_listener(self.sync.on_committed)

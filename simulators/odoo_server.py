@@ -89,155 +89,367 @@ _AUTO_FIELDS: dict[str, FieldDef] = {
     "write_date": FieldDef("datetime", "Last Updated on"),
 }
 
-_SEVERITY = (("info", "Info"), ("warning", "Warning"), ("critical", "Critical"))
+
+def _sel(*pairs: str) -> tuple[tuple[str, str], ...]:
+    """Selection pairs from "value:Label" strings."""
+    return tuple((p.split(":", 1)[0], p.split(":", 1)[1]) for p in pairs)
+
+
+def _f(type_: str, string: str = "", **kw: Any) -> FieldDef:
+    return FieldDef(type_, string, **kw)
 
 
 def contract_models() -> dict[str, ModelDef]:
-    """The models a farm's Odoo offers to Milk Console (see docs/odoo.md), by model name.
+    """The models of the seed's contract as `installer/odoo/milkconsole_dairy` provides them,
+    by model name (a test checks this against the real module on a real Odoo 17).
 
-    Tests take this, remove a model or a field, and hand the result to `OdooSimulator(models=)`
-    to play a server whose module is older than the contract.
+    Tests take this, remove a model or a field, or change one, and hand the result to
+    `OdooSimulator(models=)` to play a server whose module differs from the contract.
+    `iot.milk_meter` inherits `iot.device` in Odoo (`_inherits`); here it only links to it,
+    which is all the console relies on.
     """
     models = [
         ModelDef(
             "res.users",
             "User",
-            {"name": FieldDef("char", "Name", required=True), "login": FieldDef("char", "Login")},
+            {"name": _f("char", "Name", required=True), "login": _f("char", "Login")},
         ),
         ModelDef(
             "iot.device",
             "IoT Device",
             {
-                "name": FieldDef("char", "Name", required=True),
-                "device_id": FieldDef("char", "Device ID", required=True),
-                "device_type": FieldDef("char", "Type"),
-                "last_seen": FieldDef("datetime", "Last Seen"),
-                "active": FieldDef("boolean", "Active", default=True),
-            },
-            unique=((("device_id",), "The device ID must be unique."),),
-        ),
-        ModelDef(
-            "farm.animal",
-            "Animal",
-            {
-                "name": FieldDef("char", "Name", required=True),
-                "rfid_tag": FieldDef("char", "RFID Tag"),
-                "conductivity_baseline": FieldDef("float", "Conductivity Baseline (mS/cm)"),
-                "active": FieldDef("boolean", "Active", default=True),
-            },
-        ),
-        ModelDef(
-            "farm.animal.rfid",
-            "Animal RFID Tag",
-            {
-                "animal_id": FieldDef("many2one", "Animal", relation="farm.animal", required=True),
-                "rfid_tag": FieldDef("char", "RFID Tag", required=True),
-            },
-            unique=((("rfid_tag",), "This RFID tag is already assigned."),),
-            rec_name="rfid_tag",
-        ),
-        ModelDef(
-            "milk.session",
-            "Milking Session",
-            {
-                "name": FieldDef("char", "Session Key", required=True),
-                "meter_id": FieldDef("many2one", "Meter", relation="iot.device"),
-                "animal_id": FieldDef("many2one", "Animal", relation="farm.animal"),
-                "rfid_tag": FieldDef("char", "RFID Tag"),
-                "start_time": FieldDef("datetime", "Start", required=True),
-                "end_time": FieldDef("datetime", "End"),
-                "total_yield": FieldDef("float", "Total Yield (L)"),
-                "peak_flow": FieldDef("float", "Peak Flow (L/min)"),
-                "avg_flow": FieldDef("float", "Average Flow (L/min)"),
-                "conductivity": FieldDef("float", "Conductivity (mS/cm)"),
-                "milk_temperature": FieldDef("float", "Milk Temperature (°C)"),
-                "fat": FieldDef("float", "Fat (%)"),
-                "protein": FieldDef("float", "Protein (%)"),
-                "lactose": FieldDef("float", "Lactose (%)"),
-                "somatic_cell_count": FieldDef("integer", "SCC (cells/mL)"),
-                "blood_detected": FieldDef("boolean", "Blood Detected"),
-                "quality_grade": FieldDef("char", "Quality Grade"),
-                "state": FieldDef(
+                "name": _f("char", "Name", required=True),
+                "device_id": _f("char", "Device ID", required=True),
+                "device_type": _f(
+                    "selection",
+                    "Device Type",
+                    selection=_sel(
+                        "milk_meter:Milk Meter", "sensor:Sensor", "gateway:Gateway", "other:Other"
+                    ),
+                    required=True,
+                    default="other",
+                ),
+                "state": _f(
                     "selection",
                     "State",
-                    selection=(
-                        ("in_progress", "In Progress"),
-                        ("completed", "Completed"),
-                        ("incomplete", "Incomplete"),
-                        ("interrupted", "Interrupted"),
+                    selection=_sel(
+                        "online:Online",
+                        "degraded:Degraded",
+                        "offline:Offline",
+                        "maintenance:Maintenance",
                     ),
-                    default="completed",
+                    default="offline",
                 ),
+                "last_seen": _f("datetime", "Last Seen"),
+                "active": _f("boolean", "Active", default=True),
             },
-            unique=((("name",), "A milking session with this key already exists."),),
-        ),
-        ModelDef(
-            "farm.milk.production",
-            "Milk Production",
-            {
-                "animal_id": FieldDef("many2one", "Animal", relation="farm.animal", required=True),
-                "date": FieldDef("date", "Date", required=True),
-                "milking": FieldDef(
-                    "selection", "Milking", selection=(("am", "Morning"), ("pm", "Evening"))
-                ),
-                "quantity": FieldDef("float", "Quantity (L)", required=True),
-                "fat": FieldDef("float", "Fat (%)"),
-                "protein": FieldDef("float", "Protein (%)"),
-                "somatic_cell_count": FieldDef("integer", "SCC (cells/mL)"),
-                "source": FieldDef(
-                    "selection",
-                    "Source",
-                    selection=(("manual", "Manual"), ("iot_meter", "IoT Meter")),
-                    default="manual",
-                ),
-                "source_reference": FieldDef("char", "Source Reference"),
-            },
-            unique=((("source_reference",), "This production record was already imported."),),
-            rec_name="source_reference",
+            unique=((("device_id",), "The device ID must be unique."),),
         ),
         ModelDef(
             "iot.device.alert",
             "IoT Device Alert",
             {
-                "name": FieldDef("char", "Title", required=True),
-                "reference": FieldDef("char", "Reference", required=True),
-                "device_id": FieldDef("many2one", "Device", relation="iot.device"),
-                "animal_id": FieldDef("many2one", "Animal", relation="farm.animal"),
-                "alert_type": FieldDef("char", "Type"),
-                "severity": FieldDef("selection", "Severity", selection=_SEVERITY),
-                "message": FieldDef("text", "Message"),
-                "date": FieldDef("datetime", "Date"),
-                "state": FieldDef(
+                "name": _f("char", "Title"),
+                "reference": _f("char", "Reference"),
+                "device_id": _f("many2one", "Device", relation="iot.device", required=True),
+                "animal_id": _f("many2one", "Animal", relation="farm.animal"),
+                "alert_type": _f(
+                    "selection",
+                    "Alert Type",
+                    selection=_sel(
+                        "offline:Device Offline",
+                        "threshold:Threshold Exceeded",
+                        "maintenance:Maintenance Due",
+                        "custom:Custom",
+                    ),
+                    required=True,
+                    default="custom",
+                ),
+                "severity": _f(
+                    "selection",
+                    "Severity",
+                    selection=_sel("low:Low", "warning:Warning", "critical:Critical"),
+                    required=True,
+                    default="warning",
+                ),
+                "message": _f("text", "Message"),
+                "state": _f(
                     "selection",
                     "State",
-                    selection=(
-                        ("new", "New"),
-                        ("acknowledged", "Acknowledged"),
-                        ("resolved", "Resolved"),
+                    selection=_sel(
+                        "active:Active", "acknowledged:Acknowledged", "resolved:Resolved"
                     ),
-                    default="new",
+                    required=True,
+                    default="active",
                 ),
-                "acknowledged_by": FieldDef("char", "Acknowledged By"),
-                "acknowledged_date": FieldDef("datetime", "Acknowledged On"),
-                "resolved_by": FieldDef("char", "Resolved By"),
-                "resolved_date": FieldDef("datetime", "Resolved On"),
-                "resolution_note": FieldDef("text", "Resolution Note"),
+                "date": _f("datetime", "Raised"),
+                "acknowledged_by": _f("char", "Acknowledged By"),
+                "acknowledged_date": _f("datetime", "Acknowledged On"),
+                "resolved_by": _f("char", "Resolved By"),
+                "resolved_date": _f("datetime", "Resolved On"),
+                "resolution_note": _f("text", "Resolution Note"),
             },
             unique=((("reference",), "An alert with this reference already exists."),),
+            rec_name="reference",
+        ),
+        ModelDef(
+            "farm.animal",
+            "Animal",
+            {
+                "name": _f("char", "Name", required=True),
+                "number": _f("char", "Herd Number"),
+                "rfid_tag": _f("char", "RFID Tag"),
+                "conductivity_baseline": _f("float", "Conductivity Baseline (mS/cm)"),
+                "herd_group": _f("char", "Group"),
+                "birth_date": _f("date", "Birth Date"),
+                "lactation_number": _f("integer", "Lactation"),
+                "last_calving_date": _f("date", "Last Calving"),
+                "milk_withheld": _f("boolean", "Keep milk out of tank"),
+                "milk_withheld_reason": _f("char", "Reason"),
+                "active": _f("boolean", "Active", default=True),
+            },
+            unique=((("rfid_tag",), "This RFID tag is already assigned to another animal."),),
+        ),
+        ModelDef(
+            "farm.animal.rfid",
+            "Animal RFID Tag",
+            {
+                "animal_id": _f("many2one", "Animal", relation="farm.animal", required=True),
+                "rfid_tag": _f("char", "RFID Tag", required=True),
+                "active": _f("boolean", "Active", default=True),
+            },
+            unique=((("rfid_tag",), "This RFID tag is already assigned."),),
+            rec_name="rfid_tag",
+        ),
+        ModelDef(
+            "farm.animal.treatment",
+            "Animal Treatment",
+            {
+                "animal_id": _f("many2one", "Animal", relation="farm.animal", required=True),
+                "product": _f("char", "Product", required=True),
+                "start": _f("datetime", "Start", required=True),
+                "withdrawal_hours": _f("float", "Withdrawal (h)"),
+                "withdrawal_milkings": _f("integer", "Withdrawal (milkings)"),
+                "withdrawal_end": _f("datetime", "Withdrawal End"),
+                "note": _f("text", "Note"),
+                "recorded_by": _f("char", "Recorded By"),
+                "source": _f(
+                    "selection",
+                    "Source",
+                    selection=_sel("manual:Manual", "console:Milk Console"),
+                    default="manual",
+                ),
+                "source_reference": _f("char", "Source Reference"),
+                "active": _f("boolean", "Active", default=True),
+            },
+            unique=((("source_reference",), "This treatment was already recorded."),),
+            rec_name="product",
+        ),
+        ModelDef(
+            "farm.pen",
+            "Pen",
+            {"name": _f("char", "Name", required=True), "code": _f("char", "Code")},
+        ),
+        ModelDef(
+            "iot.milk_meter",
+            "IoT Milk Meter",
+            {
+                "device_id": _f("many2one", "Device", relation="iot.device", required=True),
+                "meter_type": _f(
+                    "selection",
+                    "Meter Type",
+                    selection=_sel(
+                        "inline:Inline Meter",
+                        "jar:Recording Jar",
+                        "electronic:Electronic Meter",
+                        "robotic:Robotic System",
+                    ),
+                    default="electronic",
+                ),
+                "manufacturer": _f(
+                    "selection",
+                    "Manufacturer",
+                    selection=_sel(
+                        "delaval:DeLaval",
+                        "afimilk:Afimilk",
+                        "gea:GEA",
+                        "lely:Lely",
+                        "boumatic:BouMatic",
+                        "other:Other",
+                    ),
+                    required=True,
+                ),
+                "model_number": _f("char", "Model Number"),
+                "communication_type": _f(
+                    "selection",
+                    "Communication Type",
+                    selection=_sel(
+                        "modbus_rtu:Modbus RTU (Serial)",
+                        "modbus_tcp:Modbus TCP (Ethernet)",
+                        "mqtt:MQTT",
+                        "api:REST API",
+                    ),
+                    required=True,
+                    default="modbus_rtu",
+                ),
+                "modbus_address": _f("integer", "Modbus Slave Address", default=1),
+                "modbus_port": _f("char", "Serial Port / IP:Port"),
+                "modbus_baudrate": _f(
+                    "selection",
+                    "Baud Rate",
+                    selection=_sel(
+                        "9600:9600", "19200:19200", "38400:38400", "57600:57600", "115200:115200"
+                    ),
+                    default="9600",
+                ),
+                "modbus_parity": _f(
+                    "selection",
+                    "Parity",
+                    selection=_sel("N:None", "E:Even", "O:Odd"),
+                    default="N",
+                ),
+                "milking_point_count": _f("integer", "Milking Points", default=1),
+                "has_rfid_reader": _f("boolean", "Has RFID Reader", default=True),
+                "has_conductivity": _f("boolean", "Measures Conductivity", default=True),
+                "has_temperature": _f("boolean", "Measures Temperature", default=True),
+                "has_flow_sensor": _f("boolean", "Has Flow Sensor", default=True),
+                "has_milk_quality": _f("boolean", "Inline Quality Analysis"),
+                "flow_calibration_factor": _f("float", "Flow Calibration Factor", default=1.0),
+                "conductivity_baseline": _f("float", "Conductivity Baseline (mS/cm)"),
+                "last_calibration": _f("datetime", "Last Calibration"),
+            },
+            unique=((("device_id",), "A device can be one milk meter only."),),
+            rec_name="model_number",
+        ),
+        ModelDef(
+            "iot.milk_meter.point",
+            "Milk Meter Milking Point",
+            {
+                "meter_id": _f("many2one", "Meter", relation="iot.milk_meter", required=True),
+                "point_number": _f("integer", "Point Number", required=True),
+                "name": _f("char", "Point Name"),
+                "pen_id": _f("many2one", "Pen/Stall", relation="farm.pen"),
+                "position_description": _f("char", "Position Description"),
+                "rfid_reader_id": _f("char", "RFID Reader ID"),
+                "is_active": _f("boolean", "Active", default=True),
+                "is_occupied": _f("boolean", "Occupied"),
+                "current_animal_id": _f("many2one", "Current Animal", relation="farm.animal"),
+            },
+            unique=((("meter_id", "point_number"), "Point number must be unique per meter!"),),
+        ),
+        ModelDef(
+            "farm.milk.production",
+            "Milk Production",
+            {
+                "animal_id": _f("many2one", "Animal", relation="farm.animal", required=True),
+                "date": _f("date", "Date", required=True),
+                "milking_time": _f(
+                    "selection",
+                    "Milking Time",
+                    selection=_sel("am:Morning", "pm:Evening"),
+                    required=True,
+                ),
+                "quantity": _f("float", "Quantity (L)", required=True),
+                "fat_percentage": _f("float", "Fat %"),
+                "protein_percentage": _f("float", "Protein %"),
+                "somatic_cell_count": _f("integer", "Somatic Cell Count"),
+                "source": _f(
+                    "selection",
+                    "Source",
+                    selection=_sel("manual:Manual", "iot_meter:IoT Milk Meter", "import:Import"),
+                    default="manual",
+                ),
+                "source_reference": _f("char", "Source Reference"),
+            },
+            unique=((("source_reference",), "This production record was already imported."),),
+            rec_name="source_reference",
         ),
         ModelDef(
             "farm.health.event",
             "Health Event",
             {
-                "name": FieldDef("char", "Description", required=True),
-                "reference": FieldDef("char", "Reference", required=True),
-                "animal_id": FieldDef("many2one", "Animal", relation="farm.animal"),
-                "event_type": FieldDef("char", "Type"),
-                "date": FieldDef("datetime", "Date"),
-                "description": FieldDef("text", "Details"),
-                "session_reference": FieldDef("char", "Milking Session"),
+                "animal_id": _f("many2one", "Animal", relation="farm.animal"),
+                "event_type": _f(
+                    "selection",
+                    "Event Type",
+                    selection=_sel(
+                        "mastitis_indicator:Mastitis Indicator",
+                        "blood_indicator:Blood in Milk",
+                        "identity_indicator:Identity Check",
+                        "low_yield:Low Yield",
+                        "treatment:Treatment",
+                        "other:Other",
+                    ),
+                    required=True,
+                    default="other",
+                ),
+                "description": _f("text", "Description"),
+                "source": _f(
+                    "selection",
+                    "Source",
+                    selection=_sel("manual:Manual", "iot_milk_meter:IoT Milk Meter"),
+                    default="manual",
+                ),
+                "source_reference": _f("char", "Source Reference"),
+                "date": _f("datetime", "Date"),
             },
-            unique=((("reference",), "A health event with this reference already exists."),),
+            unique=((("source_reference",), "This health event was already recorded."),),
+            rec_name="source_reference",
+        ),
+        ModelDef(
+            "milk.session",
+            "Milking Session",
+            {
+                "name": _f("char", "Session ID"),
+                "meter_id": _f("many2one", "Milk Meter", relation="iot.milk_meter", required=True),
+                "animal_id": _f("many2one", "Animal", relation="farm.animal"),
+                "milking_point": _f("many2one", "Milking Point", relation="iot.milk_meter.point"),
+                "rfid_tag": _f("char", "RFID Tag"),
+                "start_time": _f("datetime", "Start Time", required=True),
+                "end_time": _f("datetime", "End Time"),
+                "duration_seconds": _f("integer", "Duration (seconds)"),
+                "current_yield": _f("float", "Current Yield (L)"),
+                "total_yield": _f("float", "Total Yield (L)"),
+                "current_flow_rate": _f("float", "Current Flow Rate (L/min)"),
+                "peak_flow_rate": _f("float", "Peak Flow Rate (L/min)"),
+                "avg_flow_rate": _f("float", "Avg Flow Rate (L/min)"),
+                "milk_temperature": _f("float", "Milk Temperature (°C)"),
+                "conductivity": _f("float", "Conductivity (mS/cm)"),
+                "fat_percentage": _f("float", "Fat %"),
+                "protein_percentage": _f("float", "Protein %"),
+                "lactose_percentage": _f("float", "Lactose %"),
+                "somatic_cell_count": _f("integer", "Somatic Cell Count"),
+                "blood_detected": _f("boolean", "Blood Detected"),
+                "vacuum_level": _f("float", "Vacuum Level (kPa)"),
+                "pulsation_rate": _f("integer", "Pulsation Rate (cycles/min)"),
+                "quality_grade": _f(
+                    "selection",
+                    "Quality Grade",
+                    selection=_sel("A:Grade A", "B:Grade B", "C:Grade C", "reject:Reject"),
+                ),
+                "is_abnormal": _f("boolean", "Abnormal"),
+                "abnormality_reason": _f("char", "Abnormality Reason"),
+                "state": _f(
+                    "selection",
+                    "Status",
+                    selection=_sel(
+                        "in_progress:In Progress", "completed:Completed", "cancelled:Cancelled"
+                    ),
+                    default="in_progress",
+                ),
+                "production_id": _f(
+                    "many2one", "Production Record", relation="farm.milk.production"
+                ),
+                "milk_destination": _f(
+                    "selection",
+                    "Milk Destination",
+                    selection=_sel("tank:Bulk tank", "diverted:Diverted"),
+                    default="tank",
+                ),
+                "divert_reason": _f("char", "Divert Reason"),
+                "divert_confirmed_by": _f("char", "Divert Confirmed By"),
+            },
+            unique=((("name",), "Session ID must be unique!"),),
         ),
     ]
     return {m.name: m for m in models}
@@ -733,6 +945,15 @@ class _Store:
             out[name] = {k: v for k, v in desc.items() if not attributes or k in attributes}
         return out
 
+    def default_get(self, model: str, fields_list: list[str]) -> dict[str, Any]:
+        m = self.model(model)
+        out: dict[str, Any] = {}
+        for name in fields_list:
+            f = m.fields.get(name)
+            if f is not None and f.default is not None:
+                out[name] = f.default
+        return out
+
     def _ir_model(self, domain: Any) -> list[dict[str, Any]]:
         rows = [{"model": m.name, "name": m.description} for m in self.models.values()]
         for term in domain or []:
@@ -975,10 +1196,12 @@ class OdooSimulator:
         self.store.write(model, ids, vals)
 
     def seed_herd(self, cows: int, *, first_tag: int = 982000000000001) -> list[int]:
-        """Create `cows` animals named '1', '2', ... with 15-digit tags; returns their ids."""
+        """Create `cows` animals numbered and named '1', '2', ... with 15-digit tags; returns
+        their ids."""
         vals = [
             {
                 "name": str(i + 1),
+                "number": str(i + 1),
                 "rfid_tag": str(first_tag + i),
                 "conductivity_baseline": round(4.6 + (i % 7) * 0.1, 2),
             }
@@ -987,6 +1210,8 @@ class OdooSimulator:
         return self.store.create("farm.animal", vals)
 
     def seed_devices(self, device_ids: list[str]) -> list[int]:
+        """Devices a farm registered by hand before the console did (the console then adds
+        its `iot.milk_meter` to each)."""
         return self.store.create(
             "iot.device",
             [
@@ -1037,6 +1262,7 @@ class OdooSimulator:
             "search_count": self.store.search_count,
             "create": self.store.create,
             "fields_get": self.store.fields_get,
+            "default_get": self.store.default_get,
             "read": self.store.read,
             "write": self.store.write,
             "unlink": self.store.unlink,

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import select
 
 from milkconsole.alerts import (
-    ALERT_MODEL,
     AlertError,
     AlertFilter,
     acknowledge_alert,
@@ -28,6 +27,8 @@ from milkconsole.health.hook import HealthHook
 from milkconsole.roles import AccessDenied, Grant, UserStore
 from milkconsole.store import Recorder, open_database
 from milkconsole.store.db import Database
+from milkconsole.store.outbound import ALERT as ALERT_MODEL
+from milkconsole.store.outbound import queue_alert
 from milkconsole.store.schema import Alert, Animal, AuditEntry, OutboxRow
 from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncEngine
@@ -89,7 +90,7 @@ def raise_alert(
             raised_at=raised_at,
         )
         tx.add(row)
-        tx.flush()
+        queue_alert(tx, row)  # as the health hook does, in the same transaction
         return row.id
 
 
@@ -169,26 +170,16 @@ def test_without_a_pin_or_with_a_removed_user_nothing_changes(db, sue):
         resolve_alert(db, Grant("Gone", "supervisor"), alert_id, "done")
     assert list_alerts(db)[0].state == "open"
     assert len(audit_rows(db)) == before
-    assert outbox_rows(db, "S-3:mastitis") == []
+    [raised] = outbox_rows(db, "S-3:mastitis")  # what raising it queued, and nothing more
+    assert raised.operation == "create" and json.loads(raised.payload)["state"] == "open"
 
 
 def test_a_change_to_an_alert_odoo_has_becomes_a_write_and_a_pending_create_learns_it(db, sue):
     sent_id = raise_alert(db, "S-4:mastitis", None)
     queued_id = raise_alert(db, "S-5:mastitis", None)
-    with db.write() as tx:
-        for key, state in (("S-4:mastitis", "sent"), ("S-5:mastitis", "pending")):
-            tx.add(
-                OutboxRow(
-                    record_key=key,
-                    model=ALERT_MODEL,
-                    operation="create",
-                    payload=json.dumps({"key": key, "state": "open"}),
-                    state=state,
-                    attempts=1 if state == "sent" else 0,
-                    created_at=NOW,
-                    odoo_id=41 if state == "sent" else None,
-                )
-            )
+    with db.write() as tx:  # the sync sent the first one's create already
+        [sent] = tx.scalars(select(OutboxRow).where(OutboxRow.record_key == "S-4:mastitis"))
+        sent.state, sent.attempts, sent.odoo_id = "sent", 1, 41
 
     resolve_alert(db, sue, sent_id, "false alarm: teat dip on the sensor", now=NOW)
     acknowledge_alert(db, sue, queued_id, now=NOW)
@@ -287,7 +278,7 @@ def test_odoo_learns_an_acknowledge_then_a_resolve_exactly_once(db, sue):
                 alert_id = raise_alert(db, "S-9:mastitis", None)
                 engine.run_once()
                 [odoo] = sim.records("iot.device.alert", fields=["state", "reference"])
-                assert odoo["state"] == "new"
+                assert odoo["state"] == "active"
 
                 acknowledge_alert(db, sue, alert_id, "checking her at the evening milking")
                 assert engine.run_once().written == 1

@@ -16,14 +16,14 @@ from sqlalchemy.orm import Session
 from milkconsole.config import load_config
 from milkconsole.errors import ConfigError
 from milkconsole.events import SessionCompleted, SessionSnapshot
-from milkconsole.health.hook import ALERT_MODEL, HealthHook
+from milkconsole.health.hook import HealthHook
 from milkconsole.health.mastitis import Alert as DetectorAlert
 from milkconsole.health.mastitis import MilkingRecord
 from milkconsole.identity import associate_pending, identify, resolve_animal
 from milkconsole.rfid import iso_to_fdx_b, to_hex16
 from milkconsole.store import Recorder, SessionStore, open_database
 from milkconsole.store.db import Database
-from milkconsole.store.outbox import enqueue
+from milkconsole.store.outbound import ALERT as ALERT_MODEL
 from milkconsole.store.schema import Alert, Animal, AnimalTag, HealthEvent, MilkSession, OutboxRow
 from tests.test_mastitis import T0, herd
 
@@ -146,9 +146,14 @@ def test_grades_and_flags_go_out_with_the_session(db: Database) -> None:
     assert record.abnormal and "yield_low" in record.flags
     with db.read() as tx:
         payload = json.loads(
-            tx.scalars(select(OutboxRow.payload).where(OutboxRow.record_key == key_of(last))).one()
+            tx.scalars(
+                select(OutboxRow.payload).where(
+                    OutboxRow.record_key == key_of(last), OutboxRow.model == "milk.session"
+                )
+            ).one()
         )
     assert payload["quality_grade"] == "A" and payload["abnormal"] is True
+    assert "low" in payload["abnormality"]  # Odoo's abnormality_reason, in words
     others = [SessionStore(db).record(key_of(r)) for r in records[:-1]]
     assert all(o is not None and o.quality_grade is None for o in others)  # no fat: not graded
 
@@ -198,9 +203,16 @@ def test_an_unknown_tag_is_kept_then_associated_before_it_syncs(db: Database) ->
     record = SessionStore(db).record("F1-new")
     assert record is not None and record.animal_id == ids["C00"] and record.id_source == "rfid"
     with db.read() as tx:
-        (outbox,) = tx.scalars(select(OutboxRow).where(OutboxRow.record_key == "F1-new"))
+        queued = {
+            r.model: r
+            for r in tx.scalars(select(OutboxRow).where(OutboxRow.record_key == "F1-new"))
+        }
+        outbox = queued["milk.session"]
         assert outbox.state == "pending" and outbox.operation == "create"
         payload = json.loads(outbox.payload)
+        # Now that the cow is known, her production record is queued behind the session.
+        production = queued["farm.milk.production"]
+        assert (production.after_model, production.after_key) == ("milk.session", "F1-new")
     assert payload["animal_id"] == ids["C00"] and payload["animal_number"] == "C00"
     assert payload["id_source"] == "rfid"
     with db.write() as tx:
@@ -296,9 +308,7 @@ def test_an_escalation_raises_the_open_alert_and_amends_what_odoo_gets(db: Datab
 
     record_all(db, HealthHook(), [r for r in records if r.start <= warning.start_time])
     (alert,) = rows(db, Alert, Alert.kind == "mastitis")
-    assert alert.severity == "warning"
-    with db.write() as tx:  # the sync queued the alert for Odoo meanwhile
-        enqueue(tx, ALERT_MODEL, alert.key, {"key": alert.key, "severity": "warning"})
+    assert alert.severity == "warning"  # queued for Odoo with it, in the same transaction
     hook = HealthHook.from_database(db)
     record_all(db, hook, [r for r in records if r.start > warning.start_time])
 

@@ -80,20 +80,27 @@ def json2(
         return exc.code, json.loads(exc.read())
 
 
+def with_a_meter(sim: OdooSimulator) -> OdooSimulator:
+    """A fresh simulator with one registered milk meter (a session requires one): id 1."""
+    [device] = sim.seed_devices(["M01"])
+    assert sim.create("iot.milk_meter", {"device_id": device, "manufacturer": "gea"}) == [1]
+    return sim
+
+
 @pytest.fixture
 def sim() -> Iterator[OdooSimulator]:
     with OdooSimulator(version="17.0") as s:
-        yield s
+        yield with_a_meter(s)
 
 
 @pytest.fixture
 def sim19() -> Iterator[OdooSimulator]:
     with OdooSimulator(version="19.0") as s:
-        yield s
+        yield with_a_meter(s)
 
 
 def session_vals(key: str, **more: Any) -> dict[str, Any]:
-    return {"name": key, "start_time": "2025-03-01 05:10:00", **more}
+    return {"name": key, "start_time": "2025-03-01 05:10:00", "meter_id": 1, **more}
 
 
 def test_version_info_answers_what_odoorpc_reads_first(sim):
@@ -158,7 +165,7 @@ def test_one_duplicate_key_fails_the_whole_batch_with_odoo_error_shape(sim):
     assert reply["id"] == 7 and reply["jsonrpc"] == "2.0"
     assert err["code"] == 200 and err["message"] == "Odoo Server Error"
     assert err["data"]["name"] == "odoo.exceptions.ValidationError"
-    assert "already exists" in err["data"]["message"]
+    assert "must be unique" in err["data"]["message"]
     assert err["data"]["debug"].startswith("Traceback")
     assert sim.count("milk.session") == 1  # K2 did not land either
 

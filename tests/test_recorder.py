@@ -115,7 +115,7 @@ def test_session_lifecycle_stores_row_samples_and_one_outbox_create(db, recorder
     payload = items[0].payload
     assert payload["started_at"] == "2025-03-14T05:30:00Z"
     assert payload["ended_at"] == "2025-03-14T05:37:00Z"
-    assert payload["farm_code"] == "F1"
+    assert payload["meter_id"] == "m3" and payload["state"] == "completed"
     assert payload["flags"] == ["kickoff"]
     assert payload["yield_l"] == 11.8
     assert isinstance(committed[-1], SessionCompleted)

@@ -19,8 +19,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 
 from milkconsole.events import FlowSample, SessionCompleted, SessionSnapshot, SessionStarted
-from milkconsole.store import Outbox, Recorder, SessionStore, enqueue, open_database
+from milkconsole.store import Outbox, Recorder, SessionStore, open_database
 from milkconsole.store.db import Database, default_db_path
+from milkconsole.store.outbox import enqueue
 from milkconsole.store.schema import Animal, AuditEntry, Base, SyncState, User
 from milkconsole.store.sessions import CSV_COLUMNS
 
@@ -312,9 +313,11 @@ def test_manual_id_reassociation_is_audited_and_amends_the_unsent_create(db):
     )
     assert entry.before == {"animal_id": None, "id_source": None}
     assert entry.after == {"animal_id": 1, "id_source": "manual"}
+    # The session's create learns her; her production record waits for the session to land.
     [item] = Outbox(db).claim(None, 10, LATER)
-    assert item.operation == "create"
-    assert (item.payload["animal_odoo_id"], item.payload["id_source"]) == (501, "manual")
+    assert (item.model, item.operation) == ("milk.session", "create")
+    assert (item.payload["animal_id"], item.payload["animal_number"]) == (1, "1042")
+    assert item.payload["id_source"] == "manual"
 
 
 def test_manual_id_after_the_session_was_sent_enqueues_a_write(db):
@@ -324,14 +327,19 @@ def test_manual_id_after_the_session_was_sent_enqueues_a_write(db):
     [create] = outbox.claim(None, 10, LATER)
     outbox.mark_sent({create.id: 9001})
     SessionStore(db).set_manual_animal("a", 2, actor="sue")
-    [write] = outbox.claim(None, 10, LATER)
+    rows = {i.model: i for i in outbox.claim(None, 10, LATER)}
+    write = rows["milk.session"]
     assert write.operation == "write" and write.record_key == "a"
     assert write.payload == {
         "animal_id": 2,
-        "animal_odoo_id": 502,
         "animal_number": "1043",
+        "animal_tag": None,
         "id_source": "manual",
     }
+    # Now that she is known, the milking gets its production record (after the session).
+    production = rows["farm.milk.production"]
+    assert (production.operation, production.record_key) == ("create", "a")
+    assert production.payload["animal_id"] == 2
 
 
 def test_failed_manual_id_leaves_no_audit_row(db):

@@ -28,13 +28,14 @@ from milkconsole.errors import ConfigError
 from milkconsole.events import SessionCompleted, SessionSnapshot
 from milkconsole.store import Outbox, Recorder, SessionStore, open_database
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Alert, Animal, HealthEvent, Meter, MilkSession
-from milkconsole.store.sessions import (
-    SESSION_MODEL,
-    new_session_row,
-    resolve_animal,
-    session_payload,
+from milkconsole.store.outbound import (
+    queue_alert,
+    queue_health_event,
+    queue_meter,
+    queue_sessions,
 )
+from milkconsole.store.schema import Alert, Animal, HealthEvent, Meter, MilkSession
+from milkconsole.store.sessions import new_session_row, resolve_animal
 from milkconsole.sync import secrets
 from milkconsole.sync.animals import pull_animals
 from milkconsole.sync.cli import main as sync_main
@@ -44,8 +45,10 @@ from milkconsole.sync.client import (
     connect,
 )
 from milkconsole.sync.contract import Contract
-from milkconsole.sync.engine import SyncBusy, SyncEngine, SyncStatus, SyncWorker, enqueue_many
+from milkconsole.sync.engine import SyncBusy, SyncEngine
 from milkconsole.sync.settings import OdooSettings, parse_odoo_settings
+from milkconsole.sync.status import SyncStatus
+from milkconsole.sync.worker import SyncWorker
 from simulators.keyring_memory import MemoryKeyring
 from simulators.odoo_server import OdooSimulator, contract_models, make_self_signed_cert
 
@@ -98,10 +101,37 @@ def logged_in(sim: OdooSimulator, vault: MemoryKeyring, **changes: Any) -> OdooS
     return settings
 
 
+def registration(mid: str, stall: int) -> dict[str, Any]:
+    """What `outbound.meter_registration` makes of a configured GEA meter on a TCP bus."""
+    return {
+        "meter_id": mid,
+        "name": f"Milk meter {mid}",
+        "stall": stall,
+        "profile": "gea",
+        "manufacturer": "GEA",
+        "model": "DemaTron",
+        "transport": "tcp",
+        "host": "10.0.0.5",
+        "port": 502,
+        "unit": stall,
+        "has_rfid": True,
+        "has_conductivity": True,
+        "has_temperature": True,
+        "has_flow": True,
+        "has_quality": False,
+    }
+
+
 def add_meters(db: Database) -> None:
+    """The parlour's meters, registered as a console start registers them (idempotent)."""
     with db.write() as tx:
         for i, mid in enumerate(METERS):
-            tx.add(Meter(id=mid, name=mid, bus_id="b1", unit=i + 1, profile="gea", stall=i + 1))
+            row = tx.get(Meter, mid)
+            if row is None:
+                row = Meter(id=mid, name=mid, bus_id="b1", unit=i + 1, profile="gea", stall=i + 1)
+                tx.add(row)
+                tx.flush()
+            queue_meter(tx, row, registration(mid, i + 1))
 
 
 def record_sessions(
@@ -119,6 +149,7 @@ def record_sessions(
     milking (the outbox rows inserted in one statement, so a week of them is quick to make)."""
     keys: list[str] = []
     n = 0
+    add_meters(db)
     with db.read() as tx:
         cache = {str(FIRST_TAG + c): resolve_animal(tx, str(FIRST_TAG + c)) for c in range(cows)}
     for milking in range(milkings):
@@ -160,7 +191,7 @@ def record_sessions(
                 rows.append(row)
             tx.add_all(rows)
             tx.flush()
-            enqueue_many(tx, SESSION_MODEL, [(r.key, session_payload(tx, r, "F1")) for r in rows])
+            queue_sessions(tx, rows)
             keys.extend(r.key for r in rows)
     return keys
 
@@ -184,6 +215,7 @@ def raise_alerts(db: Database, n: int, *, acknowledged_every: int = 0) -> list[s
                 acknowledged_by="mary" if ack else None,
             )
             tx.add(alert)
+            queue_alert(tx, alert)
             keys.append(alert.key)
     return keys
 
@@ -201,6 +233,7 @@ def record_health_events(db: Database, n: int) -> list[str]:
                 recorded_at=T0 + timedelta(minutes=3 * i),
             )
             tx.add(ev)
+            queue_health_event(tx, ev)
             keys.append(ev.key)
     return keys
 
@@ -274,7 +307,7 @@ def test_settings_take_model_and_field_names_from_the_config():
             "database": "farm",
             "login": "console",
             "models": {"session": "x_milking"},
-            "fields": {"session": {"lactose": "", "total_yield": "x_litres"}},
+            "fields": {"session": {"lactose_percentage": "", "total_yield": "x_litres"}},
         },
         "parlour.toml",
     )
@@ -282,7 +315,7 @@ def test_settings_take_model_and_field_names_from_the_config():
     assert s.url == "https://odoo.farm:8443" and s.port == 8443
     assert contract.model("session") == "x_milking"
     assert contract.fields("session")["total_yield"] == "x_litres"
-    assert "lactose" not in contract.fields("session")
+    assert "lactose_percentage" not in contract.fields("session")
 
 
 def test_login_secret_lives_in_the_keyring_and_never_in_the_config_or_logs(
@@ -361,25 +394,44 @@ def test_seven_days_offline_then_reconnect_delivers_everything_exactly_once(sim,
     with db.read() as tx:
         rows = {r.key: r for r in tx.scalars(select(MilkSession))}
         odoo_of = {a: o for a, o in tx.execute(select(Animal.id, Animal.odoo_id))}
-    sessions = by_key(sim, "milk.session", "name", ["animal_id", "meter_id", "start_time"])
+        alert_meter = {a.key: a.meter_id for a in tx.scalars(select(Alert))}
+    sessions = by_key(
+        sim, "milk.session", "name", ["animal_id", "meter_id", "milking_point", "state"]
+    )
     assert set(sessions) == set(keys)
     productions = by_key(sim, "farm.milk.production", "source_reference", ["animal_id", "source"])
-    expected = {k for k, r in rows.items() if r.state == "completed" and r.animal_id is not None}
+    expected = {k for k, r in rows.items() if r.animal_id is not None}
     assert set(productions) == expected
-    assert 9_000 < len(expected) < 10_500  # unidentified and incomplete sessions left out
+    assert 10_000 < len(expected) < 10_500  # unidentified sessions left out
+    # Every session names the iot.milk_meter of its own meter, every alert its iot.device.
+    device_of = {d["id"]: d["device_id"] for d in sim.records("iot.device", fields=["device_id"])}
+    meter_of = {
+        m["id"]: device_of[m["device_id"][0]]
+        for m in sim.records("iot.milk_meter", fields=["device_id"])
+    }
+    point_of = {
+        p["id"]: meter_of[p["meter_id"][0]]
+        for p in sim.records("iot.milk_meter.point", fields=["meter_id"])
+    }
+    for key, odoo in sessions.items():
+        assert meter_of[odoo["meter_id"][0]] == rows[key].meter_id, key
+        assert point_of[odoo["milking_point"][0]] == rows[key].meter_id, key
+        assert odoo["state"] == "completed"  # incomplete ones are completed + is_abnormal
     for key in list(expected)[:200]:
         cow = odoo_of[rows[key].animal_id]
         assert sessions[key]["animal_id"][0] == cow
         assert productions[key]["animal_id"][0] == cow
         assert productions[key]["source"] == "iot_meter"
-        assert sessions[key]["meter_id"][1] == f"Milk meter {rows[key].meter_id}"
-    odoo_alerts = by_key(sim, "iot.device.alert", "reference", ["state"])
+    odoo_alerts = by_key(sim, "iot.device.alert", "reference", ["state", "device_id"])
     assert set(odoo_alerts) == set(alerts)
-    assert Counter(a["state"] for a in odoo_alerts.values()) == {"new": 270, "acknowledged": 30}
-    assert set(by_key(sim, "farm.health.event", "reference", [])) == set(health)
+    assert Counter(a["state"] for a in odoo_alerts.values()) == {"active": 270, "acknowledged": 30}
+    assert all(device_of[a["device_id"][0]] == alert_meter[k] for k, a in odoo_alerts.items())
+    assert set(by_key(sim, "farm.health.event", "source_reference", [])) == set(health)
     # Batched: one create call per 500 records and model, not one per record.
-    assert report.create_calls == sum(-(-n // 500) for n in report.created.values())
+    pushed = {m: n for m, n in report.created.items() if m != "milk_meter"}
+    assert report.create_calls == sum(-(-n // 500) for n in pushed.values())
     assert report.total_created == 10_500 + len(expected) + 300 + 120
+    assert first.created == {"milk_meter": 24}  # registered before Odoo went away
 
     again = engine.run_once()
     assert again.total_created == 0 and again.already_in_odoo == 0
@@ -404,12 +456,17 @@ def test_a_poisoned_record_goes_dead_with_odoos_message_while_the_rest_land(sim,
     assert dead.record_key == poisoned
     assert "Odoo refused it: Yield exceeds the tank capacity" in (dead.last_error or "")
     assert set(by_key(sim, "milk.session", "name", [])) == set(keys) - {poisoned}
-    assert engine.status("online").backlog == 0
-    # Fixed in Odoo: the supervisor requeues it and it lands.
+    # Its production record waits for it: no milk is booked for a milking Odoo does not have.
+    productions = by_key(sim, "farm.milk.production", "source_reference", [])
+    assert set(productions) == set(keys) - {poisoned}
+    assert engine.status("online").backlog == 1
+    # Fixed in Odoo: the supervisor requeues it and it lands, then its production record.
     sim.clear_refusals()
     Outbox(db).requeue_dead([dead.id])
     engine.run_once()
     assert sim.count("milk.session", [["name", "=", poisoned]]) == 1
+    assert sim.count("farm.milk.production", [["source_reference", "=", poisoned]]) == 1
+    assert engine.status("online").backlog == 0
 
 
 def test_an_access_error_on_one_record_isolates_it_too(sim, vault, db):
@@ -420,7 +477,7 @@ def test_an_access_error_on_one_record_isolates_it_too(sim, vault, db):
     keys = record_sessions(db, 10, 1)
     sim.refuse("milk.session", "name", keys[3], "You are not allowed to create", "AccessError")
     assert engine.run_once().dead == 1
-    assert sim.count("milk.session") == 9
+    assert sim.count("milk.session") == 9 and sim.count("farm.milk.production") == 9
 
 
 def test_a_wrong_password_stops_the_sync_and_says_so(sim, vault, db):
@@ -440,7 +497,7 @@ def test_a_wrong_password_stops_the_sync_and_says_so(sim, vault, db):
         assert worker.stop()
     status = worker.status
     assert "refused login 'admin'" in (status.last_error or "")
-    assert status.backlog == 5 and sim.count("milk.session") == 0
+    assert status.backlog == 24 + 5 and sim.count("milk.session") == 0  # meters + sessions
     assert "login refused" in status.summary
 
 
@@ -457,7 +514,7 @@ def test_network_errors_and_5xx_retry_and_then_land(sim, vault, db):
             break
         except OdooUnavailable as exc:
             assert "HTTP 503" in exc.message
-            assert engine.status("offline").backlog == 6
+            assert engine.status("offline").backlog == 24 + 6  # meters + sessions
             failures += 1
     assert failures >= 2
     assert len(by_key(sim, "milk.session", "name", [])) == 6
@@ -466,6 +523,7 @@ def test_network_errors_and_5xx_retry_and_then_land(sim, vault, db):
 def test_a_timeout_mid_push_is_retried_without_duplicates(sim, vault, db):
     settings = logged_in(sim, vault, timeout_s=0.3)
     engine = engine_for(db, settings, retry_base_s=0.0)
+    add_meters(db)
     engine.run_once()
     record_sessions(db, 8, 1)
     # The create lands in Odoo but its answer comes too late: the client gives up.
@@ -504,7 +562,7 @@ def test_a_missing_model_is_reported_and_the_other_models_still_sync(vault, db):
 def test_a_missing_field_suspends_that_model_with_a_clear_message(vault, db):
     models = contract_models()
     m = models["milk.session"]
-    fields = {k: v for k, v in m.fields.items() if k != "lactose"}
+    fields = {k: v for k, v in m.fields.items() if k != "lactose_percentage"}
     models["milk.session"] = m.__class__(m.name, m.description, fields, m.unique)
     with OdooSimulator(version="17.0", models=models) as sim:
         settings = logged_in(sim, vault)
@@ -512,13 +570,13 @@ def test_a_missing_field_suspends_that_model_with_a_clear_message(vault, db):
         record_sessions(db, 3, 1)
         report = engine.run_once()
         [problem] = report.warnings
-        assert "has no field 'lactose'" in problem
-        assert 'leave it out with lactose = ""' in problem
+        assert "has no field 'lactose_percentage'" in problem
+        assert 'leave it out with lactose_percentage = ""' in problem
         assert sim.count("milk.session") == 0
     engine.close()
     # The farm leaves the field out: the sessions go.
     with OdooSimulator(version="17.0", models=models) as sim2:
-        settings = logged_in(sim2, vault, fields={"session": {"lactose": ""}})
+        settings = logged_in(sim2, vault, fields={"session": {"lactose_percentage": ""}})
         engine = engine_for(db, settings)
         assert engine.run_once().warnings == ()
         assert sim2.count("milk.session") == 3
@@ -529,6 +587,7 @@ def test_a_missing_field_suspends_that_model_with_a_clear_message(vault, db):
 
 def test_animal_cache_identifies_cows_while_odoo_is_offline(sim, vault, db):
     [cow1, cow2] = sim.seed_herd(2)
+    add_meters(db)
     settings = logged_in(sim, vault)
     engine = engine_for(db, settings)
     engine.run_once()
@@ -557,9 +616,9 @@ def test_animal_cache_identifies_cows_while_odoo_is_offline(sim, vault, db):
     engine.run_once()
     [session] = sim.records("milk.session", fields=["animal_id", "total_yield"])
     assert session["animal_id"][0] == cow2 and session["total_yield"] == 12.5
-    [prod] = sim.records("farm.milk.production", fields=["animal_id", "quantity", "milking"])
+    [prod] = sim.records("farm.milk.production", fields=["animal_id", "quantity", "milking_time"])
     assert prod["animal_id"][0] == cow2 and prod["quantity"] == 12.5
-    assert prod["milking"] == "am"  # 04:30 UTC is 04:30 in Dublin in March
+    assert prod["milking_time"] == "am"  # 04:30 UTC is 04:30 in Dublin in March
     assert cow1 != cow2
 
 
@@ -603,13 +662,14 @@ def test_an_alert_acknowledged_at_the_console_is_written_to_odoo(sim, vault, db)
     [key] = raise_alerts(db, 1)
     engine.run_once()
     [odoo_alert] = sim.records("iot.device.alert", fields=["state", "reference", "device_id"])
-    assert odoo_alert["state"] == "new" and odoo_alert["device_id"][1] == "Milk meter M01"
+    assert odoo_alert["state"] == "active" and odoo_alert["device_id"][1] == "Milk meter M01"
     with db.write() as tx:
         alert = tx.scalars(select(Alert).where(Alert.key == key)).one()
         alert.state = "resolved"
         alert.resolved_at = datetime.now(UTC)
         alert.resolved_by = "supervisor"
         alert.note = "treated, milk discarded"
+        queue_alert(tx, alert)
     report = engine.run_once()
     assert report.written == 1 and report.total_created == 0
     [odoo_alert] = sim.records(
@@ -649,7 +709,7 @@ def test_meters_are_found_by_device_id_and_their_last_seen_updated(sim, vault, d
     [device] = sim.records("iot.device", [["device_id", "=", "M03"]], ["last_seen"])
     assert device["last_seen"] == "2025-03-01 06:00:05"
     with db.read() as tx:
-        assert tx.get(Meter, "M03").odoo_id == device["id"]  # type: ignore[union-attr]
+        assert tx.get(Meter, "M03").odoo_device_id == device["id"]  # type: ignore[union-attr]
 
 
 # -- transports ---------------------------------------------------------------------------------
@@ -750,7 +810,7 @@ def test_worker_goes_offline_backs_off_and_recovers(sim, vault, db):
     worker.start()
     try:
         wait_for(lambda: "offline" in states)
-        assert worker.status.backlog == 3
+        assert worker.status.backlog == 24 + 3  # meters + sessions
         assert "refused the connection" in (worker.status.last_error or "")
         sim.start()
         wait_for(lambda: sim.count("milk.session") == 3)

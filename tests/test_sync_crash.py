@@ -164,19 +164,36 @@ def without_unique(models: dict[str, ModelDef]) -> dict[str, ModelDef]:
 
 
 def queue_work(db: Database, run: int) -> tuple[list[str], list[str]]:
-    """A few more completed, identified sessions (with their outbox rows) and two alerts."""
+    """A few more completed, identified sessions (with their outbox rows) and two alerts, queued
+    as the console queues them (the meters registered on the first call)."""
     from milkconsole.events import SessionSnapshot
-    from milkconsole.store.outbox import enqueue
-    from milkconsole.store.sessions import (
-        SESSION_MODEL,
-        new_session_row,
-        resolve_animal,
-        session_payload,
-    )
+    from milkconsole.store.outbound import queue_alert, queue_meter, queue_session
+    from milkconsole.store.schema import Meter
+    from milkconsole.store.sessions import new_session_row, resolve_animal
 
     keys: list[str] = []
     alerts: list[str] = []
     with db.write() as tx:
+        for n in range(1, 5):
+            if tx.get(Meter, f"M{n:02d}") is None:
+                meter = Meter(id=f"M{n:02d}", bus_id="b", unit=n, profile="gea", stall=n)
+                tx.add(meter)
+                tx.flush()
+                queue_meter(
+                    tx,
+                    meter,
+                    {
+                        "meter_id": meter.id,
+                        "name": f"Milk meter {meter.id}",
+                        "stall": n,
+                        "manufacturer": "GEA",
+                        "model": "DemaTron",
+                        "transport": "tcp",
+                        "host": "10.0.0.5",
+                        "port": 502,
+                        "unit": n,
+                    },
+                )
         animals = list(tx.scalars(select(Animal.id).order_by(Animal.id)))
         for i in range(SESSIONS_PER_RUN):
             cow = (run * SESSIONS_PER_RUN + i) % COWS
@@ -198,7 +215,7 @@ def queue_work(db: Database, run: int) -> tuple[list[str], list[str]]:
             row.id_source = "rfid" if row.animal_id is not None else None
             tx.add(row)
             tx.flush()
-            enqueue(tx, SESSION_MODEL, row.key, session_payload(tx, row, "F1"))
+            queue_session(tx, row)
             keys.append(row.key)
         for j in range(2):
             alert = Alert(
@@ -212,6 +229,7 @@ def queue_work(db: Database, run: int) -> tuple[list[str], list[str]]:
                 raised_at=T0 + timedelta(hours=8 * run, minutes=j),
             )
             tx.add(alert)
+            queue_alert(tx, alert)
             alerts.append(alert.key)
     return keys, alerts
 
@@ -381,7 +399,7 @@ def test_milkconsole_odoo_login_then_sync_once_as_real_commands(tmp_path):
             timeout=60,
         )
         assert sync.returncode == 0, sync.stderr
-        assert f"created {SESSIONS_PER_RUN} session" in sync.stdout
+        assert f"{SESSIONS_PER_RUN} session" in sync.stdout and "4 milk_meter" in sync.stdout
         assert sim.count("milk.session") == SESSIONS_PER_RUN
         assert sim.count("iot.device.alert") == 2
 

@@ -61,7 +61,7 @@ class EventBridge(QObject):
     poll_cycle_completed = Signal(object)  # PollCycleCompleted
     sessions_committed = Signal(object)  # list[object]: what the recorder just committed
     other_event = Signal(object)  # anything else a later core version publishes
-    sync_status_changed = Signal(object)  # milkconsole.sync.engine.SyncStatus
+    sync_status_changed = Signal(object)  # milkconsole.sync.status.SyncStatus
 
     _events_pending = Signal()
     _sync_pending = Signal()

@@ -34,7 +34,7 @@ from milkconsole.roles import (
 )
 from milkconsole.store.db import Database
 from milkconsole.store.sessions import SessionRecord, SessionStore
-from milkconsole.sync.engine import SyncStatus
+from milkconsole.sync.status import SyncStatus
 from ui.alert_review import AlertReviewWidget, AskPin
 from ui.bridge import EventBridge
 from ui.dashboard import DashboardRefresher, DashboardWidget

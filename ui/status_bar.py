@@ -36,7 +36,7 @@ from ui.theme import DARK, Theme, icon
 from ui.workers import WorkerFailure
 
 if TYPE_CHECKING:
-    from milkconsole.sync.engine import SyncStatus
+    from milkconsole.sync.status import SyncStatus
 
 DB_PATH_MAX_PX = 220
 BUS_BUTTON_MIN_PX = 72

@@ -40,7 +40,7 @@ from ui.tables import record_table
 from ui.workers import CoalescedReader, TaskRunner
 
 if TYPE_CHECKING:
-    from milkconsole.sync.engine import SyncStatus
+    from milkconsole.sync.status import SyncStatus
 
 COLUMNS = ("Id", "Odoo model", "Record", "Attempts", "Queued", "Odoo's message")
 

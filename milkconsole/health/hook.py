@@ -44,7 +44,7 @@ from milkconsole.health.grades import (
 from milkconsole.health.mastitis import Alert, DetectorParams, MastitisDetector, MilkingRecord
 from milkconsole.identity import SwapRules, check_cow_swap, resolve_animal
 from milkconsole.store.db import Database
-from milkconsole.store.outbox import amend
+from milkconsole.store.outbound import queue_alert, queue_health_event
 from milkconsole.store.schema import Alert as AlertRow
 from milkconsole.store.schema import Animal, HealthEvent, MilkSession
 
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The Odoo model alert outbox rows carry (the sync's OUTBOX_MODEL["alert"]); an escalation of an
-# alert already queued or sent amends it there.
-ALERT_MODEL = "iot.device.alert"
 OPEN_STATES = ("open", "acknowledged")
 HISTORY_DAYS = 14.0
 _SEVERITY_RANK = {"warning": 1, "critical": 2}
@@ -213,21 +210,21 @@ class HealthHook:
         self._flag(row, "cow_swap_suspected")
         key = f"{row.key}:cow_swap"
         if tx.scalar(select(AlertRow.id).where(AlertRow.key == key)) is None:
-            tx.add(
-                AlertRow(
-                    key=key,
-                    kind="identity",
-                    condition="cow_swap",
-                    severity="warning",
-                    state="open",
-                    animal_id=animal.id,
-                    rfid=row.rfid,
-                    session_key=row.key,
-                    meter_id=row.meter_id,
-                    message=f"cow {animal.number}: {suspect.reason(name)}",
-                    raised_at=row.ended_at or row.started_at,
-                )
+            alert = AlertRow(
+                key=key,
+                kind="identity",
+                condition="cow_swap",
+                severity="warning",
+                state="open",
+                animal_id=animal.id,
+                rfid=row.rfid,
+                session_key=row.key,
+                meter_id=row.meter_id,
+                message=f"cow {animal.number}: {suspect.reason(name)}",
+                raised_at=row.ended_at or row.started_at,
             )
+            tx.add(alert)
+            queue_alert(tx, alert)
 
     # -- mastitis -------------------------------------------------------------------------------
 
@@ -263,30 +260,26 @@ class HealthHook:
         if open_alert is None:
             key = f"{row.key}:{kind}"
             if tx.scalar(select(AlertRow.id).where(AlertRow.key == key)) is None:
-                tx.add(
-                    AlertRow(
-                        key=key,
-                        kind=kind,
-                        condition=_condition(alert.reason),
-                        severity=alert.severity,
-                        state="open",
-                        animal_id=row.animal_id,
-                        rfid=row.rfid,
-                        session_key=row.key,
-                        meter_id=row.meter_id,
-                        message=alert.reason,
-                        raised_at=raised_at,
-                    )
+                raised = AlertRow(
+                    key=key,
+                    kind=kind,
+                    condition=_condition(alert.reason),
+                    severity=alert.severity,
+                    state="open",
+                    animal_id=row.animal_id,
+                    rfid=row.rfid,
+                    session_key=row.key,
+                    meter_id=row.meter_id,
+                    message=alert.reason,
+                    raised_at=raised_at,
                 )
+                tx.add(raised)
+                queue_alert(tx, raised)
         elif _SEVERITY_RANK[alert.severity] > _SEVERITY_RANK.get(open_alert.severity, 0):
+            # An escalation: the alert already raised (and perhaps sent) learns it.
             open_alert.severity = alert.severity
             open_alert.message = alert.reason
-            amend(
-                tx,
-                ALERT_MODEL,
-                open_alert.key,
-                {"severity": alert.severity, "message": alert.reason},
-            )
+            queue_alert(tx, open_alert)
         self._event(tx, row, f"{kind}_indicator", alert.reason)
 
     @staticmethod
@@ -294,16 +287,16 @@ class HealthHook:
         key = f"{row.key}:{kind}"
         if tx.scalar(select(HealthEvent.id).where(HealthEvent.key == key)) is not None:
             return
-        tx.add(
-            HealthEvent(
-                key=key,
-                animal_id=row.animal_id,
-                session_key=row.key,
-                kind=kind,
-                detail=detail,
-                recorded_at=row.ended_at or row.started_at,
-            )
+        event = HealthEvent(
+            key=key,
+            animal_id=row.animal_id,
+            session_key=row.key,
+            kind=kind,
+            detail=detail,
+            recorded_at=row.ended_at or row.started_at,
         )
+        tx.add(event)
+        queue_health_event(tx, event)
 
 
 def _condition(reason: str) -> str:

@@ -1,12 +1,12 @@
-"""The local SQLite store: schema and migrations, the one writer, session queries, the outbox."""
+"""The local SQLite store: schema and migrations, the one writer, session queries, the outbox
+and the one module that builds what goes out of it (`outbound`)."""
 
 from milkconsole.store.db import Database, default_db_path, open_database
-from milkconsole.store.outbox import Outbox, OutboxItem, enqueue
+from milkconsole.store.outbox import Outbox, OutboxItem
 from milkconsole.store.recorder import CompletionHook, Recorder
-from milkconsole.store.sessions import SESSION_MODEL, SessionRecord, SessionStore
+from milkconsole.store.sessions import SessionRecord, SessionStore
 
 __all__ = [
-    "SESSION_MODEL",
     "CompletionHook",
     "Database",
     "Outbox",
@@ -15,6 +15,5 @@ __all__ = [
     "SessionRecord",
     "SessionStore",
     "default_db_path",
-    "enqueue",
     "open_database",
 ]

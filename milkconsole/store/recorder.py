@@ -17,9 +17,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
@@ -33,18 +34,16 @@ from milkconsole.events import (
     SessionUpdated,
 )
 from milkconsole.store.db import Database
-from milkconsole.store.outbox import enqueue
+from milkconsole.store.outbound import queue_meter, queue_session
 from milkconsole.store.schema import FlowSampleRow, Meter, MilkSession, utc_now
 from milkconsole.store.sessions import (
     FINISHED_STATES,
-    SESSION_MODEL,
     SNAPSHOT_FIELDS,
     _flags_text,
     apply_snapshot,
     new_session_row,
     resolve_animal,
     sample_row,
-    session_payload,
     snapshot_from_row,
 )
 
@@ -182,10 +181,15 @@ class Recorder:
         self._thread = None
         return self.outstanding == 0
 
-    def upsert_meters(self, meters: Sequence[MeterConfig]) -> None:
+    def upsert_meters(
+        self,
+        meters: Sequence[MeterConfig],
+        registrations: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> None:
         """Make the meters table match the config (at start). A calibration factor already
         stored is kept: the calibration wizard, not the config file, owns it after the first run.
-        Meters no longer configured are kept for their calibration history."""
+        Meters no longer configured are kept for their calibration history. `registrations`
+        (meter id -> `outbound.meter_registration`) are queued for Odoo when they changed."""
         with self._db.write() as tx:
             for m in meters:
                 row = tx.get(Meter, m.id)
@@ -208,6 +212,11 @@ class Recorder:
                     row.unit = m.unit
                     row.profile = m.profile
                     row.stall = m.stall
+            tx.flush()
+            for meter_id, registration in (registrations or {}).items():
+                row = tx.get(Meter, meter_id)
+                if row is not None:
+                    queue_meter(tx, row, registration)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -457,7 +466,7 @@ class Recorder:
         for hook in hooks:
             hook(tx, final)
         tx.flush()
-        enqueue(tx, SESSION_MODEL, row.key, session_payload(tx, row, self._farm_code))
+        queue_session(tx, row)
         return True
 
     @staticmethod

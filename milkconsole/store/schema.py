@@ -9,12 +9,13 @@ that the migrations and these mappings agree.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
+    Date,
     DateTime,
     Float,
     ForeignKey,
@@ -86,7 +87,11 @@ class Meter(Base):
     )
     calibration_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    odoo_id: Mapped[int | None] = mapped_column(Integer)
+    # Odoo ids once the meter is registered: the `iot.device` (alerts link to it), the
+    # `iot.milk_meter` that inherits it (sessions link to it) and its milking point.
+    odoo_device_id: Mapped[int | None] = mapped_column(Integer)
+    odoo_meter_id: Mapped[int | None] = mapped_column(Integer)
+    odoo_point_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class Animal(Base):
@@ -94,12 +99,17 @@ class Animal(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     odoo_id: Mapped[int | None] = mapped_column(Integer, unique=True)
-    number: Mapped[str] = mapped_column(String)
+    number: Mapped[str] = mapped_column(String, index=True)
     name: Mapped[str | None] = mapped_column(String)
     # The canonical tag; alternative tags (a replaced ear tag) live in animal_tags.
     rfid_tag: Mapped[str | None] = mapped_column(String, index=True)
     group_name: Mapped[str | None] = mapped_column(String)
     conductivity_baseline_ms_cm: Mapped[float | None] = mapped_column(Float)
+    birth_date: Mapped[date | None] = mapped_column(Date)
+    lactation_number: Mapped[int | None] = mapped_column(Integer)
+    last_calving_date: Mapped[date | None] = mapped_column(Date)
+    # Set: her milk must be kept out of the tank for this reason (no end date; see treatments).
+    milk_withheld_reason: Mapped[str | None] = mapped_column(String)
     active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
     write_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -219,11 +229,12 @@ class HealthEvent(Base):
 class OutboxRow(Base):
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+        Index("ix_outbox_channel_state_next_attempt_at", "channel", "state", "next_attempt_at"),
         Index("ix_outbox_model_record_key", "model", "record_key"),
-        # One create per record: the stable key is what makes a retry safe.
+        # One create per record and channel: the stable key is what makes a retry safe.
         Index(
-            "uq_outbox_create_model_record_key",
+            "uq_outbox_create_channel_model_record_key",
+            "channel",
             "model",
             "record_key",
             unique=True,
@@ -232,8 +243,14 @@ class OutboxRow(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Who sends it: 'odoo' (the sync) or 'mqtt' (the publisher).
+    channel: Mapped[str] = mapped_column(String, default="odoo", server_default="odoo")
     record_key: Mapped[str] = mapped_column(String)
     model: Mapped[str] = mapped_column(String)  # Odoo model, e.g. 'milk.session'
+    # The row waits while this record's create (same channel) is unsent: a production record
+    # after its session, a session after its meter's registration.
+    after_model: Mapped[str | None] = mapped_column(String)
+    after_key: Mapped[str | None] = mapped_column(String)
     operation: Mapped[str] = mapped_column(String)  # create | write
     payload: Mapped[str] = mapped_column(Text)  # JSON
     state: Mapped[str] = mapped_column(String, default="pending")

@@ -1,8 +1,9 @@
 """Milking sessions in the store: reading them back, exporting them, correcting their identity.
 
 Everything here speaks core types (`SessionSnapshot`, `FlowSample`) or `SessionRecord`, a frozen
-copy of one stored row; ORM rows never leave the store. The row <-> snapshot conversions and the
-Odoo payload of a session live here too, so the recorder and the corrections agree on them.
+copy of one stored row; ORM rows never leave the store. The row <-> snapshot conversions live
+here, so the recorder and the corrections agree on them; what goes to Odoo is built by
+`milkconsole.store.outbound`.
 """
 
 from __future__ import annotations
@@ -17,10 +18,9 @@ from sqlalchemy.orm import Session
 
 from milkconsole.events import FlowSample, SessionSnapshot, SessionState
 from milkconsole.store.db import Database
-from milkconsole.store.outbox import amend
+from milkconsole.store.outbound import queue_session_fields, queue_session_identity
 from milkconsole.store.schema import Animal, FlowSampleRow, MilkSession, append_audit
 
-SESSION_MODEL = "milk.session"  # the Odoo model a session's outbox rows carry
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
 
 # Columns a snapshot owns; the rest of a row (identity, grade, flags set by people) is not
@@ -179,40 +179,6 @@ def resolve_animal(tx: Session, rfid: str | None) -> int | None:
     return resolve(tx, rfid)
 
 
-def animal_fields(tx: Session, animal_id: int | None) -> dict[str, Any]:
-    """The animal part of a session payload: local id, Odoo id and herd number."""
-    animal = tx.get(Animal, animal_id) if animal_id is not None else None
-    return {
-        "animal_id": animal_id,
-        "animal_odoo_id": animal.odoo_id if animal else None,
-        "animal_number": animal.number if animal else None,
-    }
-
-
-def session_payload(tx: Session, row: MilkSession, farm_code: str) -> dict[str, Any]:
-    """The JSON-safe milk.session payload: the snapshot, the identity, the grade, the farm."""
-    snap = snapshot_from_row(row)
-    payload: dict[str, Any] = {}
-    for f in fields(SessionSnapshot):
-        value = getattr(snap, f.name)
-        if isinstance(value, datetime):
-            value = iso_z(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        payload[f.name] = value
-    payload.update(animal_fields(tx, row.animal_id))
-    payload.update(
-        {
-            "id_source": row.id_source,
-            "quality_grade": row.quality_grade,
-            "abnormal": row.abnormal,
-            "reattached": row.reattached,
-            "farm_code": farm_code,
-        }
-    )
-    return payload
-
-
 def _csv_value(value: Any) -> str:
     if value is None:
         return ""
@@ -352,8 +318,8 @@ class SessionStore:
                 before=before,
                 after=after,
             )
-            amend(tx, SESSION_MODEL, key, {**animal_fields(tx, animal_id), "id_source": "manual"})
             tx.flush()
+            queue_session_identity(tx, row)
             animal = tx.get(Animal, animal_id) if animal_id is not None else None
             return record_from_row(row, animal)
 
@@ -374,7 +340,7 @@ class SessionStore:
                 before={"reattached": False},
                 after={"reattached": True},
             )
-            amend(tx, SESSION_MODEL, key, {"reattached": True})
+            queue_session_fields(tx, row, {"reattached": True})
 
     @staticmethod
     def _row(tx: Session, key: str) -> MilkSession:
@@ -394,7 +360,6 @@ class SessionStore:
 
 __all__ = [
     "CSV_COLUMNS",
-    "SESSION_MODEL",
     "SessionRecord",
     "SessionStore",
     "iso_z",

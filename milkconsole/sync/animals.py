@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -182,16 +182,34 @@ def _upsert_animals(tx: Session, records: list[dict[str, Any]], fmap: dict[str, 
     changed = 0
     for rec in records:
         odoo_id = int(rec["id"])
-        name = odoo_text(rec.get(fmap["name"])) if "name" in fmap else None
-        number = odoo_text(rec.get(fmap["number"])) if "number" in fmap else None
+
+        def text(name: str, rec: dict[str, Any] = rec) -> str | None:
+            return odoo_text(rec.get(fmap[name])) if name in fmap else None
+
+        name = text("name")
+        number = text("number")
+        withheld = bool(rec.get(fmap["milk_withheld"])) if "milk_withheld" in fmap else False
         values = {
             "number": number or name or str(odoo_id),
             "name": name,
-            "rfid_tag": odoo_text(rec.get(fmap["rfid_tag"])) if "rfid_tag" in fmap else None,
+            "rfid_tag": text("rfid_tag"),
+            "group_name": text("herd_group"),
             "conductivity_baseline_ms_cm": (
                 float(rec[fmap["conductivity_baseline"]])
                 if "conductivity_baseline" in fmap and rec.get(fmap["conductivity_baseline"])
                 else None
+            ),
+            "birth_date": _date(rec.get(fmap["birth_date"])) if "birth_date" in fmap else None,
+            "lactation_number": (
+                int(rec[fmap["lactation_number"]])
+                if "lactation_number" in fmap and rec.get(fmap["lactation_number"])
+                else None
+            ),
+            "last_calving_date": (
+                _date(rec.get(fmap["last_calving_date"])) if "last_calving_date" in fmap else None
+            ),
+            "milk_withheld_reason": (
+                (text("milk_withheld_reason") or "kept out in Odoo") if withheld else None
             ),
             "active": bool(rec.get(fmap["active"], True)) if "active" in fmap else True,
             "write_date": from_odoo_datetime(rec.get("write_date")),
@@ -206,6 +224,13 @@ def _upsert_animals(tx: Session, records: list[dict[str, Any]], fmap: dict[str, 
             changed += 1
     tx.flush()
     return changed
+
+
+def _date(value: Any) -> date | None:
+    """A date as Odoo reads it back ('YYYY-MM-DD' or False)."""
+    if not value:
+        return None
+    return date.fromisoformat(str(value)[:10])
 
 
 def _upsert_tags(

@@ -2,6 +2,7 @@
 
     milkconsole sync [--once | --status | --retry-dead]   push the outbox, pull the herd
     milkconsole odoo login [--url U] [--db D] [--user L] [--password-stdin] [--no-check]
+                           [--credential-file F]      (a file for a service, not the keyring)
     milkconsole odoo check                                  can we log in; is the contract there
     milkconsole odoo logout                                 forget the stored secret
 
@@ -79,6 +80,13 @@ def add_odoo_arguments(subparsers: Any, common: Common | None = None) -> None:
                 help="read the password / API key from standard input (for scripts)",
             )
             s.add_argument("--no-check", action="store_true", help="store without trying to log in")
+            s.add_argument(
+                "--credential-file",
+                type=Path,
+                default=None,
+                help="write the secret to this file (mode 0600) instead of the OS keyring: for "
+                "the gateway run as a service (systemd LoadCredential= or [odoo] secret_file)",
+            )
 
 
 # -- sync ---------------------------------------------------------------------------------------
@@ -90,7 +98,8 @@ def _settings_or_none(args: argparse.Namespace) -> tuple[Path, OdooSettings | No
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    """`milkconsole sync`: exit 0 when the pass (or the loop) ended normally, 1 otherwise."""
+    """`milkconsole sync`: exit 0 when the pass (or the loop) ended normally, 1 otherwise
+    (`--once`: also when Odoo refused a record, which is then listed)."""
     from milkconsole.store.db import open_database
     from milkconsole.store.outbox import Outbox
     from milkconsole.sync.engine import SyncEngine
@@ -129,8 +138,23 @@ def run_sync(args: argparse.Namespace) -> int:
                 f"{report.written} updated, {report.dead} refused, {report.retried} to retry; "
                 f"{report.animals_pulled} animals pulled ({report.duration_s:.1f} s)"
             )
+            if report.deferred:
+                print(f"{report.deferred} record(s) wait for their cow or meter in Odoo")
             for w in report.warnings:
                 print(f"warning: {w}")
+            if report.dead:
+                print(
+                    f"milkconsole: sync: Odoo refused {report.dead} record(s) in this pass; "
+                    "`milkconsole sync --status` lists them, `--retry-dead` sends them again "
+                    "after the cause is fixed",
+                    file=sys.stderr,
+                )
+                for item in outbox.dead()[-report.dead :]:
+                    print(
+                        f"refused #{item.id} {item.model} {item.record_key}: {item.last_error}",
+                        file=sys.stderr,
+                    )
+                return 1
             return 0
         return _run_loop(db, settings)
     finally:
@@ -138,7 +162,8 @@ def run_sync(args: argparse.Namespace) -> int:
 
 
 def _run_loop(db: Any, settings: OdooSettings) -> int:
-    from milkconsole.sync.engine import SyncStatus, SyncWorker
+    from milkconsole.sync.status import SyncStatus
+    from milkconsole.sync.worker import SyncWorker
 
     stop = threading.Event()
     last: list[str] = []
@@ -264,15 +289,16 @@ def run_odoo(args: argparse.Namespace) -> int:
         return 0
     if args.odoo_command == "check":
         return _check(settings)
-    # login
-    if args.password_stdin:
+    # login: a script or an installer pipes the secret in; only a person at a terminal is asked
+    if args.password_stdin or not sys.stdin.isatty():
         secret = sys.stdin.readline().rstrip("\r\n")
     else:
         secret = getpass.getpass(f"Odoo password or API key for {settings.account}: ")
     if not secret:
         print("milkconsole: odoo login: empty password / API key", file=sys.stderr)
         return 1
-    secrets.backend_name()  # fail early, before asking the server, if there is no keyring
+    if args.credential_file is None:
+        secrets.backend_name()  # fail early, before asking the server, if there is no keyring
     if not args.no_check:
         try:
             client = connect(settings, secret)
@@ -290,14 +316,21 @@ def run_odoo(args: argparse.Namespace) -> int:
                 f"{settings.login} ({client.transport})"
             )
             client.close()
+    if args.credential_file is not None:
+        secrets.write_credential_file(args.credential_file, secret)
+        print(
+            f"written to {args.credential_file} (mode 0600) for {settings.account}; give it to "
+            "the service with LoadCredential=odoo-secret:<that file> or [odoo] secret_file"
+        )
+        return 0
     secrets.store_secret(settings, secret)
     print(f"stored in the OS keyring ({secrets.backend_name()}) for {settings.account}")
     return 0
 
 
 def _check(settings: OdooSettings) -> int:
+    from milkconsole.sync.check import check_contract
     from milkconsole.sync.contract import Contract
-    from milkconsole.sync.engine import check_contract
 
     try:
         client = connect(settings)
@@ -310,7 +343,7 @@ def _check(settings: OdooSettings) -> int:
     finally:
         client.close()
     if not problems:
-        print("contract: every model and field is there")
+        print("contract: every model, field, link and value the console sends is there")
         return 0
     for p in problems:
         print(f"contract: {p}")

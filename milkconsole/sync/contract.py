@@ -1,24 +1,32 @@
-"""The contract with the farm's Odoo: model and field names, and record -> Odoo values.
+"""The contract with the farm's Odoo: the seed's models, their fields, and payload -> Odoo values.
 
-Each contract model has a short name (`session`, `production`, ...) used in the config file, a
-default Odoo model (which is also the model name outbox rows carry) and contract fields named as
-the default Odoo fields. `[odoo.models]` and `[odoo.fields.<model>]` rename them for a server
-whose module spells them differently, or leave a field out (""). docs/odoo.md is the reference.
+The default contract is the user's milestone document ("the seed"): `iot.device` and the
+`iot.milk_meter` that inherits it (with its `iot.milk_meter.point`), `milk.session`,
+`farm.milk.production`, `farm.animal`, `farm.animal.rfid`, `iot.device.alert` and
+`farm.health.event`, plus `farm.animal.treatment` for milk withdrawals. `installer/odoo/` ships
+an Odoo module that provides exactly these for a farm whose Odoo lacks them.
 
-`Contract.vals()` turns an outbox payload (the console's own vocabulary: `yield_l`, ISO times
-with Z, ...) into the Odoo values of a create or a write: datetimes as 'YYYY-MM-DD HH:MM:SS' UTC,
-many2one as ids, empty values left out of a create and sent as False in a write.
+`CONTRACT` is the one table of it: per contract model, its default Odoo model and, per field,
+the payload keys it reads, the getter that turns an outbox payload (the console's own vocabulary:
+`yield_l`, ISO times with Z, local animal ids) into the Odoo value, the precision the seed
+declares, the model a many2one must point at, and the selection values the console may send.
+`milkconsole.store.outbound` builds the payloads; a test checks that the two agree.
+
+`[odoo.models]` and `[odoo.fields.<model>]` in the config rename models and fields for a server
+whose module spells them differently, or leave an optional field out (""). docs/odoo.md is the
+reference, with the mapping of the console's states and flags onto the seed's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from milkconsole.errors import MilkConsoleError
+from milkconsole.rfid import InvalidTag, normalize_tag
 from milkconsole.sync.settings import OdooSettings
 
 ODOO_DATETIME = "%Y-%m-%d %H:%M:%S"
@@ -27,138 +35,6 @@ ODOO_DATE = "%Y-%m-%d"
 
 class MappingError(MilkConsoleError):
     """An outbox payload that cannot become Odoo values (a local bug or a damaged row)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ContractModel:
-    """One model of the contract. `key_field` holds a pushed record's stable key."""
-
-    name: str
-    default_model: str
-    fields: tuple[str, ...]
-    direction: Literal["push", "pull", "lookup"]
-    key_field: str | None = None
-
-
-CONTRACT: dict[str, ContractModel] = {
-    m.name: m
-    for m in (
-        ContractModel(
-            "animal",
-            "farm.animal",
-            ("name", "number", "rfid_tag", "conductivity_baseline", "active"),
-            "pull",
-        ),
-        ContractModel("animal_rfid", "farm.animal.rfid", ("animal_id", "rfid_tag"), "pull"),
-        ContractModel("meter", "iot.device", ("device_id", "last_seen"), "lookup"),
-        ContractModel(
-            "session",
-            "milk.session",
-            (
-                "name",
-                "meter_id",
-                "animal_id",
-                "rfid_tag",
-                "start_time",
-                "end_time",
-                "total_yield",
-                "peak_flow",
-                "avg_flow",
-                "conductivity",
-                "milk_temperature",
-                "fat",
-                "protein",
-                "lactose",
-                "somatic_cell_count",
-                "blood_detected",
-                "quality_grade",
-                "state",
-            ),
-            "push",
-            key_field="name",
-        ),
-        ContractModel(
-            "production",
-            "farm.milk.production",
-            (
-                "animal_id",
-                "date",
-                "milking",
-                "quantity",
-                "fat",
-                "protein",
-                "somatic_cell_count",
-                "source",
-                "source_reference",
-            ),
-            "push",
-            key_field="source_reference",
-        ),
-        ContractModel(
-            "alert",
-            "iot.device.alert",
-            (
-                "name",
-                "reference",
-                "device_id",
-                "animal_id",
-                "alert_type",
-                "severity",
-                "message",
-                "date",
-                "state",
-                "acknowledged_by",
-                "acknowledged_date",
-                "resolved_by",
-                "resolved_date",
-                "resolution_note",
-            ),
-            "push",
-            key_field="reference",
-        ),
-        ContractModel(
-            "health_event",
-            "farm.health.event",
-            (
-                "name",
-                "reference",
-                "animal_id",
-                "event_type",
-                "date",
-                "description",
-                "session_reference",
-            ),
-            "push",
-            key_field="reference",
-        ),
-    )
-}
-
-# Fields without which a model is useless to the sync; the config cannot leave them out.
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
-    "animal": ("name",),
-    "animal_rfid": ("animal_id", "rfid_tag"),
-    "meter": ("device_id",),
-    "session": ("name", "start_time"),
-    "production": ("source_reference", "animal_id", "date", "quantity"),
-    "alert": ("reference", "name"),
-    "health_event": ("reference", "name"),
-}
-# The animal's herd number is its Odoo name unless the config maps it elsewhere.
-_DEFAULT_FIELD_NAME = {("animal", "number"): "name"}
-
-# Outbox rows carry the contract's default Odoo model names; pushed in this order so a write
-# waits for creates of the same pass, and production (derived from sessions) follows sessions.
-PUSH_ORDER: tuple[str, ...] = ("session", "production", "alert", "health_event")
-OUTBOX_MODEL: dict[str, str] = {name: CONTRACT[name].default_model for name in PUSH_ORDER}
-
-_ALERT_STATES = {
-    "open": "new",
-    "new": "new",
-    "acknowledged": "acknowledged",
-    "resolved": "resolved",
-}
-_SEVERITIES = {"info": "info", "warning": "warning", "critical": "critical"}
 
 
 # -- value conversions -----------------------------------------------------------------------
@@ -209,119 +85,521 @@ def odoo_text(value: Any) -> str | None:
     return text or None
 
 
-# A field's value from a payload: (payload keys it reads, function of the payload and refs).
-Getter = Callable[[Mapping[str, Any], "Refs"], Any]
+def canonical_tag(raw: Any) -> str | None:
+    """The tag as the herd list keeps it (ISO 15 digits, or ASCII:...); unreadable text as is."""
+    if raw in (None, ""):
+        return None
+    try:
+        return normalize_tag(str(raw))
+    except InvalidTag:
+        return str(raw)
+
+
+# -- references resolved at push time ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MeterIds:
+    """A registered meter's Odoo ids: its `iot.device`, `iot.milk_meter` and milking point."""
+
+    device: int | None = None
+    meter: int | None = None
+    point: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Refs:
-    """Odoo ids resolved before mapping: meters by device id; the farm's time zone (None: this
-    PC's, with its daylight-saving rules applied to each date)."""
+    """Odoo ids resolved before mapping: meters by device id, animals by local animal id (None:
+    not in Odoo, the record goes without the link), and the farm's time zone (None: this PC's,
+    with its daylight-saving rules applied to each date)."""
 
-    meters: Mapping[str, int]
-    zone: tzinfo | None
+    meters: Mapping[str, MeterIds] = field(default_factory=dict)
+    animals: Mapping[int, int | None] = field(default_factory=dict)
+    zone: tzinfo | None = None
 
+    def meter(self, device_id: Any) -> MeterIds:
+        return self.meters.get(str(device_id), MeterIds()) if device_id else MeterIds()
 
-def _get(key: str) -> tuple[tuple[str, ...], Getter]:
-    return (key,), lambda p, _r: p.get(key)
-
-
-def _dt(key: str) -> tuple[tuple[str, ...], Getter]:
-    def get(p: Mapping[str, Any], _r: Refs) -> Any:
-        v = p.get(key)
-        return None if v in (None, "") else to_odoo_datetime(v, key)
-
-    return (key,), get
+    def animal(self, local_id: Any) -> int | None:
+        if local_id is None or isinstance(local_id, bool):
+            return None
+        return self.animals.get(int(local_id))
 
 
-def _meter(key: str) -> tuple[tuple[str, ...], Getter]:
-    return (key,), lambda p, r: r.meters.get(str(p.get(key))) if p.get(key) else None
+# -- the console's states and kinds as the seed's selection values ----------------------------
+
+FINISHED_STATES = ("completed", "incomplete", "interrupted")
+SESSION_STATES = ("in_progress", "completed")
+ALERT_STATES = {"open": "active", "acknowledged": "acknowledged", "resolved": "resolved"}
+SEVERITIES = {"info": "low", "low": "low", "warning": "warning", "critical": "critical"}
+# iot.device.alert's types are about devices; a cow's alerts are the seed's 'custom' ones.
+ALERT_TYPES = {
+    "equipment": "threshold",
+    "offline": "offline",
+    "calibration": "maintenance",
+}
+EVENT_TYPES = {
+    "mastitis_indicator": "mastitis_indicator",
+    "blood_in_milk": "blood_indicator",
+    "blood_indicator": "blood_indicator",
+    "identity_indicator": "identity_indicator",
+    "low_yield": "low_yield",
+    "treatment": "treatment",
+}
+MANUFACTURERS = {
+    "delaval": "delaval",
+    "afimilk": "afimilk",
+    "gea": "gea",
+    "lely": "lely",
+    "boumatic": "boumatic",
+}
+BAUDRATES = ("9600", "19200", "38400", "57600", "115200")
+QUALITY_GRADES = ("A", "B", "C", "reject")
+DESTINATIONS = {"tank": "tank", "diverted": "diverted"}
 
 
-def _animal() -> tuple[tuple[str, ...], Getter]:
-    return ("animal_odoo_id", "animal_id"), lambda p, _r: p.get("animal_odoo_id")
+def session_state(p: Mapping[str, Any]) -> str | None:
+    """Every finished milking is the seed's `completed`; how it went is in is_abnormal/reason."""
+    state = p.get("state")
+    if state is None:
+        return None
+    return "completed" if state in FINISHED_STATES else "in_progress"
+
+
+def session_abnormal(p: Mapping[str, Any]) -> bool:
+    """An incomplete or interrupted milking is abnormal, as is one the health checks flagged."""
+    return bool(p.get("abnormal")) or p.get("state") in ("incomplete", "interrupted")
+
+
+def alert_title(p: Mapping[str, Any]) -> str:
+    kind = str(p.get("kind") or "alert").replace("_", " ")
+    text = kind[:1].upper() + kind[1:]
+    condition = p.get("condition")
+    if condition and condition != "cow":
+        text += f" ({str(condition).replace('_', ' ')})"
+    if p.get("animal_number"):
+        text += f" — cow {p['animal_number']}"
+    return text
 
 
 def _local_start(p: Mapping[str, Any], r: Refs) -> datetime:
     return parse_iso(p.get("started_at"), "started_at").astimezone(r.zone)
 
 
-def _title(p: Mapping[str, Any], _r: Refs) -> str:
-    kind = str(p.get("kind") or "alert").replace("_", " ")
-    text = kind[:1].upper() + kind[1:]
-    if p.get("condition"):
-        text += f" ({p['condition']})"
-    if p.get("animal_number"):
-        text += f" — cow {p['animal_number']}"
-    return text
+def _manufacturer(p: Mapping[str, Any]) -> str:
+    text = str(p.get("manufacturer") or "").strip().lower()
+    return MANUFACTURERS.get(text, "other")
 
 
-_SPECS: dict[str, dict[str, tuple[tuple[str, ...], Getter]]] = {
-    "session": {
-        "name": _get("key"),
-        "meter_id": _meter("meter_id"),
-        "animal_id": _animal(),
-        "rfid_tag": _get("rfid"),
-        "start_time": _dt("started_at"),
-        "end_time": _dt("ended_at"),
-        "total_yield": _get("yield_l"),
-        "peak_flow": _get("peak_flow_l_min"),
-        "avg_flow": _get("avg_flow_l_min"),
-        "conductivity": _get("conductivity_mean_ms_cm"),
-        "milk_temperature": _get("temperature_c"),
-        "fat": _get("fat_pct"),
-        "protein": _get("protein_pct"),
-        "lactose": _get("lactose_pct"),
-        "somatic_cell_count": _get("scc_cells_ml"),
-        "blood_detected": _get("blood"),
-        "quality_grade": _get("quality_grade"),
-        "state": _get("state"),
-    },
-    "production": {
-        "animal_id": _animal(),
-        "date": (("started_at",), lambda p, r: _local_start(p, r).strftime(ODOO_DATE)),
-        "milking": (("started_at",), lambda p, r: "am" if _local_start(p, r).hour < 12 else "pm"),
-        "quantity": _get("yield_l"),
-        "fat": _get("fat_pct"),
-        "protein": _get("protein_pct"),
-        "somatic_cell_count": _get("scc_cells_ml"),
-        "source": (("key",), lambda _p, _r: "iot_meter"),
-        "source_reference": _get("key"),
-    },
-    "alert": {
-        "name": (("kind", "condition", "animal_number"), _title),
-        "reference": _get("key"),
-        "device_id": _meter("meter_id"),
-        "animal_id": _animal(),
-        "alert_type": _get("kind"),
-        "severity": (
-            ("severity",),
-            lambda p, _r: (
-                _SEVERITIES.get(str(p.get("severity")), "warning") if p.get("severity") else None
+def _modbus_port(p: Mapping[str, Any], _r: Refs) -> str | None:
+    if p.get("transport") == "tcp":
+        return f"{p.get('host')}:{p.get('port')}"
+    return str(p["port"]) if p.get("port") else None
+
+
+def _baudrate(p: Mapping[str, Any], _r: Refs) -> str | None:
+    text = str(p.get("baudrate"))
+    return text if text in BAUDRATES else None
+
+
+def _point_name(p: Mapping[str, Any], _r: Refs) -> str | None:
+    return f"Stall {p['stall']}" if p.get("stall") else None
+
+
+def _is_abnormal(p: Mapping[str, Any], _r: Refs) -> bool | None:
+    return session_abnormal(p) if ("abnormal" in p or "state" in p) else None
+
+
+def _alert_type(p: Mapping[str, Any], _r: Refs) -> str | None:
+    return ALERT_TYPES.get(str(p["kind"]), "custom") if p.get("kind") else None
+
+
+# -- the table ---------------------------------------------------------------------------------
+
+Getter = Callable[[Mapping[str, Any], Refs], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ContractField:
+    """One field: `name` is the contract name and the default server field name.
+
+    `keys` are the payload keys `get` reads (a write maps a field only when one is present);
+    `digits` the decimal places the seed declares (0: an integer field); `relation` the contract
+    model a many2one points at; `selection` the values the console may send; `required` means
+    the config may not leave it out.
+    """
+
+    name: str
+    keys: tuple[str, ...]
+    get: Getter
+    digits: int | None = None
+    relation: str | None = None
+    selection: tuple[str, ...] = ()
+    required: bool = False
+
+
+Direction = Literal["push", "pull", "register"]
+
+
+@dataclass(frozen=True, slots=True)
+class ContractModel:
+    """One model of the contract. `key_field` holds a pushed record's stable key."""
+
+    name: str
+    default_model: str
+    direction: Direction
+    fields: tuple[ContractField, ...]
+    key_field: str | None = None
+
+    def get(self, name: str) -> ContractField:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.name} has no contract field {name!r}")
+
+
+def _pulled(name: str, **kw: Any) -> ContractField:
+    """A field the console only reads from Odoo (the herd): it maps no payload."""
+    return ContractField(name, (), lambda _p, _r: None, **kw)
+
+
+def _field(name: str, key: str, **kw: Any) -> ContractField:
+    return ContractField(name, (key,), lambda p, _r: p.get(key), **kw)
+
+
+def _const(name: str, value: Any, *, keys: tuple[str, ...] = ("key",), **kw: Any) -> ContractField:
+    return ContractField(name, keys, lambda _p, _r: value, **kw)
+
+
+def _dt(name: str, key: str, **kw: Any) -> ContractField:
+    def get(p: Mapping[str, Any], _r: Refs) -> Any:
+        v = p.get(key)
+        return None if v in (None, "") else to_odoo_datetime(v, key)
+
+    return ContractField(name, (key,), get, **kw)
+
+
+def _animal(name: str = "animal_id", **kw: Any) -> ContractField:
+    return ContractField(
+        name, ("animal_id",), lambda p, r: r.animal(p.get("animal_id")), relation="animal", **kw
+    )
+
+
+def _mapped(name: str, key: str, table: Mapping[str, str], default: str | None) -> ContractField:
+    def get(p: Mapping[str, Any], _r: Refs) -> Any:
+        v = p.get(key)
+        return None if v in (None, "") else table.get(str(v), default)
+
+    values = tuple(dict.fromkeys([*table.values(), *([default] if default else [])]))
+    return ContractField(name, (key,), get, selection=values)
+
+
+CONTRACT: dict[str, ContractModel] = {
+    m.name: m
+    for m in (
+        # -- pulled: the herd --------------------------------------------------------------------
+        ContractModel(
+            "animal",
+            "farm.animal",
+            "pull",
+            (
+                _pulled("name", required=True),
+                _pulled("number"),
+                _pulled("rfid_tag"),
+                _pulled("conductivity_baseline"),
+                _pulled("herd_group"),
+                _pulled("birth_date"),
+                _pulled("lactation_number"),
+                _pulled("last_calving_date"),
+                _pulled("milk_withheld"),
+                _pulled("milk_withheld_reason"),
+                _pulled("active"),
             ),
         ),
-        "message": _get("message"),
-        "date": _dt("raised_at"),
-        "state": (
-            ("state",),
-            lambda p, _r: _ALERT_STATES.get(str(p.get("state")), "new") if p.get("state") else None,
+        ContractModel(
+            "animal_rfid",
+            "farm.animal.rfid",
+            "push",
+            (
+                _field("rfid_tag", "tag", required=True),
+                _animal(required=True),
+            ),
+            key_field="rfid_tag",
         ),
-        "acknowledged_by": _get("acknowledged_by"),
-        "acknowledged_date": _dt("acknowledged_at"),
-        "resolved_by": _get("resolved_by"),
-        "resolved_date": _dt("resolved_at"),
-        "resolution_note": _get("note"),
-    },
-    "health_event": {
-        "name": (("kind", "animal_number"), _title),
-        "reference": _get("key"),
-        "animal_id": _animal(),
-        "event_type": _get("kind"),
-        "date": _dt("recorded_at"),
-        "description": _get("detail"),
-        "session_reference": _get("session_key"),
-    },
+        ContractModel(
+            "treatment",
+            "farm.animal.treatment",
+            "push",
+            (
+                _field("source_reference", "key", required=True),
+                _animal(required=True),
+                _field("product", "product"),
+                _dt("start", "started_at"),
+                _field("withdrawal_hours", "withdrawal_hours", digits=2),
+                _field("withdrawal_milkings", "withdrawal_milkings", digits=0),
+                _field("note", "note"),
+                _field("recorded_by", "recorded_by"),
+                _const("source", "console", selection=("console",)),
+            ),
+            key_field="source_reference",
+        ),
+        # -- registered: the meters ----------------------------------------------------------------
+        ContractModel(
+            "device",
+            "iot.device",
+            "register",
+            (
+                _field("device_id", "meter_id", required=True),
+                _field("name", "name", required=True),
+                _const("device_type", "milk_meter", selection=("milk_meter",)),
+                _dt("last_seen", "last_seen_at"),
+                _mapped(
+                    "state",
+                    "status",
+                    {"ok": "online", "degraded": "degraded", "offline": "offline"},
+                    None,
+                ),
+            ),
+            key_field="device_id",
+        ),
+        ContractModel(
+            "milk_meter",
+            "iot.milk_meter",
+            "register",
+            (
+                ContractField(
+                    "device_id",
+                    ("meter_id",),
+                    lambda p, r: r.meter(p.get("meter_id")).device,
+                    relation="device",
+                    required=True,
+                ),
+                _const("meter_type", "electronic", keys=("meter_id",), selection=("electronic",)),
+                ContractField(
+                    "manufacturer",
+                    ("manufacturer",),
+                    lambda p, _r: _manufacturer(p) if "manufacturer" in p else None,
+                    selection=(*MANUFACTURERS.values(), "other"),
+                    required=True,
+                ),
+                _field("model_number", "model"),
+                _mapped(
+                    "communication_type",
+                    "transport",
+                    {"rtu": "modbus_rtu", "tcp": "modbus_tcp"},
+                    None,
+                ),
+                _field("modbus_address", "unit", digits=0),
+                ContractField("modbus_port", ("transport", "port", "host"), _modbus_port),
+                ContractField(
+                    "modbus_baudrate",
+                    ("baudrate",),
+                    lambda p, _r: (
+                        str(p["baudrate"]) if str(p.get("baudrate")) in BAUDRATES else None
+                    ),
+                    selection=BAUDRATES,
+                ),
+                _mapped("modbus_parity", "parity", {"N": "N", "E": "E", "O": "O"}, None),
+                _const("milking_point_count", 1, keys=("meter_id",), digits=0),
+                _field("has_rfid_reader", "has_rfid"),
+                _field("has_conductivity", "has_conductivity"),
+                _field("has_temperature", "has_temperature"),
+                _field("has_flow_sensor", "has_flow"),
+                _field("has_milk_quality", "has_quality"),
+                _field("flow_calibration_factor", "calibration_factor", digits=4),
+                _dt("last_calibration", "last_calibration_at"),
+            ),
+            key_field="device_id",
+        ),
+        ContractModel(
+            "milk_meter_point",
+            "iot.milk_meter.point",
+            "register",
+            (
+                ContractField(
+                    "meter_id",
+                    ("meter_id",),
+                    lambda p, r: r.meter(p.get("meter_id")).meter,
+                    relation="milk_meter",
+                    required=True,
+                ),
+                _const("point_number", 1, keys=("meter_id",), digits=0, required=True),
+                ContractField("name", ("stall",), _point_name),
+                _field("position_description", "position"),
+            ),
+        ),
+        # -- pushed: what the parlour records ------------------------------------------------------
+        ContractModel(
+            "session",
+            "milk.session",
+            "push",
+            (
+                _field("name", "key", required=True),
+                ContractField(
+                    "meter_id",
+                    ("meter_id",),
+                    lambda p, r: r.meter(p.get("meter_id")).meter,
+                    relation="milk_meter",
+                    required=True,
+                ),
+                ContractField(
+                    "milking_point",
+                    ("meter_id",),
+                    lambda p, r: r.meter(p.get("meter_id")).point,
+                    relation="milk_meter_point",
+                ),
+                _animal(),
+                ContractField(
+                    "rfid_tag",
+                    ("tag", "rfid"),
+                    lambda p, _r: p.get("tag") or canonical_tag(p.get("rfid")),
+                ),
+                _dt("start_time", "started_at", required=True),
+                _dt("end_time", "ended_at"),
+                _field("total_yield", "yield_l", digits=3),
+                _field("peak_flow_rate", "peak_flow_l_min", digits=3),
+                _field("avg_flow_rate", "avg_flow_l_min", digits=3),
+                _field("conductivity", "conductivity_mean_ms_cm", digits=3),
+                _field("milk_temperature", "temperature_c", digits=2),
+                _field("fat_percentage", "fat_pct", digits=2),
+                _field("protein_percentage", "protein_pct", digits=2),
+                _field("lactose_percentage", "lactose_pct", digits=2),
+                _field("somatic_cell_count", "scc_cells_ml", digits=0),
+                _field("blood_detected", "blood"),
+                _field("vacuum_level", "vacuum_kpa", digits=2),
+                _field("pulsation_rate", "pulsation_cpm", digits=0),
+                _field("quality_grade", "quality_grade", selection=QUALITY_GRADES),
+                ContractField(
+                    "is_abnormal",
+                    ("abnormal", "state"),
+                    lambda p, _r: (
+                        session_abnormal(p) if ("abnormal" in p or "state" in p) else None
+                    ),
+                ),
+                _field("abnormality_reason", "abnormality"),
+                ContractField(
+                    "state", ("state",), lambda p, _r: session_state(p), selection=SESSION_STATES
+                ),
+                _mapped(
+                    "milk_destination",
+                    "destination",
+                    {"tank": "tank", "diverted": "diverted"},
+                    None,
+                ),
+                _field("divert_reason", "divert_reason"),
+                _field("divert_confirmed_by", "divert_confirmed_by"),
+            ),
+            key_field="name",
+        ),
+        ContractModel(
+            "production",
+            "farm.milk.production",
+            "push",
+            (
+                _field("source_reference", "key", required=True),
+                _animal(required=True),
+                ContractField(
+                    "date",
+                    ("started_at",),
+                    lambda p, r: _local_start(p, r).strftime(ODOO_DATE),
+                    required=True,
+                ),
+                ContractField(
+                    "milking_time",
+                    ("started_at",),
+                    lambda p, r: "am" if _local_start(p, r).hour < 12 else "pm",
+                    selection=("am", "pm"),
+                ),
+                _field("quantity", "yield_l", digits=3, required=True),
+                _field("fat_percentage", "fat_pct", digits=2),
+                _field("protein_percentage", "protein_pct", digits=2),
+                _field("somatic_cell_count", "scc_cells_ml", digits=0),
+                _const("source", "iot_meter", selection=("iot_meter",)),
+            ),
+            key_field="source_reference",
+        ),
+        ContractModel(
+            "alert",
+            "iot.device.alert",
+            "push",
+            (
+                _field("reference", "key", required=True),
+                ContractField(
+                    "name",
+                    ("kind", "condition", "animal_number"),
+                    lambda p, _r: alert_title(p) if p.get("kind") else None,
+                ),
+                ContractField(
+                    "device_id",
+                    ("meter_id",),
+                    lambda p, r: r.meter(p.get("meter_id")).device,
+                    relation="device",
+                ),
+                _animal(),
+                ContractField(
+                    "alert_type",
+                    ("kind",),
+                    lambda p, _r: (
+                        ALERT_TYPES.get(str(p["kind"]), "custom") if p.get("kind") else None
+                    ),
+                    selection=(*ALERT_TYPES.values(), "custom"),
+                ),
+                _mapped("severity", "severity", SEVERITIES, "warning"),
+                _field("message", "message"),
+                _mapped("state", "state", ALERT_STATES, "active"),
+                _dt("date", "raised_at"),
+                _field("acknowledged_by", "acknowledged_by"),
+                _dt("acknowledged_date", "acknowledged_at"),
+                _field("resolved_by", "resolved_by"),
+                _dt("resolved_date", "resolved_at"),
+                _field("resolution_note", "note"),
+            ),
+            key_field="reference",
+        ),
+        ContractModel(
+            "health_event",
+            "farm.health.event",
+            "push",
+            (
+                _field("source_reference", "key", required=True),
+                _animal(),
+                _mapped("event_type", "kind", EVENT_TYPES, "other"),
+                _field("description", "detail"),
+                _const("source", "iot_milk_meter", selection=("iot_milk_meter",)),
+                _dt("date", "recorded_at"),
+            ),
+            key_field="source_reference",
+        ),
+    )
 }
+
+# Outbox rows carry the contract's default Odoo model names; pushed in this order, so a meter is
+# registered before its sessions and a session lands before its production record.
+PUSH_ORDER: tuple[str, ...] = (
+    "milk_meter",
+    "session",
+    "production",
+    "alert",
+    "health_event",
+    "animal_rfid",
+    "treatment",
+)
+OUTBOX_MODEL: dict[str, str] = {name: CONTRACT[name].default_model for name in PUSH_ORDER}
+_BY_OUTBOX_MODEL = {v: k for k, v in OUTBOX_MODEL.items()}
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    m.name: tuple(f.name for f in m.fields if f.required) for m in CONTRACT.values()
+}
+
+
+def _rounded(value: Any, digits: int | None, what: str) -> Any:
+    if digits is None or value is None or isinstance(value, bool):
+        return value
+    if not isinstance(value, int | float):
+        raise MappingError(f"{what}: {value!r} is not a number")
+    if digits == 0:
+        return round(value)
+    # float32 meter values carry noise (11.89781379699707): the seed's precision is the truth.
+    return round(float(value), digits)
 
 
 class Contract:
@@ -342,21 +620,21 @@ class Contract:
         """The server's field for contract field `name`, or None when the config left it out."""
         mapped = self._fields.get(model, {}).get(name)
         if mapped is None:
-            return _DEFAULT_FIELD_NAME.get((model, name), name)
+            return name
         return mapped or None
 
     def fields(self, model: str) -> dict[str, str]:
         """Contract field -> server field, for the fields the config keeps."""
         out = {}
-        for name in CONTRACT[model].fields:
-            server = self.field(model, name)
+        for f in CONTRACT[model].fields:
+            server = self.field(model, f.name)
             if server:
-                out[name] = server
+                out[f.name] = server
         return out
 
     def key_field(self, model: str) -> str:
         key = CONTRACT[model].key_field
-        assert key is not None, f"{model} is not pushed"
+        assert key is not None, f"{model} has no key field"
         server = self.field(model, key)
         assert server, f"{model}.{key} cannot be left out"  # refused by the settings parser
         return server
@@ -364,10 +642,7 @@ class Contract:
     @staticmethod
     def for_outbox(outbox_model: str) -> str | None:
         """The contract model of an outbox row's model name (None: not ours)."""
-        for name, default in OUTBOX_MODEL.items():
-            if default == outbox_model:
-                return name
-        return None
+        return _BY_OUTBOX_MODEL.get(outbox_model)
 
     def vals(
         self,
@@ -379,32 +654,26 @@ class Contract:
         """Odoo values (server field names) for a create or a write of `payload`.
 
         A create leaves empty values out (Odoo's defaults apply); a write maps only the fields
-        whose payload keys are present, and sends an empty one as False to clear it.
+        whose payload keys are present, and sends an empty one as False to clear it. Numbers
+        are rounded to the precision the seed declares.
         """
-        specs = _SPECS[model]
+        spec = CONTRACT[model]
         out: dict[str, Any] = {}
-        for name, server in self.fields(model).items():
-            spec = specs.get(name)
-            if spec is None:
+        for f in spec.fields:
+            server = self.field(model, f.name)
+            if not server:
                 continue
-            keys, getter = spec
-            if operation == "write" and not any(k in payload for k in keys):
+            if operation == "write" and not any(k in payload for k in f.keys):
                 continue
             try:
-                value = getter(payload, refs)
+                value = _rounded(f.get(payload, refs), f.digits, f"{model}.{f.name}")
             except MappingError:
                 raise
             except (TypeError, ValueError, KeyError) as exc:
-                raise MappingError(f"{model}.{name}: cannot map {payload!r}: {exc}") from exc
+                raise MappingError(f"{model}.{f.name}: cannot map {payload!r}: {exc}") from exc
             if value is None:
                 if operation == "write":
                     out[server] = False
                 continue
             out[server] = value
         return out
-
-    def payload_meters(self, model: str, payload: Mapping[str, Any]) -> set[str]:
-        """The meter device ids a payload refers to (resolved to Odoo ids before mapping)."""
-        if model in ("session", "alert") and payload.get("meter_id"):
-            return {str(payload["meter_id"])}
-        return set()

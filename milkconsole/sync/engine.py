@@ -1,49 +1,46 @@
-"""The sync engine (one pass: pull the herd, push the outbox) and the worker that repeats it.
+"""The sync engine: one pass pulls the herd and pushes the Odoo outbox, exactly once per record.
 
 A pass, with every network call outside any database transaction:
 
-1. Local only (works offline): alerts and health events the console raised get their outbox
-   rows (idempotent: one create per key), and alert state changes become writes.
-2. Connect and log in (`client.connect`), check the contract once per connection: a model or
-   field missing on the server suspends that model with a message, the others go on.
-3. Pull `farm.animal` / `farm.animal.rfid` into the animal cache (every few minutes).
-4. For each pushed model, in batches of `batch_size`: claim due rows (pending -> in flight),
-   look up which stable keys Odoo already has, create only the missing ones in one call with a
-   list, mark them sent. A crash between Odoo's commit and the "sent" mark leaves the rows in
-   flight; at the next start they go back to pending, the look-up finds them, and they are
-   marked sent without a second create. A refused batch is split in halves until the refused
-   record is alone; it goes dead with Odoo's message, the rest land.
-5. Update the meter devices' `last_seen` (every minute).
+1. Connect and log in (`client.connect`); check the contract once per connection
+   (`sync.check`): a model missing something, a many2one pointing at another model, a selection
+   value the server lacks suspend that model with a message, the others go on.
+2. Pull `farm.animal` / `farm.animal.rfid` into the local herd (every few minutes).
+3. Push the outbox in `PUSH_ORDER` (meters first, then sessions, production, alerts, health
+   events, tags, treatments), in batches of `batch_size`: claim due rows (pending -> in flight;
+   a row whose `after` record is unsent is not claimed), resolve Odoo's ids for the meters and
+   cows the batch links to (`sync.resolve`), look up which stable keys Odoo already has, create
+   only the missing ones in one call with a list, mark them sent. A crash between Odoo's commit
+   and the "sent" mark leaves the rows in flight; at the next start they go back to pending, the
+   look-up finds them, and they are marked sent without a second create. A refused batch is
+   split in halves until the refused record is alone; it goes dead with Odoo's message, the rest
+   land. A record whose required meter or cow is not in Odoo waits (deferred), it is not dead.
+4. Update the meter devices' `last_seen` (every minute).
 
-`SyncWorker` runs passes on a plain thread: right after `notify()` (call it after each committed
-session), every `idle_interval_s` otherwise, with exponential back-off and jitter while Odoo is
-unreachable, and not at all after a refused login until `notify()` / `retry_now()`.
+The engine only pushes: every payload is built and queued by `milkconsole.store.outbound`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
-import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any
 
-from sqlalchemy import or_, select
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy import select, update
 
-from milkconsole.errors import MilkConsoleError
-from milkconsole.events import SessionCompleted
 from milkconsole.identity import associate_pending
 from milkconsole.store.db import Database
-from milkconsole.store.outbox import Outbox, OutboxItem, amend, enqueue, enqueue_many
-from milkconsole.store.schema import Alert, Animal, HealthEvent, Meter, MilkSession, OutboxRow
+from milkconsole.store.outbound import queue_unqueued
+from milkconsole.store.outbox import Outbox, OutboxItem
+from milkconsole.store.schema import Meter, OutboxRow
 from milkconsole.sync.animals import pull_animals, reset_cursors, state_get, state_set
+from milkconsole.sync.check import check_contract
 from milkconsole.sync.client import (
     OdooAuthError,
     OdooClient,
@@ -59,25 +56,26 @@ from milkconsole.sync.contract import (
     CONTRACT,
     OUTBOX_MODEL,
     PUSH_ORDER,
-    REQUIRED_FIELDS,
     Contract,
     MappingError,
     Refs,
     to_odoo_datetime,
 )
-from milkconsole.sync.secrets import SecretsError
+from milkconsole.sync.lock import SyncBusy, SyncLock
+from milkconsole.sync.registration import MeterRegistration
+from milkconsole.sync.resolve import Resolver
 from milkconsole.sync.settings import OdooSettings
+from milkconsole.sync.status import SyncReport, SyncStateName, SyncStatus
 
 log = logging.getLogger(__name__)
 
-SyncStateName = Literal["online", "offline", "not_configured", "auth_failed"]
 ConnectFn = Callable[[OdooSettings | None], OdooClient]
 
-_DERIVE_ALERTS = "odoo.derive.alert_id"
-_DERIVE_HEALTH = "odoo.derive.health_event_id"
-_DERIVE_ALERT_STATE = "odoo.derive.alert_state_at"
 _SERVER = "odoo.server"
 _METER_SEEN = "odoo.meter_last_seen."
+DEFER_S = 300.0  # a record waiting for its cow or meter in Odoo is looked at again after this
+
+__all__ = ["ConnectFn", "SyncBusy", "SyncEngine", "SyncReport", "SyncStateName", "SyncStatus"]
 
 
 def utc_now() -> datetime:
@@ -86,64 +84,6 @@ def utc_now() -> datetime:
 
 def _iso(dt: datetime | None) -> str | None:
     return None if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(frozen=True, slots=True)
-class SyncStatus:
-    """What the status bar shows. Frozen: handed from the sync thread to the GUI thread.
-
-    `backlog` counts outbox rows waiting (pending or in flight), `dead` the rows Odoo refused
-    for good (the supervisor's list). `warnings` name contract problems (a missing model).
-    """
-
-    state: SyncStateName
-    backlog: int = 0
-    dead: int = 0
-    last_sync_at: datetime | None = None
-    last_error: str | None = None
-    oldest_pending_at: datetime | None = None
-    transport: str | None = None
-    server_version: str | None = None
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def summary(self) -> str:
-        """One short line: 'Odoo online · 3 waiting · 1 refused'."""
-        label = {
-            "online": "online",
-            "offline": "offline",
-            "not_configured": "not set up",
-            "auth_failed": "login refused",
-        }[self.state]
-        parts = [f"Odoo {label}"]
-        if self.backlog:
-            parts.append(f"{self.backlog} waiting")
-        if self.dead:
-            parts.append(f"{self.dead} refused")
-        if self.warnings:
-            parts.append(f"{len(self.warnings)} contract problem(s)")
-        return " · ".join(parts)
-
-
-@dataclass(frozen=True, slots=True)
-class SyncReport:
-    """What one pass did. `created` / `already_in_odoo` count records by contract model."""
-
-    created: Mapping[str, int] = field(default_factory=dict)
-    already_in_odoo: int = 0
-    written: int = 0
-    dead: int = 0
-    retried: int = 0
-    animals_pulled: int = 0
-    tags_pulled: int = 0
-    meters_updated: int = 0
-    create_calls: int = 0
-    warnings: tuple[str, ...] = ()
-    duration_s: float = 0.0
-
-    @property
-    def total_created(self) -> int:
-        return sum(self.created.values())
 
 
 @dataclass
@@ -155,6 +95,7 @@ class _Pass:
     written: int = 0
     dead: int = 0
     retried: int = 0
+    deferred: int = 0
     create_calls: int = 0
 
 
@@ -162,66 +103,11 @@ class _Stopped(Exception):
     """The worker asked the pass to stop between batches."""
 
 
-class SyncBusy(MilkConsoleError):
-    """Another process (or engine) is already syncing this database."""
-
-
-class SyncLock:
-    """One sync engine per database, across processes: an exclusive lock on a file next to it.
-
-    Without it a `milkconsole sync --once` run beside the console would put the console's
-    in-flight rows back to pending and create them a second time. The OS drops the lock when
-    its holder dies, kill -9 included.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fh: IO[str] | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fh is not None
-
-    def acquire(self) -> None:
-        if self._fh is not None:
-            return
-        fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
-        try:
-            if sys.platform == "win32":
-                import msvcrt
-
-                fh.seek(0)
-                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            fh.close()
-            database = self.path.with_suffix("").name
-            raise SyncBusy(
-                f"another Milk Console process (pid {holder}) is syncing {database} with Odoo; "
-                "only one may"
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(str(os.getpid()))
-        fh.flush()
-        self._fh = fh
-
-    def release(self) -> None:
-        fh, self._fh = self._fh, None
-        if fh is not None:
-            fh.close()  # closing the file drops the lock
-
-
 class SyncEngine:
     """One sync pass at a time over a database and an `[odoo]` config. Not thread-safe.
 
-    `connect_fn(settings)` makes a logged-in client (default: `client.connect`, which reads the
-    secret from the keyring); tests and tools may pass one holding the secret themselves.
+    `connect_fn(settings)` makes a logged-in client (default: `client.connect`, which finds the
+    secret); tests and tools may pass one holding the secret themselves.
     """
 
     def __init__(
@@ -242,8 +128,10 @@ class SyncEngine:
     ) -> None:
         self.db = db
         self.settings = settings
-        self.outbox = Outbox(db)
+        self.outbox = Outbox(db, "odoo")
         self.contract = Contract(settings)
+        self.resolver = Resolver(db, self.contract)
+        self.registration = MeterRegistration(self.contract, self.resolver)
         self._connect_fn = connect_fn
         self._rng = rng or random.Random()
         self.max_attempts = max_attempts
@@ -259,13 +147,11 @@ class SyncEngine:
         self._checked_at: float | None = None
         self._suspended: dict[str, str] = {}
         self._warnings: tuple[str, ...] = ()
-        self._available: dict[str, set[str]] = {}
+        self._available: dict[str, frozenset[str]] = {}
+        self._required: dict[str, frozenset[str]] = {}
         self._pulled_at: float | None = None
         self._full_pulled_at: float | None = None
         self._meters_at: float | None = None
-        self._meter_ids: dict[str, int] = {}
-        self._meters_missing: set[str] = set()
-        self._meters_logged: set[str] = set()  # warned once each, not every minute
         self.last_sync_at: datetime | None = None
         self.batch_size = settings.batch_size if settings else 200
         self._lock = SyncLock(Path(f"{db.path}.sync-lock"))
@@ -275,6 +161,10 @@ class SyncEngine:
         """Take the database's sync lock, then put rows a stopped process left in flight back
         to pending; returns how many. Raises `SyncBusy` if another engine holds the lock."""
         self._lock.acquire()
+        with self.db.write() as tx:
+            caught_up = queue_unqueued(tx)
+        if caught_up:
+            log.info("sync start: queued %d records an older version left unqueued", caught_up)
         n = self.outbox.reset_in_flight()
         if n:
             log.info("sync start: %d outbox rows were in flight; back to pending", n)
@@ -329,8 +219,8 @@ class SyncEngine:
             raise OdooNotConfigured(
                 "Odoo sync is not set up: the config file has no [odoo] section"
             )
-        self.derive_local()
         p = _Pass()
+        self.resolver.new_pass()
         try:
             client = self._connected()
             self._check_contract(client)
@@ -355,6 +245,7 @@ class SyncEngine:
             written=p.written,
             dead=p.dead,
             retried=p.retried,
+            deferred=p.deferred,
             animals_pulled=pulled[0],
             tags_pulled=pulled[1],
             meters_updated=meters,
@@ -375,13 +266,29 @@ class SyncEngine:
         with self.db.read() as tx:
             known = state_get(tx, _SERVER)
         if known != self.settings.account:
-            # Another Odoo (or database): its write_dates mean nothing against our cursors.
+            # Another Odoo (or database): its ids and write_dates mean nothing to us any more.
             if known is not None:
                 log.warning(
-                    "Odoo changed from %s to %s: pulling the whole herd",
+                    "Odoo changed from %s to %s: pulling the whole herd and finding the meters "
+                    "again",
                     known,
                     self.settings.account,
                 )
+                with self.db.write() as tx:
+                    for m in tx.scalars(select(Meter)):
+                        m.odoo_device_id = m.odoo_meter_id = m.odoo_point_id = None
+                    # The new server has none of our meters: register them there again (a
+                    # registration finds what it already has by device id).
+                    tx.execute(
+                        update(OutboxRow)
+                        .where(
+                            OutboxRow.channel == "odoo",
+                            OutboxRow.model == OUTBOX_MODEL["milk_meter"],
+                            OutboxRow.operation == "create",
+                        )
+                        .values(state="pending", attempts=0, next_attempt_at=None)
+                    )
+                self.resolver.forget_meters()
             reset_cursors(self.db)
             with self.db.write() as tx:
                 state_set(tx, _SERVER, self.settings.account)
@@ -398,8 +305,11 @@ class SyncEngine:
             if m not in self._suspended:
                 log.error("sync of %s suspended: %s", m, msg)
         self._suspended = dict(check.suspended)
-        self._available = {k: set(v) for k, v in check.available.items()}
+        self._available = dict(check.available)
+        self._required = dict(check.required)
         self._warnings = check.problems
+        self.resolver.available = self._available
+        self.registration.available = self._available
         self._checked_at = time.monotonic()
 
     # -- pull -----------------------------------------------------------------------------------
@@ -412,7 +322,8 @@ class SyncEngine:
         full = (
             self._full_pulled_at is None or mono - self._full_pulled_at >= self.full_pull_interval_s
         )
-        report = pull_animals(client, self.db, self.contract, self._available, full=full)
+        available = {k: set(v) for k, v in self._available.items()}
+        report = pull_animals(client, self.db, self.contract, available, full=full)
         if report.animals or report.tags:
             # A cow added or re-tagged in Odoo: sessions recorded under her tag as "unknown"
             # get her now, before they are pushed (their pending creates are amended).
@@ -428,113 +339,6 @@ class SyncEngine:
     def pull_now(self) -> None:
         """Make the next pass pull the herd whatever the interval."""
         self._pulled_at = None
-
-    # -- local derivations ----------------------------------------------------------------------
-    def derive_local(self) -> int:
-        """Outbox rows for alerts and health events not yet queued, and writes for alert state
-        changes (local only; idempotent). Returns how many rows it queued or amended."""
-        alert_model = OUTBOX_MODEL["alert"]
-        health_model = OUTBOX_MODEL["health_event"]
-        with self.db.read() as tx:
-            last_alert = int(state_get(tx, _DERIVE_ALERTS) or 0)
-            last_health = int(state_get(tx, _DERIVE_HEALTH) or 0)
-            state_at = state_get(tx, _DERIVE_ALERT_STATE)
-            newest_alert = tx.scalar(select(Alert.id).order_by(Alert.id.desc()).limit(1)) or 0
-            newest_health = (
-                tx.scalar(select(HealthEvent.id).order_by(HealthEvent.id.desc()).limit(1)) or 0
-            )
-            since = datetime.fromisoformat(state_at) if state_at else None
-            any_changed = tx.scalar(select(Alert.id).where(_changed_since(since)).limit(1))
-        if newest_alert <= last_alert and newest_health <= last_health and any_changed is None:
-            return 0
-        n = 0
-        with self.db.write() as tx:
-            for row in tx.scalars(select(Alert).where(Alert.id > last_alert).order_by(Alert.id)):
-                enqueue(tx, alert_model, row.key, alert_payload(tx, row))
-                last_alert = row.id
-                n += 1
-            state_set(tx, _DERIVE_ALERTS, str(last_alert))
-            for ev in tx.scalars(
-                select(HealthEvent).where(HealthEvent.id > last_health).order_by(HealthEvent.id)
-            ):
-                enqueue(tx, health_model, ev.key, health_payload(tx, ev))
-                last_health = ev.id
-                n += 1
-            state_set(tx, _DERIVE_HEALTH, str(last_health))
-            newest = since
-            for row in tx.scalars(select(Alert).where(_changed_since(since))):
-                # Pending create: its payload learns the state; created already: a write.
-                amend(tx, alert_model, row.key, alert_state_payload(row))
-                n += 1
-                for t in (row.acknowledged_at, row.resolved_at):
-                    if t is not None and (newest is None or t > newest):
-                        newest = t
-            if newest is not None:
-                state_set(tx, _DERIVE_ALERT_STATE, newest.isoformat())
-        return n
-
-    def _derive_production(self, items: list[OutboxItem]) -> None:
-        """Production records for completed, identified sessions among `items` (idempotent)."""
-        model = OUTBOX_MODEL["production"]
-        keys = [i.record_key for i in items]
-        with self.db.read() as tx:
-            rows = {
-                r.key: r for r in tx.scalars(select(MilkSession).where(MilkSession.key.in_(keys)))
-            }
-            animal_ids = {r.animal_id for r in rows.values() if r.animal_id is not None}
-            animals = {a.id: a for a in tx.scalars(select(Animal).where(Animal.id.in_(animal_ids)))}
-        todo: list[tuple[str, dict[str, Any], bool]] = []
-        for item in items:
-            p = item.payload
-            row = rows.get(item.record_key)
-            if row is not None:
-                animal = animals.get(row.animal_id) if row.animal_id is not None else None
-                payload = production_payload_from_row(row, animal)
-            else:
-                payload = production_payload(p)
-            identity_changed = item.operation == "write" and (
-                "animal_odoo_id" in p or "animal_id" in p
-            )
-            if item.operation == "create" or identity_changed:
-                todo.append((item.record_key, payload, identity_changed))
-        if not todo:
-            return
-        with self.db.write() as tx:
-            queued = set(
-                tx.scalars(
-                    select(OutboxRow.record_key).where(
-                        OutboxRow.model == model,
-                        OutboxRow.operation == "create",
-                        OutboxRow.record_key.in_([k for k, _, _ in todo]),
-                    )
-                )
-            )
-            new = [
-                (key, payload)
-                for key, payload, _ in todo
-                if key not in queued
-                and payload.get("state") == "completed"
-                and payload.get("animal_odoo_id")
-            ]
-            enqueue_many(tx, model, new)
-            for key, payload, identity_changed in todo:
-                if key in queued and identity_changed:
-                    if payload.get("animal_odoo_id"):
-                        amend(
-                            tx,
-                            model,
-                            key,
-                            {
-                                "animal_odoo_id": payload["animal_odoo_id"],
-                                "animal_number": payload.get("animal_number"),
-                            },
-                        )
-                    else:
-                        log.warning(
-                            "session %s no longer has a known cow; its production record in "
-                            "Odoo still names the old one (fix it there)",
-                            key,
-                        )
 
     # -- push -----------------------------------------------------------------------------------
     def _push_model(self, client: OdooClient, model: str, p: _Pass, now: datetime | None) -> None:
@@ -556,16 +360,13 @@ class SyncEngine:
     ) -> None:
         done: set[int] = set()
         try:
-            if model == "session":
-                self._derive_production(items)
-            payloads = self._payloads(model, items)
+            if model == "milk_meter":
+                self._push_registrations(client, items, p, done)
+                return
+            refs = self._refs(client, model, items)
             creates = [i for i in items if i.operation == "create"]
             writes = [i for i in items if i.operation == "write"]
-            needed: set[str] = set()
-            for it in items:
-                needed |= self.contract.payload_meters(model, payloads[it.id])
-            refs = Refs(self._resolve_meters(client, needed), self.contract.zone)
-            self._push_creates(client, model, creates, payloads, refs, p, done)
+            self._push_creates(client, model, creates, refs, p, done)
             self._push_writes(client, model, writes, refs, p, done)
         except Exception as exc:
             # Nothing more is known about the rest: back to pending and due at once (the worker
@@ -578,28 +379,79 @@ class SyncEngine:
                     self.outbox.mark_retry(it.id, message, retry_at)
             raise
 
-    def _payloads(self, model: str, items: list[OutboxItem]) -> dict[int, dict[str, Any]]:
-        """The payloads to map, by outbox id. A create of an alert or a health event takes the
-        local row as it is now (acknowledged since it was queued, say) over the queued payload,
-        so whoever queued it need not know the whole contract."""
-        out = {it.id: it.payload for it in items}
-        keys = [it.record_key for it in items if it.operation == "create"]
-        if model not in ("alert", "health_event") or not keys:
-            return out
-        fresh: dict[str, dict[str, Any]] = {}
-        with self.db.read() as tx:
-            if model == "alert":
-                for row in tx.scalars(select(Alert).where(Alert.key.in_(keys))):
-                    fresh[row.key] = alert_payload(tx, row)
-            else:
-                for ev in tx.scalars(select(HealthEvent).where(HealthEvent.key.in_(keys))):
-                    fresh[ev.key] = health_payload(tx, ev)
+    def _refs(self, client: OdooClient, model: str, items: list[OutboxItem]) -> Refs:
+        """Odoo's ids for the meters and cows this batch links to."""
+        spec = CONTRACT[model]
+        links = {f.relation for f in spec.fields if f.relation}
+        meters: set[str] = set()
+        animals: set[int] = set()
         for it in items:
-            row_payload = fresh.get(it.record_key) if it.operation == "create" else None
-            if row_payload is not None:
-                merged = {k: v for k, v in row_payload.items() if v is not None}
-                out[it.id] = {**it.payload, **merged}
-        return out
+            if links & {"device", "milk_meter", "milk_meter_point"} and it.payload.get("meter_id"):
+                meters.add(str(it.payload["meter_id"]))
+            aid = it.payload.get("animal_id")
+            if "animal" in links and isinstance(aid, int) and not isinstance(aid, bool):
+                animals.add(aid)
+        return Refs(
+            meters=self.resolver.meters(client, meters) if meters else {},
+            animals=self.resolver.animals(client, animals) if animals else {},
+            zone=self.contract.zone,
+        )
+
+    def _missing_link(
+        self, model: str, payload: dict[str, Any], vals: dict[str, Any]
+    ) -> str | None:
+        """Why a record must wait: a link Odoo requires (or the contract does) is not in Odoo
+        yet. None when it can go."""
+        required = self._required.get(model, frozenset())
+        for f in CONTRACT[model].fields:
+            if f.relation is None or not (f.required or f.name in required):
+                continue
+            server = self.contract.field(model, f.name)
+            if not server or server in vals:
+                continue
+            if f.relation in ("device", "milk_meter", "milk_meter_point"):
+                if payload.get("meter_id"):
+                    return f"meter {payload['meter_id']} is not registered in Odoo yet"
+            elif f.relation == "animal" and payload.get("animal_id") is not None:
+                who = payload.get("animal_number") or payload.get("animal_id")
+                return f"cow {who} is not in Odoo (by id, tag or herd number)"
+        return None
+
+    def _push_creates(
+        self,
+        client: OdooClient,
+        model: str,
+        items: list[OutboxItem],
+        refs: Refs,
+        p: _Pass,
+        done: set[int],
+    ) -> None:
+        if not items:
+            return
+        vals: dict[int, dict[str, Any]] = {}
+        for it in items:
+            try:
+                v = self.contract.vals(model, it.payload, refs, "create")
+            except MappingError as exc:
+                self._dead(it, model, f"cannot be sent: {exc}", p, done)
+                continue
+            waiting = self._missing_link(model, it.payload, v)
+            if waiting is not None:
+                self._defer(it, model, waiting, p, done)
+                continue
+            vals[it.id] = v
+        todo = [it for it in items if it.id in vals]
+        found = self._lookup(client, model, [it.record_key for it in todo])
+        already: dict[int, int | None] = {
+            it.id: found[it.record_key] for it in todo if it.record_key in found
+        }
+        if already:
+            self.outbox.mark_sent(already)
+            done.update(already)
+            p.already += len(already)
+            log.info("%s: %d already in Odoo (sent before an interruption)", model, len(already))
+        todo = [it for it in todo if it.id not in already]
+        self._create(client, model, todo, vals, p, done, top=True)
 
     def _lookup(self, client: OdooClient, model: str, keys: list[str]) -> dict[str, int]:
         """Which of `keys` Odoo already has, with their ids (archived records count too)."""
@@ -620,37 +472,6 @@ class SyncEngine:
                 if isinstance(k, str):
                     found.setdefault(k, int(r["id"]))
         return found
-
-    def _push_creates(
-        self,
-        client: OdooClient,
-        model: str,
-        items: list[OutboxItem],
-        payloads: dict[int, dict[str, Any]],
-        refs: Refs,
-        p: _Pass,
-        done: set[int],
-    ) -> None:
-        if not items:
-            return
-        vals: dict[int, dict[str, Any]] = {}
-        for it in items:
-            try:
-                vals[it.id] = self.contract.vals(model, payloads[it.id], refs, "create")
-            except MappingError as exc:
-                self._dead(it, model, f"cannot be sent: {exc}", p, done)
-        todo = [it for it in items if it.id in vals]
-        found = self._lookup(client, model, [it.record_key for it in todo])
-        already: dict[int, int | None] = {
-            it.id: found[it.record_key] for it in todo if it.record_key in found
-        }
-        if already:
-            self.outbox.mark_sent(already)
-            done.update(already)
-            p.already += len(already)
-            log.info("%s: %d already in Odoo (sent before an interruption)", model, len(already))
-        todo = [it for it in todo if it.id not in already]
-        self._create(client, model, todo, vals, p, done, top=True)
 
     def _create(
         self,
@@ -713,11 +534,11 @@ class SyncEngine:
         if not items:
             return
         outbox_model = OUTBOX_MODEL[model]
-        ids = {it.id: self.outbox.odoo_id_for(outbox_model, it.record_key) for it in items}
-        unknown = [it.record_key for it in items if ids[it.id] is None]
+        known = self.outbox.odoo_ids_for(outbox_model, [it.record_key for it in items])
+        unknown = [it.record_key for it in items if it.record_key not in known]
         found = self._lookup(client, model, unknown) if unknown else {}
         for it in items:
-            odoo_id = ids[it.id] or found.get(it.record_key)
+            odoo_id = known.get(it.record_key) or found.get(it.record_key)
             if odoo_id is None:
                 self._dead(it, model, "its record is no longer in Odoo (deleted there?)", p, done)
                 continue
@@ -725,6 +546,10 @@ class SyncEngine:
                 vals = self.contract.vals(model, it.payload, refs, "write")
             except MappingError as exc:
                 self._dead(it, model, f"cannot be sent: {exc}", p, done)
+                continue
+            waiting = self._missing_link(model, it.payload, vals)
+            if waiting is not None:
+                self._defer(it, model, waiting, p, done)
                 continue
             if vals:
                 try:
@@ -735,6 +560,24 @@ class SyncEngine:
                 p.written += 1
             self.outbox.mark_sent({it.id: odoo_id})
             done.add(it.id)
+
+    def _push_registrations(
+        self, client: OdooClient, items: list[OutboxItem], p: _Pass, done: set[int]
+    ) -> None:
+        for it in items:
+
+            def refused(item: OutboxItem, why: str) -> None:
+                self._dead(item, "milk_meter", why, p, done)
+
+            meter_id = self.registration.push(client, it, refused)
+            if meter_id is None:
+                continue
+            self.outbox.mark_sent({it.id: meter_id})
+            done.add(it.id)
+            if it.operation == "create":
+                p.created["milk_meter"] = p.created.get("milk_meter", 0) + 1
+            else:
+                p.written += 1
 
     def _failed(
         self, item: OutboxItem, model: str, exc: OdooError, p: _Pass, done: set[int]
@@ -766,393 +609,47 @@ class SyncEngine:
         p.dead += 1
         log.error("%s %s will not be sent: %s", model, item.record_key, message)
 
+    def _defer(self, item: OutboxItem, model: str, why: str, p: _Pass, done: set[int]) -> None:
+        self.outbox.defer(item.id, why, utc_now() + timedelta(seconds=DEFER_S))
+        done.add(item.id)
+        p.deferred += 1
+        log.info("%s %s waits: %s", model, item.record_key, why)
+
     def _backoff(self, attempt: int) -> timedelta:
         """Exponential back-off with jitter: between half and all of base * 2^(attempt-1)."""
         ceiling = min(self.retry_max_s, self.retry_base_s * 2 ** min(max(0, attempt - 1), 30))
         return timedelta(seconds=self._rng.uniform(ceiling / 2, ceiling))
 
     # -- meters ---------------------------------------------------------------------------------
-    def _resolve_meters(self, client: OdooClient, device_ids: set[str]) -> dict[str, int]:
-        """Odoo ids of meter devices, found by their device id (cached locally in meters)."""
-        want = {d for d in device_ids if d not in self._meter_ids}
-        if want:
-            with self.db.read() as tx:
-                for m in tx.scalars(select(Meter).where(Meter.id.in_(want))):
-                    if m.odoo_id is not None:
-                        self._meter_ids[m.id] = m.odoo_id
-            want -= set(self._meter_ids)
-        want -= self._meters_missing
-        if want and self._meters_usable():
-            key = self.contract.field("meter", "device_id") or "device_id"
-            rows = client.search_read(
-                self.contract.model("meter"),
-                [[key, "in", sorted(want)]],
-                [key],
-                context={"active_test": False},
-            )
-            got = {str(r[key]): int(r["id"]) for r in rows if r.get(key)}
-            self._meter_ids.update(got)
-            if got:
-                with self.db.write() as tx:
-                    for m in tx.scalars(select(Meter).where(Meter.id.in_(list(got)))):
-                        m.odoo_id = got[m.id]
-            for d in sorted(want - set(got)):
-                self._meters_missing.add(d)
-                if d in self._meters_logged:
-                    continue
-                self._meters_logged.add(d)
-                log.warning(
-                    "meter %s has no device in Odoo (%s with %s = %r); its records go without it",
-                    d,
-                    self.contract.model("meter"),
-                    key,
-                    d,
-                )
-        return {d: self._meter_ids[d] for d in device_ids if d in self._meter_ids}
-
-    def _meters_usable(self) -> bool:
-        return "meter" in self._available and "meter" not in self._suspended
-
     def _maybe_meters(self, client: OdooClient) -> int:
+        """Write each registered meter device's `last_seen` when it moved on (every minute)."""
         mono = time.monotonic()
         if self._meters_at is not None and mono - self._meters_at < self.meter_interval_s:
             return 0
         self._meters_at = mono
-        self._meters_missing.clear()  # someone may have added the device in Odoo since
-        last_seen_field = self.contract.field("meter", "last_seen")
-        have = self._available.get("meter", set())
-        if not self._meters_usable() or not last_seen_field or last_seen_field not in have:
+        last_seen_field = self.contract.field("device", "last_seen")
+        have = self._available.get("device", frozenset())
+        if "device" in self._suspended or not last_seen_field or last_seen_field not in have:
             return 0
         with self.db.read() as tx:
             meters = [
-                (m.id, m.last_seen_at, state_get(tx, _METER_SEEN + m.id))
-                for m in tx.scalars(select(Meter).where(Meter.last_seen_at.is_not(None)))
+                (m.odoo_device_id, m.id, m.last_seen_at, state_get(tx, _METER_SEEN + m.id))
+                for m in tx.scalars(
+                    select(Meter).where(
+                        Meter.last_seen_at.is_not(None), Meter.odoo_device_id.is_not(None)
+                    )
+                )
             ]
-        stale = [(mid, seen) for mid, seen, pushed in meters if seen and _iso(seen) != pushed]
-        if not stale:
-            return 0
-        ids = self._resolve_meters(client, {mid for mid, _ in stale})
         n = 0
-        for mid, seen in stale:
-            odoo_id = ids.get(mid)
-            if odoo_id is None or seen is None:
+        for device, mid, seen, pushed in meters:
+            if device is None or seen is None or _iso(seen) == pushed:
                 continue
             client.write(
-                self.contract.model("meter"), [odoo_id], {last_seen_field: to_odoo_datetime(seen)}
+                self.contract.model("device"),
+                [device],
+                {last_seen_field: to_odoo_datetime(seen)},
             )
             with self.db.write() as tx:
                 state_set(tx, _METER_SEEN + mid, _iso(seen))
             n += 1
         return n
-
-
-@dataclass(frozen=True, slots=True)
-class ContractCheck:
-    """What the server lacks of the contract. `suspended`: models not synced, with the reason;
-    `available`: the fields each server model has."""
-
-    problems: tuple[str, ...]
-    suspended: Mapping[str, str]
-    available: Mapping[str, frozenset[str]]
-
-
-def check_contract(client: OdooClient, contract: Contract) -> ContractCheck:
-    """Ask the server for every contract model and field; say plainly what is missing.
-
-    A pushed model missing anything is suspended (sending half a record would lose data
-    silently); a pulled one missing an optional field is pulled without it.
-    """
-    problems: list[str] = []
-    suspended: dict[str, str] = {}
-    available: dict[str, set[str]] = {}
-    names = {m: contract.model(m) for m in CONTRACT}
-    existing = client.existing_models(sorted(set(names.values())))
-    for m, server_model in names.items():
-        spec = CONTRACT[m]
-        if server_model not in existing:
-            msg = (
-                f"Odoo has no model {server_model!r} (contract model '{m}'; install the farm "
-                f'module or rename it in [odoo.models] {m} = "...")'
-            )
-            problems.append(msg)
-            if spec.direction == "push" or m in ("animal",):
-                suspended[m] = msg
-            continue
-        server_fields = set(client.fields_get(server_model))
-        available[m] = server_fields
-        missing = [(cf, sf) for cf, sf in contract.fields(m).items() if sf not in server_fields]
-        for cf, sf in missing:
-            must = spec.direction == "push" or cf in REQUIRED_FIELDS.get(m, ())
-            msg = (
-                f"Odoo model {server_model!r} has no field {sf!r} (contract field "
-                f"'{m}.{cf}'; map it in [odoo.fields.{m}] {cf} = \"...\""
-                + (
-                    f' or leave it out with {cf} = ""'
-                    if cf not in REQUIRED_FIELDS.get(m, ())
-                    else ""
-                )
-                + ")"
-            )
-            problems.append(msg)
-            if must:
-                suspended.setdefault(m, msg)
-    return ContractCheck(
-        tuple(problems),
-        suspended,
-        {k: frozenset(v) for k, v in available.items()},
-    )
-
-
-def _changed_since(since: datetime | None) -> ColumnElement[bool]:
-    """Alerts acknowledged or resolved after `since` (ever, when None)."""
-    if since is None:
-        return or_(Alert.acknowledged_at.is_not(None), Alert.resolved_at.is_not(None))
-    return or_(Alert.acknowledged_at > since, Alert.resolved_at > since)
-
-
-# -- payloads the sync derives ------------------------------------------------------------------
-
-
-def _animal_refs(tx: Any, animal_id: int | None) -> dict[str, Any]:
-    animal = tx.get(Animal, animal_id) if animal_id is not None else None
-    return {
-        "animal_odoo_id": animal.odoo_id if animal else None,
-        "animal_number": animal.number if animal else None,
-    }
-
-
-def alert_payload(tx: Any, row: Alert) -> dict[str, Any]:
-    """The `iot.device.alert` payload of an alert row (times ISO UTC with Z)."""
-    return {
-        "key": row.key,
-        "kind": row.kind,
-        "condition": row.condition,
-        "severity": row.severity,
-        "meter_id": row.meter_id,
-        "rfid": row.rfid,
-        "session_key": row.session_key,
-        "message": row.message,
-        "raised_at": _iso(row.raised_at),
-        **alert_state_payload(row),
-        **_animal_refs(tx, row.animal_id),
-    }
-
-
-def alert_state_payload(row: Alert) -> dict[str, Any]:
-    """The part of an alert the supervisor changes at the console."""
-    return {
-        "state": row.state,
-        "acknowledged_at": _iso(row.acknowledged_at),
-        "acknowledged_by": row.acknowledged_by,
-        "resolved_at": _iso(row.resolved_at),
-        "resolved_by": row.resolved_by,
-        "note": row.note,
-    }
-
-
-def health_payload(tx: Any, row: HealthEvent) -> dict[str, Any]:
-    """The `farm.health.event` payload of a health event row."""
-    return {
-        "key": row.key,
-        "kind": row.kind,
-        "detail": row.detail,
-        "session_key": row.session_key,
-        "recorded_at": _iso(row.recorded_at),
-        **_animal_refs(tx, row.animal_id),
-    }
-
-
-def production_payload(session: Mapping[str, Any]) -> dict[str, Any]:
-    """The `farm.milk.production` payload of a session payload (key = the session's key)."""
-    return {
-        "key": session.get("key"),
-        "state": session.get("state"),
-        "animal_odoo_id": session.get("animal_odoo_id"),
-        "animal_number": session.get("animal_number"),
-        "started_at": session.get("started_at"),
-        "yield_l": session.get("yield_l"),
-        "fat_pct": session.get("fat_pct"),
-        "protein_pct": session.get("protein_pct"),
-        "scc_cells_ml": session.get("scc_cells_ml"),
-    }
-
-
-def production_payload_from_row(row: MilkSession, animal: Animal | None) -> dict[str, Any]:
-    return {
-        "key": row.key,
-        "state": row.state,
-        "animal_odoo_id": animal.odoo_id if animal else None,
-        "animal_number": animal.number if animal else None,
-        "started_at": _iso(row.started_at),
-        "yield_l": row.yield_l,
-        "fat_pct": row.fat_pct,
-        "protein_pct": row.protein_pct,
-        "scc_cells_ml": row.scc_cells_ml,
-    }
-
-
-# -- the worker -----------------------------------------------------------------------------------
-
-
-class SyncWorker:
-    """Runs sync passes on its own plain thread; usable by the gateway and the console.
-
-    `on_status(SyncStatus)` is called from the worker thread after every pass and during long
-    pushes (the console turns it into a queued Qt signal). Call `notify()` after each committed
-    session for low latency; it is ignored while backing off from an unreachable Odoo.
-    """
-
-    def __init__(
-        self,
-        db: Database,
-        settings: OdooSettings | None,
-        on_status: Callable[[SyncStatus], None] | None = None,
-        *,
-        idle_interval_s: float = 30.0,
-        retry_first_s: float = 2.0,
-        retry_max_s: float = 300.0,
-        auth_retry_s: float = 900.0,
-        connect_fn: ConnectFn = connect,
-        rng: random.Random | None = None,
-        engine: SyncEngine | None = None,
-    ) -> None:
-        self._rng = rng or random.Random()
-        self.engine = engine or SyncEngine(db, settings, connect_fn=connect_fn, rng=self._rng)
-        self.engine.on_progress = self._on_progress
-        self._on_status = on_status
-        self.idle_interval_s = idle_interval_s
-        self.retry_first_s = retry_first_s
-        self.retry_max_s = retry_max_s
-        self.auth_retry_s = auth_retry_s
-        self._wake = threading.Event()
-        self._force = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._state: SyncStateName = "offline" if settings else "not_configured"
-        self._error: str | None = None
-        self._status = SyncStatus(self._state)
-        self._lock = threading.Lock()
-        self.passes = 0
-
-    @property
-    def status(self) -> SyncStatus:
-        with self._lock:
-            return self._status
-
-    def start(self) -> None:
-        """Start the thread; it first takes the sync lock and releases rows a previous run
-        left in flight (waiting, offline, while another process holds the lock)."""
-        if self._thread is not None and self._thread.is_alive():
-            raise RuntimeError("SyncWorker already started")
-        self._stop.clear()
-        self.engine.stop_requested.clear()
-        self._thread = threading.Thread(target=self._run, name="milkconsole-sync", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 10.0) -> bool:
-        """Stop after the call in progress (between batches); True when the thread ended."""
-        self._stop.set()
-        self.engine.stop_requested.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout_s)
-            if thread.is_alive():
-                return False
-        self._thread = None
-        self.engine.close()
-        return True
-
-    def notify(self) -> None:
-        """Something was queued (a session completed): sync soon, unless backing off."""
-        self._wake.set()
-
-    def on_committed(self, events: list[object]) -> None:
-        """A `ParlourRuntime` committed-listener: a finished session was stored, sync it now."""
-        if any(isinstance(e, SessionCompleted) for e in events):
-            self.notify()
-
-    def retry_now(self) -> None:
-        """Sync now even if backing off or after a refused login (the user fixed something)."""
-        self._force.set()
-        self._wake.set()
-
-    def _publish(self) -> None:
-        status = self.engine.status(self._state, self._error)
-        with self._lock:
-            self._status = status
-        if self._on_status is not None:
-            try:
-                self._on_status(status)
-            except Exception:
-                log.exception("sync status listener failed")
-
-    def _on_progress(self) -> None:
-        self._state = "online"
-        self._publish()
-
-    def _run(self) -> None:
-        failures = 0
-        while not self._stop.is_set():
-            self._wake.clear()
-            self._force.clear()
-            wait: float
-            try:
-                if not self.engine.locked:
-                    self.engine.start()
-                self.engine.run_once()
-                self.passes += 1
-                self._state, self._error = "online", None
-                failures = 0
-                wait = self.idle_interval_s
-            except (OdooNotConfigured, SecretsError) as exc:
-                # No [odoo] section, no stored secret, or no OS keyring to hold one.
-                self._state, self._error = "not_configured", str(exc)
-                wait = self.auth_retry_s
-            except OdooAuthError as exc:
-                if self._state != "auth_failed":
-                    log.error("Odoo sync stopped: %s", exc.message)
-                self._state, self._error = "auth_failed", exc.message
-                # Seldom: each try is a failed login on the server (which may lock the user
-                # out); `milkconsole odoo login` then retry_now() resumes at once.
-                wait = self.auth_retry_s
-            except SyncBusy as exc:
-                self._state, self._error = "offline", str(exc)
-                wait = self.idle_interval_s
-            except OdooUnavailable as exc:
-                failures += 1
-                if self._state != "offline" or failures == 1:
-                    log.warning("Odoo unreachable, records wait in the outbox: %s", exc.message)
-                else:
-                    log.debug("Odoo still unreachable: %s", exc.message)
-                self._state, self._error = "offline", exc.message
-                ceiling = self._backoff_s(failures)
-                wait = self._rng.uniform(ceiling / 2, ceiling)
-            except OdooError as exc:  # a contract change mid-pass, a server bug: say it, back off
-                failures += 1
-                log.warning("sync pass failed: %s", exc.message)
-                self._state, self._error = "offline", exc.message
-                wait = self._backoff_s(failures)
-            except Exception as exc:  # a bug must not end the thread: log it, back off
-                failures += 1
-                log.exception("sync pass failed")
-                self._state, self._error = "offline", f"{type(exc).__name__}: {exc}"
-                wait = self._backoff_s(failures)
-            self._publish()
-            if self._stop.is_set():
-                break
-            self._sleep(wait)
-
-    def _backoff_s(self, failures: int) -> float:
-        return min(self.retry_max_s, self.retry_first_s * 2 ** min(failures - 1, 30))
-
-    def _sleep(self, wait: float) -> None:
-        """Wait `wait` s; notify() cuts it short only when online, retry_now() always."""
-        deadline = time.monotonic() + wait
-        while not self._stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._wake.wait(left):
-                return
-            self._wake.clear()
-            if self._stop.is_set() or self._force.is_set() or self._state == "online":
-                return

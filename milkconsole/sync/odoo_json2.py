@@ -138,8 +138,14 @@ class Json2Client:
     def write(self, model: str, ids: list[int], vals: dict[str, Any]) -> None:
         self.call(model, "write", {"ids": ids, "vals": vals})
 
-    def fields_get(self, model: str) -> dict[str, dict[str, Any]]:
-        return dict(self.call(model, "fields_get", {"attributes": ["type", "relation"]}) or {})
+    def fields_get(
+        self, model: str, attributes: list[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        attrs = attributes or ["type", "relation"]
+        return dict(self.call(model, "fields_get", {"attributes": attrs}) or {})
+
+    def default_get(self, model: str, fields: list[str]) -> dict[str, Any]:
+        return dict(self.call(model, "default_get", {"fields_list": fields}) or {})
 
     def existing_models(self, names: list[str]) -> set[str]:
         rows = self.search_read("ir.model", [["model", "in", names]], ["model"])

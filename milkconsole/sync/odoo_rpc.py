@@ -168,9 +168,15 @@ class OdooRpcClient:
     def write(self, model: str, ids: list[int], vals: dict[str, Any]) -> None:
         self._call(model, "write", [ids, vals], {})
 
-    def fields_get(self, model: str) -> dict[str, dict[str, Any]]:
-        result = self._call(model, "fields_get", [], {"attributes": ["type", "relation"]})
+    def fields_get(
+        self, model: str, attributes: list[str] | None = None
+    ) -> dict[str, dict[str, Any]]:
+        attrs = attributes or ["type", "relation"]
+        result = self._call(model, "fields_get", [], {"attributes": attrs})
         return dict(result or {})
+
+    def default_get(self, model: str, fields: list[str]) -> dict[str, Any]:
+        return dict(self._call(model, "default_get", [fields], {}) or {})
 
     def existing_models(self, names: list[str]) -> set[str]:
         rows = self.search_read("ir.model", [["model", "in", names]], ["model"])

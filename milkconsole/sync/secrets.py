@@ -1,13 +1,28 @@
-"""The Odoo password / API key, kept in the OS keyring (the `keyring` package) and nowhere else.
+"""The Odoo password / API key (and the MQTT password): where a console or a service finds it.
 
-One secret per account (`login@url/database`) under the service name `milkconsole-odoo`. Which
-keyring backend is used is keyring's own business (its documented `PYTHON_KEYRING_BACKEND`
-variable or `keyring.set_keyring()` choose another); when the machine has none — a bare server
-with no Secret Service running, say — every call here raises `SecretsError` saying so, instead of
-keyring's generic failure or, worse, falling back to a plain file.
+In this order:
+
+1. A systemd credential: `$CREDENTIALS_DIRECTORY/odoo-secret` (`LoadCredential=` in the unit),
+   for the headless gateway run as a service, which has no desktop keyring.
+2. A file named in the config (`[odoo] secret_file`). It must belong to the user the console
+   runs as and be readable by nobody else (mode 0600 or 0400): anything looser is refused with
+   the file named, since a readable secret is as good as published.
+3. The OS keyring (the `keyring` package): one secret per account (`login@url/database`) under
+   the service name `milkconsole-odoo`. Which backend is used is keyring's own business (its
+   documented `PYTHON_KEYRING_BACKEND` variable or `keyring.set_keyring()` choose another); when
+   the machine has none, every keyring call raises `SecretsError` saying so, instead of
+   keyring's generic failure or a silent fallback to a plain file.
+
+`write_credential_file` is what `milkconsole odoo login --credential-file` uses to make 1 or 2.
 """
 
 from __future__ import annotations
+
+import os
+import stat
+import sys
+import tempfile
+from pathlib import Path
 
 import keyring
 import keyring.errors
@@ -17,6 +32,8 @@ from milkconsole.errors import MilkConsoleError
 from milkconsole.sync.settings import OdooSettings
 
 SERVICE = "milkconsole-odoo"
+ODOO_CREDENTIAL = "odoo-secret"
+MQTT_CREDENTIAL = "mqtt-password"
 
 
 class SecretsError(MilkConsoleError):
@@ -56,10 +73,76 @@ def store_secret(settings: OdooSettings, secret: str) -> None:
 
 
 def get_secret(settings: OdooSettings) -> str | None:
-    """The secret kept for `settings.account`, or None when `odoo login` was never run."""
+    """The secret for `settings.account`: the systemd credential, else the config's
+    `secret_file`, else the keyring; None when none of them holds one."""
+    found = credential_secret(ODOO_CREDENTIAL, settings.secret_file)
+    if found is not None:
+        return found
+    return keyring_secret(SERVICE, settings.account)
+
+
+def credential_secret(name: str, secret_file: Path | None) -> str | None:
+    """The secret from `$CREDENTIALS_DIRECTORY/<name>` or from `secret_file` (checked), or None."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if directory:
+        path = Path(directory) / name
+        if path.is_file():
+            return _read_secret(path, check_owner=False)  # systemd made it private
+    if secret_file is not None:
+        return _read_secret(secret_file, check_owner=True)
+    return None
+
+
+def _read_secret(path: Path, *, check_owner: bool) -> str:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise SecretsError(f"{path}: the secret file does not exist") from None
+    except OSError as exc:
+        raise SecretsError(f"{path}: cannot read the secret file: {exc.strerror}") from exc
+    if check_owner and sys.platform != "win32":
+        if info.st_uid != os.geteuid():
+            raise SecretsError(
+                f"{path}: refused: the secret file belongs to uid {info.st_uid}, not to the user "
+                f"running Milk Console (uid {os.geteuid()}); chown it to that user"
+            )
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            raise SecretsError(
+                f"{path}: refused: the secret file is readable by others (mode "
+                f"{stat.S_IMODE(info.st_mode):04o}); chmod 600 it"
+            )
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SecretsError(f"{path}: cannot read the secret file: {exc.strerror}") from exc
+    if not text:
+        raise SecretsError(f"{path}: the secret file is empty")
+    return text
+
+
+def write_credential_file(path: Path, secret: str) -> None:
+    """Write `secret` to `path` readable by its owner only (0600), atomically: a reader sees the
+    old file or the new one, never a half-written or world-readable one."""
+    if not secret:
+        raise SecretsError("refusing to store an empty password / API key")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd, tmp = tempfile.mkstemp(prefix=".secret-", dir=path.parent)
+    try:
+        # mkstemp made it 0600 already, before a byte of the secret is in it.
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(secret + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def keyring_secret(service: str, account: str) -> str | None:
+    """The secret kept in the OS keyring for `account`, or None."""
     backend = _backend()
     try:
-        return backend.get_password(SERVICE, settings.account)
+        return backend.get_password(service, account)
     except keyring.errors.KeyringError as exc:
         raise SecretsError(f"the OS keyring refused to give the Odoo secret: {exc}") from exc
 

@@ -3,7 +3,8 @@
     [odoo]
     url = "https://odoo.farm.example"     # scheme://host[:port], no path
     database = "farm"
-    login = "milkconsole"                 # the password / API key is in the OS keyring
+    login = "milkconsole"                 # the password / API key: see secrets.py
+    secret_file = "/etc/milkconsole/credentials/odoo-secret"  # optional, mode 0600
     transport = "auto"                    # auto | jsonrpc | json2
     verify_tls = true
     ca_file = "/etc/milkconsole/office-ca.pem"   # optional: trust this CA as well
@@ -51,6 +52,7 @@ _KEYS = {
     "batch_size",
     "timezone",
     "allow_insecure_http",
+    "secret_file",
     "models",
     "fields",
 }
@@ -74,6 +76,7 @@ class OdooSettings:
     batch_size: int = 200
     timezone: str | None = None
     allow_insecure_http: bool = False
+    secret_file: Path | None = None
     models: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     fields: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
     source: str = "<settings>"
@@ -154,7 +157,7 @@ def _name_map(raw: Any, where: str, source: str, pattern: re.Pattern[str]) -> di
         allowed = set(CONTRACT)
     else:
         model = where.rsplit(".", 1)[1]
-        allowed = set(CONTRACT[model].fields)
+        allowed = {f.name for f in CONTRACT[model].fields}
     for k, v in raw.items():
         if k not in allowed:
             raise ConfigError(
@@ -220,6 +223,16 @@ def parse_odoo_settings(section: Any, source: str) -> OdooSettings:
             ca_file = Path(source).parent / ca_file
         if not ca_file.is_file():
             raise ConfigError(source, "odoo.ca_file", f"{ca_file} is not a file")
+    secret_file: Path | None = None
+    if "secret_file" in section:
+        raw_secret = section["secret_file"]
+        if not isinstance(raw_secret, str) or not raw_secret.strip():
+            raise ConfigError(
+                source, "odoo.secret_file", f"must be a file path, not {raw_secret!r}"
+            )
+        secret_file = Path(raw_secret).expanduser()
+        if not secret_file.is_absolute():
+            secret_file = Path(source).parent / secret_file
     timeout = section.get("timeout_s", 30.0)
     if (
         isinstance(timeout, bool)
@@ -278,6 +291,7 @@ def parse_odoo_settings(section: Any, source: str) -> OdooSettings:
         batch_size=batch,
         timezone=tz,
         allow_insecure_http=allow_http,
+        secret_file=secret_file,
         models=MappingProxyType(models),
         fields=MappingProxyType(field_maps),
         source=source,

@@ -1,0 +1,577 @@
+"""Every record bound outside the console, for Odoo and for the MQTT broker, built and queued here.
+
+One owner: the recorder, the health hook, the alert review, the calibration wizard and the
+identity corrections call these functions inside the transaction that writes the record, so the
+record and its way out are stored together or not at all (DESIGN.md, invariant 1). The payloads
+are in the console's own vocabulary (`yield_l`, ISO UTC times with Z, local animal ids);
+`milkconsole.sync.contract` maps them onto the seed's Odoo fields at push time, when Odoo's ids
+for meters and cows are known. The senders only send.
+
+What goes to Odoo (channel 'odoo'), by outbox model:
+
+- `iot.milk_meter` (key: meter id): the meter's registration (`iot.device` + `iot.milk_meter`
+  + its milking point), created or updated by device id; calibrations and changes amend it.
+- `milk.session` (key: session key): each finished session, waiting for its meter's
+  registration; later corrections (a cow named by hand, re-attached) amend it.
+- `farm.milk.production` (key: session key): a finished milking of a known cow whose milk went
+  to the tank, waiting for its session to land.
+- `iot.device.alert` (key: alert key) and its state changes; `farm.health.event` (key).
+
+What goes to MQTT (channel 'mqtt', only when the parlour config has `[mqtt]`): the seed's
+`session_complete` event and alert and meter-status events on
+`dairy/{farm}/milk_meters/{device}/events`, and the retained `.../state`. The record key is the
+message id, so a repeat after a crash carries the same id.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from milkconsole.health.grades import describe_reason
+from milkconsole.rfid import InvalidTag, normalize_tag
+from milkconsole.store.outbox import amend, create_row, enqueue, enqueue_many, withdraw
+from milkconsole.store.schema import (
+    Alert,
+    Animal,
+    Calibration,
+    HealthEvent,
+    Meter,
+    MilkSession,
+    OutboxRow,
+    SyncState,
+)
+
+if TYPE_CHECKING:
+    from milkconsole.config import ParlourConfig
+
+SESSION = "milk.session"
+PRODUCTION = "farm.milk.production"
+ALERT = "iot.device.alert"
+HEALTH_EVENT = "farm.health.event"
+METER = "iot.milk_meter"
+
+FINISHED_STATES = ("completed", "incomplete", "interrupted")
+_MQTT_FARM = "mqtt.farm_code"  # sync_state: set while the parlour config has [mqtt]
+_METER_REGISTERED = "odoo.meter_registration."  # sync_state: the last registration queued
+_CAUGHT_UP = "outbound.caught_up"  # sync_state: queue_unqueued ran
+
+# How the console's flags read in Odoo's abnormality_reason.
+_FLAG_TEXT = {
+    "short": "short milking",
+    "low_yield": "low yield",
+    "rfid_late": "tag read late",
+    "rfid_split": "tag changed mid-milking (split)",
+    "meter_reset": "meter counter reset",
+    "comm_gap": "meter silent for a while",
+    "comm_timeout": "meter silent, milking closed",
+    "resumed": "carried over a console restart",
+    "recovered": "recovered from the meter after a restart",
+    "mastitis_suspected": "mastitis suspected",
+    "cow_swap_suspected": "cow swap suspected",
+}
+
+
+def iso_z(dt: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, the form every payload uses."""
+    return None if dt is None else dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def canonical(raw: str | None) -> str | None:
+    """The tag in the herd list's canonical form, or None when unreadable."""
+    if not raw or not raw.strip():
+        return None
+    try:
+        return normalize_tag(raw)
+    except InvalidTag:
+        return None
+
+
+# -- channels -----------------------------------------------------------------------------------
+
+
+def set_mqtt(tx: Session, farm_code: str | None) -> None:
+    """Queue MQTT messages from now on for `farm_code` (None: stop queueing them). The runtime
+    calls it at start with the config's `[mqtt]` state."""
+    row = tx.get(SyncState, _MQTT_FARM)
+    if row is None:
+        tx.add(SyncState(key=_MQTT_FARM, value=farm_code))
+    else:
+        row.value = farm_code
+
+
+def _mqtt_farm(tx: Session) -> str | None:
+    row = tx.get(SyncState, _MQTT_FARM)
+    return row.value if row is not None and row.value else None
+
+
+def _publish(
+    tx: Session,
+    message_id: str,
+    device: str,
+    topic_kind: str,
+    message: dict[str, Any],
+    *,
+    retain: bool = False,
+) -> None:
+    farm = _mqtt_farm(tx)
+    if farm is None:
+        return
+    topic = f"dairy/{farm}/milk_meters/{device}/{topic_kind}"
+    body = {**message, "message_id": message_id}
+    enqueue(
+        tx,
+        topic_kind,
+        message_id,
+        {"topic": topic, "retain": retain, "qos": 1, "message": body},
+        channel="mqtt",
+    )
+
+
+# -- payloads -----------------------------------------------------------------------------------
+
+
+def _animal(tx: Session, animal_id: int | None) -> Animal | None:
+    return tx.get(Animal, animal_id) if animal_id is not None else None
+
+
+def animal_payload(tx: Session, animal_id: int | None) -> dict[str, Any]:
+    """The cow part of a payload: her local id (Odoo's id is looked up when it is sent, so a cow
+    re-created in Odoo is found again), herd number and canonical tag."""
+    animal = _animal(tx, animal_id)
+    return {
+        "animal_id": animal_id,
+        "animal_number": animal.number if animal else None,
+        "animal_tag": animal.rfid_tag if animal else None,
+    }
+
+
+def _flags(row: MilkSession) -> list[str]:
+    return [f for f in (row.flags or "").split(",") if f]
+
+
+def abnormality(row: MilkSession) -> str | None:
+    """Why a milking is abnormal, in words: its state, then its flags (as Odoo shows them)."""
+    parts: list[str] = []
+    if row.state in ("incomplete", "interrupted"):
+        parts.append(row.state)
+    for flag in _flags(row):
+        text = _FLAG_TEXT.get(flag) or describe_reason(flag).rstrip(".")
+        if text not in parts:
+            parts.append(text)
+    return "; ".join(parts) or None
+
+
+def session_payload(tx: Session, row: MilkSession) -> dict[str, Any]:
+    """The `milk.session` payload of a finished session."""
+    return {
+        "key": row.key,
+        "meter_id": row.meter_id,
+        "stall": row.stall,
+        "state": row.state,
+        "rfid": row.rfid,
+        "tag": canonical(row.rfid),
+        "id_source": row.id_source,
+        "started_at": iso_z(row.started_at),
+        "ended_at": iso_z(row.ended_at),
+        "duration_s": round(row.duration_s, 1),
+        "yield_l": row.yield_l,
+        "peak_flow_l_min": row.peak_flow_l_min,
+        "avg_flow_l_min": row.avg_flow_l_min,
+        "conductivity_mean_ms_cm": row.conductivity_mean_ms_cm,
+        "temperature_c": row.temperature_c,
+        "fat_pct": row.fat_pct,
+        "protein_pct": row.protein_pct,
+        "lactose_pct": row.lactose_pct,
+        "scc_cells_ml": row.scc_cells_ml,
+        "blood": row.blood,
+        "vacuum_kpa": row.vacuum_kpa,
+        "pulsation_cpm": row.pulsation_cpm,
+        "quality_grade": row.quality_grade,
+        "abnormal": bool(row.abnormal),
+        "abnormality": abnormality(row),
+        "reattached": bool(row.reattached),
+        "flags": _flags(row),
+        **animal_payload(tx, row.animal_id),
+    }
+
+
+def production_payload(tx: Session, row: MilkSession) -> dict[str, Any]:
+    """The `farm.milk.production` payload of a finished session (its key is the session's)."""
+    return {
+        "key": row.key,
+        "started_at": iso_z(row.started_at),
+        "yield_l": row.yield_l,
+        "fat_pct": row.fat_pct,
+        "protein_pct": row.protein_pct,
+        "scc_cells_ml": row.scc_cells_ml,
+        **animal_payload(tx, row.animal_id),
+    }
+
+
+def _alert_state(row: Alert) -> dict[str, Any]:
+    return {
+        "state": row.state,
+        "severity": row.severity,
+        "message": row.message,
+        "acknowledged_at": iso_z(row.acknowledged_at),
+        "acknowledged_by": row.acknowledged_by,
+        "resolved_at": iso_z(row.resolved_at),
+        "resolved_by": row.resolved_by,
+        "note": row.note,
+    }
+
+
+def alert_payload(tx: Session, row: Alert) -> dict[str, Any]:
+    """The `iot.device.alert` payload of an alert."""
+    return {
+        "key": row.key,
+        "kind": row.kind,
+        "condition": row.condition,
+        "meter_id": row.meter_id,
+        "rfid": row.rfid,
+        "session_key": row.session_key,
+        "raised_at": iso_z(row.raised_at),
+        **_alert_state(row),
+        **animal_payload(tx, row.animal_id),
+    }
+
+
+def health_payload(tx: Session, row: HealthEvent) -> dict[str, Any]:
+    """The `farm.health.event` payload of a health event."""
+    return {
+        "key": row.key,
+        "kind": row.kind,
+        "detail": row.detail,
+        "session_key": row.session_key,
+        "recorded_at": iso_z(row.recorded_at),
+        **animal_payload(tx, row.animal_id),
+    }
+
+
+def _goes_to_tank(row: MilkSession) -> bool:
+    # `destination` arrives with milk separation; until then all milk goes to the tank.
+    return getattr(row, "destination", None) != "diverted"
+
+
+def _wants_production(row: MilkSession) -> bool:
+    return (
+        row.state in FINISHED_STATES
+        and row.animal_id is not None
+        and row.yield_l > 0
+        and _goes_to_tank(row)
+    )
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+def queue_session(tx: Session, row: MilkSession) -> None:
+    """A session finished: its milk.session (after its meter's registration), its production
+    record (after the session) and its MQTT event. Idempotent per session key."""
+    queue_sessions(tx, [row])
+
+
+def queue_sessions(tx: Session, rows: Sequence[MilkSession]) -> None:
+    """`queue_session` for many finished sessions at once (one INSERT per model, not one query
+    and flush per row: a week recorded offline, or a bench, queues in seconds)."""
+    if not rows:
+        return
+    keys = [r.key for r in rows]
+    have: dict[str, set[str]] = {SESSION: set(), PRODUCTION: set()}
+    for start in range(0, len(keys), 500):
+        for model, key in tx.execute(
+            select(OutboxRow.model, OutboxRow.record_key).where(
+                OutboxRow.channel == "odoo",
+                OutboxRow.operation == "create",
+                OutboxRow.model.in_((SESSION, PRODUCTION)),
+                OutboxRow.record_key.in_(keys[start : start + 500]),
+            )
+        ):
+            have[model].add(key)
+    fresh = [r for r in rows if r.key not in have[SESSION]]
+    enqueue_many(
+        tx,
+        SESSION,
+        [(r.key, session_payload(tx, r)) for r in fresh],
+        after={r.key: (METER, r.meter_id) for r in fresh},
+    )
+    milked = [r for r in rows if r.key not in have[PRODUCTION] and _wants_production(r)]
+    enqueue_many(
+        tx,
+        PRODUCTION,
+        [(r.key, production_payload(tx, r)) for r in milked],
+        after={r.key: (SESSION, r.key) for r in milked},
+    )
+    if _mqtt_farm(tx) is not None:
+        for r in fresh:
+            _publish_session(tx, r)
+
+
+def _publish_session(tx: Session, row: MilkSession) -> None:
+    animal = _animal(tx, row.animal_id)
+    _publish(
+        tx,
+        f"{row.key}:completed",
+        row.meter_id,
+        "events",
+        {
+            "event": "session_complete",
+            "session_id": row.key,
+            "session_key": row.key,
+            "meter_id": row.meter_id,
+            "stall": row.stall,
+            "animal_id": animal.number if animal else None,
+            "rfid_tag": canonical(row.rfid),
+            "yield_liters": round(row.yield_l, 2),
+            "duration_seconds": round(row.duration_s),
+            "state": row.state,
+            "timestamp": iso_z(row.ended_at or row.started_at),
+            "quality": {
+                "grade": row.quality_grade,
+                "abnormal": bool(row.abnormal),
+                "conductivity_ms_cm": row.conductivity_mean_ms_cm,
+                "fat_pct": row.fat_pct,
+                "protein_pct": row.protein_pct,
+                "scc_cells_ml": row.scc_cells_ml,
+                "blood": row.blood,
+            },
+        },
+    )
+
+
+def queue_session_identity(tx: Session, row: MilkSession) -> None:
+    """Who the cow was changed (a tag now known, a cow named by hand): the session learns it and
+    her production record is queued or amended. Only for a session already queued."""
+    if create_row(tx, SESSION, row.key) is None:
+        return  # still in progress: its create will carry the identity
+    cow = animal_payload(tx, row.animal_id)
+    amend(tx, SESSION, row.key, {**cow, "id_source": row.id_source})
+    queue_production_change(tx, row)
+
+
+def queue_production_change(tx: Session, row: MilkSession) -> None:
+    """Bring a finished session's production record in line with it (cow, destination)."""
+    if create_row(tx, SESSION, row.key) is None:
+        return
+    if not _wants_production(row):
+        # No cow, or the milk did not go to the tank: a record not yet sent is taken back. One
+        # Odoo already has stays (and is reported); the console never deletes in Odoo.
+        withdraw(tx, PRODUCTION, row.key)
+        return
+    if not amend(tx, PRODUCTION, row.key, animal_payload(tx, row.animal_id)):
+        enqueue(tx, PRODUCTION, row.key, production_payload(tx, row), after=(SESSION, row.key))
+
+
+def queue_session_fields(tx: Session, row: MilkSession, changed: Mapping[str, Any]) -> None:
+    """Other corrections of a finished session (re-attached, milk destination...)."""
+    if create_row(tx, SESSION, row.key) is not None:
+        amend(tx, SESSION, row.key, dict(changed))
+
+
+# -- alerts and health events -----------------------------------------------------------------
+
+
+def queue_alert(tx: Session, row: Alert) -> None:
+    """An alert was raised, or its state or severity changed: Odoo learns it (one create per
+    alert, amended or written after), and MQTT gets the event."""
+    tx.flush()  # the alert's id and defaults
+    if create_row(tx, ALERT, row.key) is None:
+        enqueue(tx, ALERT, row.key, alert_payload(tx, row), after=_meter_of(row.meter_id))
+        event = "alert_raised"
+    else:
+        amend(tx, ALERT, row.key, _alert_state(row))
+        event = {"acknowledged": "alert_acknowledged", "resolved": "alert_resolved"}.get(
+            row.state, "alert_updated"
+        )
+    if row.meter_id:
+        animal = _animal(tx, row.animal_id)
+        stamp = row.resolved_at or row.acknowledged_at or row.raised_at
+        _publish(
+            tx,
+            f"{row.key}:{event}:{iso_z(stamp)}",
+            row.meter_id,
+            "events",
+            {
+                "event": event,
+                "alert_key": row.key,
+                "meter_id": row.meter_id,
+                "kind": row.kind,
+                "condition": row.condition,
+                "severity": row.severity,
+                "state": row.state,
+                "animal_id": animal.number if animal else None,
+                "session_key": row.session_key,
+                "message": row.message,
+                "by": row.resolved_by if row.state == "resolved" else row.acknowledged_by,
+                "timestamp": iso_z(stamp),
+            },
+        )
+
+
+def queue_health_event(tx: Session, row: HealthEvent) -> None:
+    tx.flush()
+    enqueue(tx, HEALTH_EVENT, row.key, health_payload(tx, row))
+
+
+def _meter_of(meter_id: str | None) -> tuple[str, str] | None:
+    return (METER, meter_id) if meter_id else None
+
+
+# -- catching up ------------------------------------------------------------------------------
+
+
+def queue_unqueued(tx: Session) -> int:
+    """Queue what a database from before this module holds without outbox rows: alerts and
+    health events (an older sync found them by scanning), and production records of sessions
+    not sent yet (an older sync derived them when sending). Runs once per database (sent rows
+    may be pruned later, and their records must not look unqueued then); returns how many."""
+    done = tx.get(SyncState, _CAUGHT_UP)
+    if done is not None:
+        return 0
+    tx.add(SyncState(key=_CAUGHT_UP, value=iso_z(datetime.now(UTC))))
+    n = 0
+    queued = select(OutboxRow.record_key).where(
+        OutboxRow.channel == "odoo", OutboxRow.operation == "create"
+    )
+    for alert in tx.scalars(
+        select(Alert).where(Alert.key.not_in(queued.where(OutboxRow.model == ALERT)))
+    ):
+        queue_alert(tx, alert)
+        n += 1
+    for event in tx.scalars(
+        select(HealthEvent).where(
+            HealthEvent.key.not_in(queued.where(OutboxRow.model == HEALTH_EVENT))
+        )
+    ):
+        queue_health_event(tx, event)
+        n += 1
+    unsent = queued.where(OutboxRow.model == SESSION, OutboxRow.state != "sent")
+    for row in tx.scalars(
+        select(MilkSession).where(
+            MilkSession.key.in_(unsent),
+            MilkSession.key.not_in(queued.where(OutboxRow.model == PRODUCTION)),
+        )
+    ):
+        if _wants_production(row):
+            enqueue(tx, PRODUCTION, row.key, production_payload(tx, row), after=(SESSION, row.key))
+            n += 1
+    return n
+
+
+# -- meters -------------------------------------------------------------------------------------
+
+
+def meter_registration(config: ParlourConfig, meter_id: str) -> dict[str, Any]:
+    """A configured meter as Odoo registers it: device, model, link and capabilities."""
+    m = next(x for x in config.meters if x.id == meter_id)
+    bus = config.bus(m.bus)
+    profile = config.profiles[m.profile]
+    have = set(profile.fields)
+    payload: dict[str, Any] = {
+        "meter_id": m.id,
+        "name": m.name or f"{profile.manufacturer} {profile.model} {m.id} (stall {m.stall})",
+        "stall": m.stall,
+        "profile": profile.id,
+        "manufacturer": profile.manufacturer,
+        "model": profile.model,
+        "transport": bus.transport,
+        "unit": m.unit,
+        "has_rfid": "rfid" in have,
+        "has_conductivity": bool(have & {"conductivity_ms_cm", "ec_lf_ms_cm"}),
+        "has_temperature": "temperature_c" in have,
+        "has_flow": "flow_l_min" in have,
+        "has_quality": bool(have & {"fat_pct", "protein_pct", "lactose_pct", "scc_cells_ml"}),
+    }
+    if bus.transport == "tcp":
+        payload.update(host=bus.host, port=bus.port)
+    else:
+        payload.update(port=str(bus.port), baudrate=bus.baudrate, parity=bus.parity)
+    return payload
+
+
+def _calibration(tx: Session, meter: Meter) -> dict[str, Any]:
+    last = tx.scalar(
+        select(func.max(Calibration.performed_at)).where(Calibration.meter_id == meter.id)
+    )
+    return {
+        "calibration_factor": meter.calibration_factor,
+        "last_calibration_at": iso_z(last),
+    }
+
+
+def queue_meter(tx: Session, meter: Meter, registration: Mapping[str, Any]) -> bool:
+    """Register a meter in Odoo, or update its registration when it changed; True when queued.
+
+    The registration queued last is remembered, so a console start with an unchanged config
+    queues nothing."""
+    payload = {**registration, **_calibration(tx, meter)}
+    text = json.dumps(payload, sort_keys=True)
+    memo = tx.get(SyncState, _METER_REGISTERED + meter.id)
+    if memo is not None and memo.value == text and create_row(tx, METER, meter.id) is not None:
+        return False
+    previous = json.loads(memo.value) if memo is not None and memo.value else {}
+    if create_row(tx, METER, meter.id) is None:
+        enqueue(tx, METER, meter.id, payload)
+    else:
+        changed = {k: v for k, v in payload.items() if previous.get(k) != v}
+        amend(tx, METER, meter.id, {"meter_id": meter.id, **changed})
+    if memo is None:
+        tx.add(SyncState(key=_METER_REGISTERED + meter.id, value=text))
+    else:
+        memo.value = text
+    return True
+
+
+def queue_meter_calibrated(tx: Session, meter: Meter) -> None:
+    """A calibration changed a meter's factor: Odoo's flow_calibration_factor and
+    last_calibration follow."""
+    tx.flush()
+    fields_now = _calibration(tx, meter)
+    amend(tx, METER, meter.id, {"meter_id": meter.id, **fields_now})
+    memo = tx.get(SyncState, _METER_REGISTERED + meter.id)
+    if memo is not None and memo.value:
+        memo.value = json.dumps({**json.loads(memo.value), **fields_now}, sort_keys=True)
+
+
+def queue_meter_status(tx: Session, meter_id: str, status: str, at: datetime) -> None:
+    """A meter went ok / degraded / offline: the retained MQTT state and an event (Odoo's
+    iot.device state follows through the registration's periodic last-seen update)."""
+    message = {"event": "meter_status", "meter_id": meter_id, "status": status}
+    stamp = iso_z(at)
+    _publish(tx, f"{meter_id}:status:{stamp}", meter_id, "events", {**message, "timestamp": stamp})
+    _publish(
+        tx,
+        f"{meter_id}:state:{stamp}",
+        meter_id,
+        "state",
+        {**message, "timestamp": stamp},
+        retain=True,
+    )
+
+
+__all__ = [
+    "alert_payload",
+    "animal_payload",
+    "health_payload",
+    "meter_registration",
+    "production_payload",
+    "queue_alert",
+    "queue_health_event",
+    "queue_meter",
+    "queue_meter_calibrated",
+    "queue_meter_status",
+    "queue_production_change",
+    "queue_session",
+    "queue_session_fields",
+    "queue_session_identity",
+    "queue_sessions",
+    "queue_unqueued",
+    "session_payload",
+    "set_mqtt",
+]
