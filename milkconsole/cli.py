@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from milkconsole import __version__
-from milkconsole.config import load_config
+from milkconsole.config import load_config, with_sections_of
 from milkconsole.errors import ConfigError, DatabaseError, MilkConsoleError
 from milkconsole.logging_setup import setup_logging
 from milkconsole.paths import default_config_path, default_db_path
@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the console on a simulated 24-stall parlour")
     _common(p, config=False)
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,  # `milkconsole --config F demo` works too
+        help="a config file whose optional sections ([odoo], [mqtt], [web], [health]) the "
+        "demo parlour takes, so a farm can watch it reach its own Odoo or broker",
+    )
     p.add_argument("--headless", action="store_true", help="run simulators + gateway, no window")
     p.add_argument("--cows", type=int, default=200)
     p.add_argument("--time-scale", type=float, default=20.0, help="simulated s per wall s")
@@ -141,7 +148,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if cmd == "demo":
         return run_console(
-            None, args.db, demo=True, theme=args.theme, cows=args.cows, time_scale=args.time_scale
+            args.config,
+            args.db,
+            demo=True,
+            theme=args.theme,
+            cows=args.cows,
+            time_scale=args.time_scale,
         )
     return run_console(_config_path(args), args.db, demo=False, theme=args.theme)
 
@@ -153,7 +165,9 @@ def _run_headless_demo(args: argparse.Namespace) -> int:
 
     with tempfile.TemporaryDirectory(prefix="milkconsole-demo-") as tmp:
         work = Path(tmp)
-        cfg = load_config(make_demo_config(work, stalls=24))
+        cfg = load_config(make_demo_config(work, stalls=24, time_scale=args.time_scale))
+        if args.config is not None:
+            cfg = with_sections_of(cfg, args.config)
         db = args.db or work / "demo.sqlite"
         print(f"demo parlour: {len(cfg.meters)} meters, database {db}", flush=True)
         with SimulatedParlour(cfg, cows=args.cows, seed=1, time_scale=args.time_scale):

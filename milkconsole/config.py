@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -350,6 +350,32 @@ def _check_sections(config: ParlourConfig) -> None:
         numbers_from_table(
             DetectorParams(), health.get("mastitis"), config.source, "health.mastitis"
         )
+
+
+# The parts of a config that describe the parlour itself; the rest are optional sections.
+PARLOUR_SECTIONS = ("parlour", "tracking", "bus", "meter")
+
+
+def with_sections_of(config: ParlourConfig, path: Path) -> ParlourConfig:
+    """`config` with the optional sections of the file at `path` ([odoo], [mqtt], [web],
+    [health]...) added, validated as they would be in a full config. The file's own parlour
+    ([parlour], [[bus]], [[meter]], [tracking]) is not used: the demo keeps its simulated one."""
+    source = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(source, "-", f"cannot read: {exc.strerror or exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "-", f"not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - _SECTIONS)
+    if unknown:
+        raise ConfigError(
+            source, unknown[0], f"unknown section (allowed: {', '.join(sorted(_SECTIONS))})"
+        )
+    extra = {k: v for k, v in data.items() if k not in PARLOUR_SECTIONS}
+    merged = replace(config, source=source, extra={**config.extra, **extra})
+    _check_sections(merged)
+    return merged
 
 
 def load_config(path: Path) -> ParlourConfig:

@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+# Odoo sync fixtures (`sim`, `vault`, `db`): a module defining its own of a name overrides them.
+pytest_plugins = ["tests.odoo_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _root_log_handlers_do_not_outlive_their_test() -> Iterator[None]:

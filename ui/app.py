@@ -22,7 +22,7 @@ from typing import Any
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from milkconsole.config import ParlourConfig, load_config
+from milkconsole.config import ParlourConfig, load_config, with_sections_of
 from milkconsole.diagnostics import SelfTestResult, self_test
 from milkconsole.paths import default_config_path, default_db_path
 from milkconsole.runtime import ParlourRuntime
@@ -364,12 +364,14 @@ def open_demo_console(
     db_path: Path | None = None,
     faults: Any = "typical",
     sick_cows: int = DEMO_SICK_COWS,
+    sections_from: Path | None = None,
 ) -> Console:
     """A console on a simulated parlour in a temporary directory (removed at shutdown).
 
     `faults`: "typical" (a fault in about one milking in three), None, or a `FaultPlan`.
     `sick_cows`: how many cows come in with mastitis (`pick_sick_cows`; their indexes are in
     `console.sick_cows`), so the supervisor's alert review has something to show.
+    `sections_from`: a config file whose optional sections ([odoo], ...) the demo takes.
     The herd is written to the database first (see `seed_demo_herd`); the simulated cows start
     walking in when the console starts.
     """
@@ -380,6 +382,8 @@ def open_demo_console(
     simulator: Any = None
     try:
         config = load_config(make_demo_config(workdir, stalls=stalls, time_scale=time_scale))
+        if sections_from is not None:
+            config = with_sections_of(config, sections_from)
         plan = FaultPlan.typical(seed) if faults == "typical" else faults
         simulator = SimulatedParlour(
             config, cows=cows, seed=seed, time_scale=time_scale, faults=plan
@@ -413,13 +417,20 @@ def run_console(
 ) -> int:
     """Open the console window and run until it is closed; returns the exit status.
 
-    `demo`: a simulated 24-stall parlour with a temporary database (unless `db_path` is given);
-    otherwise the parlour at `config_path` (default: the platform config dir). Config and
+    `demo`: a simulated 24-stall parlour with a temporary database (unless `db_path` is given),
+    taking the optional sections of `config_path` when given; otherwise the parlour at
+    `config_path` (default: the platform config dir). Config and
     database errors propagate as `ConfigError` / `DatabaseError` for the CLI to report.
     """
     app = ensure_app()
     if demo:
-        console = open_demo_console(theme=theme, cows=cows, time_scale=time_scale, db_path=db_path)
+        console = open_demo_console(
+            theme=theme,
+            cows=cows,
+            time_scale=time_scale,
+            db_path=db_path,
+            sections_from=config_path,
+        )
     else:
         config = load_config(config_path or default_config_path())
         console = Console(config, db_path or default_db_path(), theme=theme)
