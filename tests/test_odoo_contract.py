@@ -425,9 +425,9 @@ def test_the_headless_demo_sends_its_milkings_to_the_odoo_a_config_names(sim, tm
         "MILKCONSOLE_LOG_DIR": str(tmp_path / "logs"),
     }
     root = Path(__file__).resolve().parents[1]
+    argv = ["demo", "--headless", "--config", str(config), "--time-scale", "120", "--cows", "40"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "milkconsole", "demo", "--headless", "--config", str(config)]
-        + ["--time-scale", "120", "--cows", "40", "--db", str(tmp_path / "demo.sqlite")],
+        [sys.executable, "-m", "milkconsole", *argv, "--db", str(tmp_path / "demo.sqlite")],
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,
