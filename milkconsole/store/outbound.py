@@ -196,6 +196,9 @@ def session_payload(tx: Session, row: MilkSession) -> dict[str, Any]:
         "abnormal": bool(row.abnormal),
         "abnormality": abnormality(row),
         "reattached": bool(row.reattached),
+        "destination": row.destination,
+        "divert_reason": row.divert_reason,
+        "divert_confirmed_by": row.divert_confirmed_by,
         "flags": _flags(row),
         **animal_payload(tx, row.animal_id),
     }
@@ -255,8 +258,7 @@ def health_payload(tx: Session, row: HealthEvent) -> dict[str, Any]:
 
 
 def _goes_to_tank(row: MilkSession) -> bool:
-    # `destination` arrives with milk separation; until then all milk goes to the tank.
-    return getattr(row, "destination", None) != "diverted"
+    return row.destination != "diverted"
 
 
 def _wants_production(row: MilkSession) -> bool:

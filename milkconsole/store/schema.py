@@ -167,6 +167,11 @@ class MilkSession(Base):
     quality_grade: Mapped[str | None] = mapped_column(String)
     abnormal: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
     reattached: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("0"))
+    # Milk separation: 'tank' | 'diverted' (None: not known yet), why, and who confirmed it.
+    destination: Mapped[str | None] = mapped_column(String)
+    divert_reason: Mapped[str | None] = mapped_column(Text)
+    divert_confirmed_by: Mapped[str | None] = mapped_column(String)
+    divert_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
