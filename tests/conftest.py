@@ -9,6 +9,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+# The real Odoo 17 fixture (`real_odoo`), its JSON-RPC helper and fault gates.
+pytest_plugins = ["tests.real_odoo"]
+
 
 @pytest.fixture(autouse=True)
 def _root_log_handlers_do_not_outlive_their_test() -> Iterator[None]:
