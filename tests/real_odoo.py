@@ -17,6 +17,7 @@ Tests that use the server carry the `real_odoo` marker (pyproject.toml).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import json
 import os
@@ -25,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -247,6 +249,13 @@ def _stop_postmaster(work_dir: Path) -> None:
     shutil.rmtree(work_dir, ignore_errors=True)
 
 
+def _terminate_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the test run dies (SIGKILL, or a timeout that
+    ends the interpreter with os._exit), so serve's trap still removes Odoo and PostgreSQL."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class ServeProcess:
     """One run of `serve`: started in its own process group, stopped with everything it made."""
 
@@ -276,6 +285,7 @@ class ServeProcess:
                 stderr=log,
                 text=True,
                 start_new_session=True,  # its own process group, so the stop reaches it all
+                preexec_fn=_terminate_with_parent if sys.platform == "linux" else None,
             )
         threading.Thread(target=self._read_stdout, name="serve-stdout", daemon=True).start()
         deadline = started + timeout_s

@@ -1033,13 +1033,14 @@ def test_the_gate_refuses_and_cuts_connections_then_lets_them_through_again(
 
 
 def test_a_frozen_server_accepts_and_never_answers_until_thawed(
-    real_odoo: RealOdoo, tag: str
+    real_odoo: RealOdoo, rpc: OdooRpc, tag: str
 ) -> None:
-    rpc = real_odoo.rpc(timeout_s=1.5)
     device = make_device(rpc, f"F-{tag}")
+    impatient = real_odoo.rpc(timeout_s=1.5)
+    assert impatient.uid  # logged in before the freeze: the call below is a plain read
     with frozen_odoo(real_odoo):
         with pytest.raises((TimeoutError, urllib.error.URLError)) as excinfo:
-            rpc.call("iot.device", "read", [device], ["name"])
+            impatient.call("iot.device", "read", [device], ["name"])
         if isinstance(excinfo.value, urllib.error.URLError):
             assert isinstance(excinfo.value.reason, TimeoutError)
     wait_until_answers(real_odoo.url)

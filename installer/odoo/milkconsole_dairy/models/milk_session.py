@@ -87,10 +87,17 @@ class MilkSession(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
-        sequence = self.env["ir.sequence"]
-        for vals in vals_list:
-            if not vals.get("name"):
-                vals["name"] = sequence.next_by_code(SEQUENCE_CODE)
+        unnamed = [vals for vals in vals_list if not vals.get("name")]
+        if unnamed:
+            # The sequence is looked up once for the batch (next_by_code would search for it
+            # again for every record); the same choice as next_by_code: this company's first.
+            sequence = self.env["ir.sequence"].search(
+                [("code", "=", SEQUENCE_CODE), ("company_id", "in", [self.env.company.id, False])],
+                order="company_id",
+                limit=1,
+            )
+            for vals in unnamed:
+                vals["name"] = sequence._next() if sequence else False
         return super().create(vals_list)
 
     @api.depends("start_time", "end_time")
