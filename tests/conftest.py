@@ -9,8 +9,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-# Odoo sync fixtures (`sim`, `vault`, `db`): a module defining its own of a name overrides them.
-pytest_plugins = ["tests.odoo_fixtures"]
+# Odoo sync fixtures (`sim`, `vault`, `db`: a module defining its own of a name overrides them),
+# and the real Odoo 17 fixture (`real_odoo`), its JSON-RPC helper and fault gates.
+pytest_plugins = ["tests.odoo_fixtures", "tests.real_odoo"]
 
 
 @pytest.fixture(autouse=True)
