@@ -125,6 +125,7 @@ def record_sessions(
     unknown_every: int = 0,
     incomplete_every: int = 0,
     prefix: str = "F1",
+    first_tag: int = FIRST_TAG,
 ) -> list[str]:
     """Sessions as the recorder stores them: the row with its identity from the local animal
     cache, and its milk.session outbox row with the store's payload, one transaction per
@@ -133,7 +134,7 @@ def record_sessions(
     n = 0
     add_meters(db)
     with db.read() as tx:
-        cache = {str(FIRST_TAG + c): resolve_animal(tx, str(FIRST_TAG + c)) for c in range(cows)}
+        cache = {str(first_tag + c): resolve_animal(tx, str(first_tag + c)) for c in range(cows)}
     for milking in range(milkings):
         at = start + timedelta(hours=8 * milking)
         with db.write() as tx:
@@ -141,7 +142,7 @@ def record_sessions(
             for cow in range(cows):
                 n += 1
                 meter = METERS[cow % len(METERS)]
-                tag = None if unknown_every and n % unknown_every == 0 else str(FIRST_TAG + cow)
+                tag = None if unknown_every and n % unknown_every == 0 else str(first_tag + cow)
                 state = (
                     "incomplete" if incomplete_every and n % incomplete_every == 0 else "completed"
                 )
@@ -178,14 +179,16 @@ def record_sessions(
     return keys
 
 
-def raise_alerts(db: Database, n: int, *, acknowledged_every: int = 0) -> list[str]:
+def raise_alerts(
+    db: Database, n: int, *, acknowledged_every: int = 0, prefix: str = "ALERT"
+) -> list[str]:
     keys = []
     with db.write() as tx:
         animals = list(tx.scalars(select(Animal.id).order_by(Animal.id)))
         for i in range(n):
             ack = acknowledged_every and i % acknowledged_every == 0
             alert = Alert(
-                key=f"ALERT-{i:05d}",
+                key=f"{prefix}-{i:05d}",
                 kind="mastitis" if i % 2 else "blood",
                 severity="critical" if i % 5 == 0 else "warning",
                 state="acknowledged" if ack else "open",
@@ -202,13 +205,13 @@ def raise_alerts(db: Database, n: int, *, acknowledged_every: int = 0) -> list[s
     return keys
 
 
-def record_health_events(db: Database, n: int) -> list[str]:
+def record_health_events(db: Database, n: int, *, prefix: str = "HEALTH") -> list[str]:
     keys = []
     with db.write() as tx:
         animals = list(tx.scalars(select(Animal.id).order_by(Animal.id)))
         for i in range(n):
             ev = HealthEvent(
-                key=f"HEALTH-{i:05d}",
+                key=f"{prefix}-{i:05d}",
                 animal_id=animals[i % len(animals)] if animals else None,
                 kind="clinical_mastitis_suspected",
                 detail="EC ratio 1.3 on LF",

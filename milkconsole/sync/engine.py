@@ -324,9 +324,11 @@ class SyncEngine:
         )
         available = {k: set(v) for k, v in self._available.items()}
         report = pull_animals(client, self.db, self.contract, available, full=full)
-        if report.animals or report.tags:
+        if report.animals or report.tags or self._pulled_at is None:
             # A cow added or re-tagged in Odoo: sessions recorded under her tag as "unknown"
-            # get her now, before they are pushed (their pending creates are amended).
+            # get her now, before they are pushed (their pending creates are amended). Also at
+            # a process's first pull: one that stopped between the pull's commit and this one
+            # would otherwise leave them unknown, since the next pull sees no change.
             with self.db.write() as tx:
                 associated = associate_pending(tx)
             if associated:
