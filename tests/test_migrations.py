@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from milkconsole.errors import DatabaseError
@@ -18,15 +19,17 @@ from milkconsole.events import SessionSnapshot, SessionStarted
 from milkconsole.store import Recorder, SessionStore, open_database
 from milkconsole.store.db import MIGRATIONS_DIR, schema_revision
 
-HEAD = "0001"
+# The packaged head (every branch's migration chains onto it) and the test-only next release.
+HEAD = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+NEXT = "9999"
 
 REVISION_0002 = '''
 """Test-only: add a column, as the next release would."""
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "{next}"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -45,8 +48,8 @@ BROKEN_0002 = '''
 """Test-only: a migration that fails half way."""
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "{next}"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -64,7 +67,8 @@ def downgrade() -> None:
 def next_release(tmp_path: Path, revision_source: str) -> Path:
     scripts = tmp_path / "next-release-migrations"
     shutil.copytree(MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_next.py").write_text(textwrap.dedent(revision_source))
+    source = textwrap.dedent(revision_source).replace("{next}", NEXT).replace("{head}", str(HEAD))
+    (scripts / "versions" / f"{NEXT}_next.py").write_text(source)
     return scripts
 
 
@@ -108,7 +112,7 @@ def test_upgrading_an_older_database_takes_a_backup_first(tmp_path):
 
     db = open_database(path, migrations_dir=next_release(tmp_path, REVISION_0002))
     try:
-        assert schema_revision(db) == "0002"
+        assert schema_revision(db) == NEXT
         with db.read() as tx:
             assert tx.execute(text("SELECT key, teat_cups FROM milk_sessions")).all() == [
                 ("s1", None)
@@ -117,9 +121,9 @@ def test_upgrading_an_older_database_takes_a_backup_first(tmp_path):
         db.close()
 
     [backup] = backups(path)
-    assert backup.name.startswith("parlour.sqlite.bak-0001-")
+    assert backup.name.startswith(f"parlour.sqlite.bak-{HEAD}-")
     assert backup.name.endswith("Z")
-    assert revision_in(backup) == "0001"
+    assert revision_in(backup) == HEAD
     old = sqlite3.connect(backup)
     try:
         assert old.execute("SELECT key FROM milk_sessions").fetchall() == [("s1",)]
@@ -134,9 +138,9 @@ def test_database_from_a_newer_release_is_refused_with_a_clear_message(tmp_path)
         open_database(path)
     message = str(refused.value)
     assert str(path) in message
-    assert "written by a newer Milk Console (revision 0002)" in message
-    assert "this version knows up to 0001" in message
-    assert revision_in(path) == "0002"  # untouched
+    assert f"written by a newer Milk Console (revision {NEXT})" in message
+    assert f"this version knows up to {HEAD}" in message
+    assert revision_in(path) == NEXT  # untouched
     assert backups(path) == []
 
 
@@ -154,10 +158,10 @@ def test_database_stamped_with_an_unknown_revision_is_refused(tmp_path):
 def test_failed_upgrade_leaves_the_database_at_its_old_revision(tmp_path):
     path = tmp_path / "parlour.sqlite"
     db_with_a_session(path)
-    with pytest.raises(DatabaseError, match="migration from 0001 to 0002 failed") as failed:
+    with pytest.raises(DatabaseError, match=f"migration from {HEAD} to {NEXT} failed") as failed:
         open_database(path, migrations_dir=next_release(tmp_path, BROKEN_0002))
     assert str(path) in str(failed.value)
-    assert revision_in(path) == "0001"
+    assert revision_in(path) == HEAD
     conn = sqlite3.connect(path)
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
