@@ -12,6 +12,8 @@ console shows the new one).
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import logging
 import os
@@ -48,6 +50,8 @@ class CertificateInfo:
     fingerprint_sha256: str  # 'AB:CD:...' as browsers show it
     not_after: datetime
     names: tuple[str, ...]
+    # base64 SHA-256 of the public key: what a browser can be told to trust (tests pin it).
+    spki_sha256_b64: str = ""
 
 
 def _fingerprint(cert: x509.Certificate) -> str:
@@ -75,12 +79,16 @@ def _names_of(cert: x509.Certificate) -> set[str]:
 
 
 def _info(cert: x509.Certificate, cert_path: Path, key_path: Path) -> CertificateInfo:
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return CertificateInfo(
         cert_path,
         key_path,
         _fingerprint(cert),
         cert.not_valid_after_utc,
         tuple(sorted(_names_of(cert))),
+        base64.b64encode(hashlib.sha256(spki).digest()).decode("ascii"),
     )
 
 

@@ -193,10 +193,10 @@ class StallBoard:
             if y != st.yield_l:
                 st.yield_l = y
                 changed = True
-        if not changed:
-            return set()
+        # The session update the tracker made from this same reading came just before it,
+        # so the figures may already be these: the reading still dates them.
         st.read_at = r.t_utc.timestamp()
-        return {st.stall}
+        return {st.stall} if changed else set()
 
     def _session(self, s: SessionSnapshot, started: bool) -> set[int]:
         st = self._of(s.meter_id, s.stall)

@@ -187,7 +187,6 @@ class WebServer:
             self.settings.host,
             self.settings.port,
             ssl_context=self.ssl_context,
-            shutdown_timeout=STOP_GRACE_S,
             reuse_address=True,
         )
         try:
@@ -528,6 +527,7 @@ class WebServer:
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "X-Accel-Buffering": "no"}
         )
+        resp.force_close()  # when the stream ends (revoked, stopping) the connection goes too
         await resp.prepare(request)
         sub = Subscriber(token.id, token.label)
         self.broadcaster.add(sub)
@@ -539,7 +539,8 @@ class WebServer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(sub.ready.wait(), KEEPALIVE_S)
                 sub.ready.clear()
-                if sub.closed:
+                transport = request.transport
+                if sub.closed or transport is None or transport.is_closing():
                     break
                 chunks = []
                 if sub.resync:

@@ -20,7 +20,11 @@
     return e;
   }
   function fixed(v, d) { return (v === null || v === undefined) ? "\u2014" : Number(v).toFixed(d); }
-  function clock() { return new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" }); }
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function clock() {
+    var d = new Date();
+    return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
   function setConn(state, text) {
     if (!conn) { return; }
     conn.setAttribute("data-state", state);
