@@ -179,8 +179,9 @@ def production_page(farm: str, snap: ProductionSnapshot, alerts_open: int | None
         f" · read {_time(snap.taken_at, fmt='%H:%M:%S')}</span></div>"
         f'<section class="figs">{grid}</section>'
         f'<h2>Milk quality</h2><p class="grades">{grades}</p>'
-        f'<h2>Milk per hour</h2><ul class="hours">{hours or "<li>No milk yet today.</li>"}</ul>'
-        "<h2>Last cows</h2>"
+        "<h2>Milk per hour</h2>"
+        + (f'<ul class="hours">{hours}</ul>' if hours else "<p>No milk yet today.</p>")
+        + "<h2>Last cows</h2>"
         '<table class="list"><thead><tr><th>Time</th><th>Stall</th><th>Cow</th>'
         '<th class="r">L</th><th>Grade</th></tr></thead>'
         f"<tbody>{recent or '<tr><td colspan=5>None yet today.</td></tr>'}</tbody></table>"
