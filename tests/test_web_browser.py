@@ -46,11 +46,11 @@ class Parlour:
         self.db.close()
 
     @property
-    def web(self):  # noqa: ANN201
+    def web(self):
         assert self.runtime.web is not None
         return self.runtime.web
 
-    def browser(self):  # noqa: ANN201
+    def browser(self):
         cert = self.web.certificate
         assert cert is not None
         return chromium((cert.spki_sha256_b64,))
