@@ -114,6 +114,17 @@ def _usable(cert_path: Path, key_path: Path, names: tuple[str, ...], now: dateti
     return True
 
 
+def read_certificate(directory: Path) -> CertificateInfo | None:
+    """The certificate kept in `directory` as it is (None when there is none readable); never
+    makes one, so a command run beside a serving console cannot change its fingerprint."""
+    cert_path, key_path = directory / CERT_FILE, directory / KEY_FILE
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return _info(cert, cert_path, key_path)
+
+
 def _write_private(path: Path, data: bytes, mode: int) -> None:
     """Write `data` to `path` through a temporary file (never half a key on disk)."""
     tmp = path.with_name(path.name + ".tmp")

@@ -105,7 +105,7 @@ def url_host_for(settings: WebSettings) -> str:
     return lan_address()
 
 
-def _in_url(host: str) -> str:
+def in_url(host: str) -> str:
     try:
         return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
     except ValueError:
@@ -218,7 +218,7 @@ class WebView:
 
     @property
     def base_url(self) -> str:
-        return f"{self.settings.scheme}://{_in_url(self.url_host)}:{self.port}"
+        return f"{self.settings.scheme}://{in_url(self.url_host)}:{self.port}"
 
     @property
     def port(self) -> int:
