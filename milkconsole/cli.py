@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     from milkconsole.health.cli import add_health_arguments
     from milkconsole.roles import add_users_arguments
     from milkconsole.sync.cli import add_odoo_arguments, add_sync_arguments
+    from milkconsole.web.cli import add_web_arguments
     from simulators.cli import add_simulate_arguments
 
     parser = argparse.ArgumentParser(
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_users_arguments(sub)
     add_sync_arguments(sub, _common)
     add_odoo_arguments(sub, _common)
+    add_web_arguments(sub, _common)
     return parser
 
 
@@ -142,6 +144,10 @@ def _run(args: argparse.Namespace) -> int:
         from milkconsole.sync.cli import run_odoo
 
         return run_odoo(args)
+    if cmd == "web":
+        from milkconsole.web.cli import run_web
+
+        return run_web(args)
     if cmd == "demo" and args.headless:
         return _run_headless_demo(args)
     from ui.app import run_console  # Qt only from here on

@@ -16,7 +16,17 @@ from milkconsole.errors import ConfigError
 from milkconsole.profiles import Profile, load_profiles
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
-_SECTIONS = {"parlour", "tracking", "bus", "meter", "odoo", "health", "calibration", "ui"}
+_SECTIONS = {
+    "parlour",
+    "tracking",
+    "bus",
+    "meter",
+    "odoo",
+    "health",
+    "calibration",
+    "ui",
+    "web",
+}
 _PARLOUR_KEYS = {"name", "farm_code", "poll_interval_s", "layout", "profiles_dir", "timezone"}
 _TRACKING_KEYS = {
     "comm_timeout_s",
@@ -336,6 +346,10 @@ def _check_sections(config: ParlourConfig) -> None:
     """Validate the sections other modules own with their own parsers, so a bad key anywhere
     refuses the file as a whole at load time, not later when that module starts."""
     extra = config.extra
+    if "web" in extra:
+        from milkconsole.web.settings import parse_web_settings
+
+        parse_web_settings(extra["web"], config.source)
     if "odoo" in extra:
         from milkconsole.sync.settings import parse_odoo_settings
 

@@ -19,6 +19,7 @@ from milkconsole.config import ParlourConfig
 from milkconsole.events import SessionCompleted, SessionSnapshot
 from milkconsole.runtime import ParlourRuntime
 from milkconsole.store.db import open_database
+from milkconsole.web.service import WebError
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,10 @@ def run_gateway(
         runtime.start_threads()
         if runtime.start_sync():
             log.info("Odoo sync running in the background")
+        try:
+            runtime.start_web()
+        except WebError as exc:  # milking and recording go on without the phones' view
+            log.error("%s", exc)
         log.info(
             "gateway: %d meters on %d buses, database %s",
             len(config.meters),

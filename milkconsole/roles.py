@@ -75,6 +75,9 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "alert_resolve": frozenset({"technician", "supervisor"}),
     "manage_users": frozenset({"supervisor"}),
     "view_audit": frozenset({"supervisor"}),
+    # Phones (milkconsole.web): who may hand out or take back access, and acknowledge from one.
+    "web_access": frozenset({"supervisor"}),
+    "remote_acknowledge": frozenset({"supervisor"}),
 }
 
 ACTION_LABELS: Mapping[str, str] = {
@@ -86,6 +89,8 @@ ACTION_LABELS: Mapping[str, str] = {
     "alert_resolve": "resolve alerts",
     "manage_users": "manage users",
     "view_audit": "read the audit log",
+    "web_access": "give or revoke phone access",
+    "remote_acknowledge": "acknowledge alerts from a phone",
 }
 
 _PIN = re.compile(r"^[0-9]{4,8}$")
@@ -286,18 +291,31 @@ class UserStore:
         ok = verify_pin(pin, stored)
         return info if ok and info is not None else None
 
-    def record_unlock(self, name: str, ok: bool, *, failures: int = 0, wait_s: float = 0.0) -> None:
-        """Audit one unlock (`ok`) or one wrong PIN (`failures` in a row, then `wait_s`)."""
+    def record_unlock(
+        self,
+        name: str,
+        ok: bool,
+        *,
+        failures: int = 0,
+        wait_s: float = 0.0,
+        target: str = "console",
+    ) -> None:
+        """Audit one unlock (`ok`) or one wrong PIN (`failures` in a row, then `wait_s`).
+
+        `target` is where the PIN was typed: the console, or `web:<token label>` for a PIN
+        checked for one action from a phone (audited as `pin_accepted`, not `unlock`: the
+        console stays locked)."""
         actor = name.strip()[:64] or "?"
         with self._db.write() as tx:
             if ok:
-                append_audit(tx, actor=actor, action="unlock", target="console")
+                action = "unlock" if target == "console" else "pin_accepted"
+                append_audit(tx, actor=actor, action=action, target=target)
             else:
                 append_audit(
                     tx,
                     actor=actor,
                     action="pin_refused",
-                    target="console",
+                    target=target,
                     after={"failures_in_a_row": failures, "backoff_s": wait_s},
                 )
 
@@ -306,13 +324,13 @@ class UserStore:
         with self._db.read() as tx:
             rows = tx.execute(
                 select(AuditEntry.action, AuditEntry.at)
-                .where(AuditEntry.action.in_(("unlock", "pin_refused")))
+                .where(AuditEntry.action.in_(("unlock", "pin_accepted", "pin_refused")))
                 .order_by(AuditEntry.id.desc())
                 .limit(_PIN_FAILURES_LOOKBACK)
             ).all()
         failures, last_at = 0, None
         for action, at in rows:
-            if action == "unlock":
+            if action != "pin_refused":
                 break
             failures += 1
             last_at = last_at or at
@@ -598,6 +616,39 @@ class AccessControl:
             raise PinRefused("wrong name or PIN", wait)
         self.users.record_unlock(user.name, True)
         return grant
+
+    def authorize(self, name: str, pin: str, action: str, *, where: str) -> Grant:
+        """A `Grant` for one `action` from somewhere else than the console (a phone: `where`
+        like `web:Vet phone`), without unlocking the console.
+
+        The same back-off as `unlock`: PinBackoff while it runs (no PIN checked), and a wrong
+        name or PIN (PinRefused) counts toward it, so guesses from a phone and at the console
+        share one limit. Both outcomes are audited with `where` as the target. A right PIN of
+        a role that may not do `action` is AccessDenied (and is no wrong PIN)."""
+        allowed = allowed_roles(action)
+        with self._lock:
+            wait = self._blocked_until - self._clock()
+            if wait > 0:
+                raise PinBackoff(wait)
+        user = self.users.verify(name, pin) if _PIN.fullmatch(pin or "") else None
+        with self._lock:
+            if user is None:
+                self._failures += 1
+                failures = self._failures
+                wait = self.settings.backoff_s(failures)
+                self._blocked_until = self._clock() + wait
+                log.warning("wrong PIN for %r from %s (%d in a row)", name, where, failures)
+            else:
+                self._failures = 0
+                self._blocked_until = 0.0
+        if user is None:
+            self.users.record_unlock(name, False, failures=failures, wait_s=wait, target=where)
+            raise PinRefused("wrong name or PIN", wait)
+        self.users.record_unlock(user.name, True, target=where)
+        if user.role not in allowed:
+            label = ACTION_LABELS.get(action, action)
+            raise AccessDenied(f"{user.name} ({user.role}) may not {label}: {needs_text(action)}")
+        return Grant(user.name, user.role)
 
     def touch(self) -> None:
         """The user did something: the inactivity countdown starts again (if unlocked)."""

@@ -37,8 +37,10 @@ from milkconsole.store.schema import Meter
 from milkconsole.store.sessions import SessionStore
 
 if TYPE_CHECKING:
+    from milkconsole.roles import AccessControl
     from milkconsole.sync.status import SyncStatus
     from milkconsole.sync.worker import SyncWorker
+    from milkconsole.web.service import WebStatus, WebView
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class ParlourRuntime:
         self.health = HealthHook.from_database(db, config)
         self.recorder.add_completion_hook(self.health)
         self.sync: SyncWorker | None = None
+        self.web: WebView | None = None
         # Vacuum and pulsation out of range raise equipment alerts, headless or not.
         self.equipment = EquipmentMonitor(EquipmentRanges.from_parlour(config))
         self._equipment_lock = threading.Lock()
@@ -188,6 +191,32 @@ class ParlourRuntime:
         self.sync.start()
         return True
 
+    def start_web(
+        self,
+        access: AccessControl | None = None,
+        on_status: Callable[[WebStatus], None] | None = None,
+    ) -> bool:
+        """Start the live view for phones when the config has a [web] section.
+
+        It gets every poller event and every committed batch (its own thread takes them from
+        there). `access` is the console's PIN lock, so a wrong PIN typed on a phone counts
+        toward the same back-off (the headless gateway has none: the view makes its own).
+        Raises `WebError` when it cannot listen or keep its certificate; `self.web` then holds
+        it with status "failed".
+        """
+        from milkconsole.web.service import WebView
+        from milkconsole.web.settings import parse_web_settings
+
+        section = self.config.extra.get("web")
+        if section is None:
+            return False
+        settings = parse_web_settings(section, self.config.source)
+        self.web = WebView(self.config, self.db, settings, access=access, on_status=on_status)
+        self.add_listener(self.web.publish)
+        self.add_committed_listener(self.web.committed)
+        self.web.start()
+        return True
+
     # -- running ------------------------------------------------------------------------------
     def start_recorder(self) -> None:
         self.recorder.start()
@@ -201,7 +230,13 @@ class ParlourRuntime:
             self._threads.append(t)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop pollers, then drain and stop the writer so nothing submitted is lost."""
+        """Stop the live view and the pollers, then drain and stop the writer so nothing
+        submitted is lost."""
+        if self.web is not None:
+            try:
+                self.web.stop(timeout_s)
+            except Exception:  # the parlour's data matters more than a phone's page
+                log.exception("stopping the live view failed")
         for poller in self.pollers.values():
             poller.stop()
         for t in self._threads:

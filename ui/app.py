@@ -146,6 +146,7 @@ class Console:
             fn()
         self.runtime.start_recorder()
         self.start_sync()
+        self.start_web()
         for w in self.workers:
             w.start()
         self.window.start()
@@ -162,6 +163,22 @@ class Console:
         sync = self.runtime.sync
         if started and sync is not None:
             self.window.attach_sync(sync.retry_now)
+        return started
+
+    def start_web(self) -> bool:
+        """Start the live view for phones when the config has a [web] section. It checks
+        phone PINs on the window's own lock, and its status reaches the status bar."""
+        from milkconsole.web.service import WebError
+
+        try:
+            started = self.runtime.start_web(
+                access=self.window.access, on_status=self.window.web_relay.publish
+            )
+        except WebError:  # the status bar says FAILED; milking goes on without the phones
+            log.exception("the live view for phones did not start")
+            started = False
+        if self.runtime.web is not None:
+            self.window.attach_web(self.runtime.web)
         return started
 
     def _on_window_closed(self) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
@@ -44,7 +45,11 @@ from ui.stall_view import StallViewWidget
 from ui.status_bar import ParlourStatusBar
 from ui.sync_panel import SyncPanelDialog
 from ui.theme import DARK, THEMES, Theme, apply_theme
+from ui.web_access import WebAccessDialog, WebStatusRelay
 from ui.workers import CoalescedReader, LoopWorkerThread, TaskRunner
+
+if TYPE_CHECKING:
+    from milkconsole.web.service import WebStatus, WebView
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +170,13 @@ class MainWindow(QMainWindow):
         b.sync_status_changed.connect(self.status.on_sync_status)
         b.sync_status_changed.connect(self._on_sync_status)
         self.status.sync_clicked.connect(self.open_sync_panel)
+        # The live view for phones reports from its own thread; the relay hops to this one.
+        self.web: WebView | None = None
+        self.web_dialog: WebAccessDialog | None = None
+        self.web_relay = WebStatusRelay(self)
+        self.web_relay.changed.connect(self.status.on_web_status)
+        self.web_relay.changed.connect(self._on_web_status)
+        self.status.web_clicked.connect(self.open_web_access)
         self.alert_review.alert_changed.connect(self._on_alert_changed)
         self.alert_review.action_failed.connect(lambda msg: self.status.showMessage(msg, 15000))
 
@@ -225,8 +237,12 @@ class MainWindow(QMainWindow):
         self.alerts_action.triggered.connect(self.show_alerts)
         self.sync_action = QAction("Odoo sync…", self)
         self.sync_action.triggered.connect(self.open_sync_panel)
+        self.web_action = QAction("Phone access…", self)
+        self.web_action.triggered.connect(self.open_web_access)
+        self.web_action.setEnabled(False)  # until the config's [web] section starts the view
         self.supervisor_menu.addAction(self.alerts_action)
         self.supervisor_menu.addAction(self.sync_action)
+        self.supervisor_menu.addAction(self.web_action)
 
     def install_technician(
         self, menu: QMenu, status_widget: QWidget | None = None, ask_pin: AskPin | None = None
@@ -273,6 +289,33 @@ class MainWindow(QMainWindow):
         self._retry_sync = retry_now
         if self.sync_panel is not None:
             self.sync_panel.set_retry_now(retry_now)
+
+    def attach_web(self, web: WebView) -> None:
+        """The running live view for phones: its Phone access window becomes available."""
+        self.web = web
+        self.web_action.setEnabled(True)
+
+    @Slot()
+    def open_web_access(self) -> WebAccessDialog | None:
+        """The supervisor's Phone access window (QR codes, revoking, the fingerprint)."""
+        if self.web is None:
+            self.status.showMessage("No live view for phones: add a [web] section", 10000)
+            return None
+        if self.web_dialog is None:
+            self.web_dialog = WebAccessDialog(
+                self.web, self.tasks, lambda action, then: self.ask_pin(action, then), self
+            )
+            self.web_dialog.message.connect(lambda msg: self.status.showMessage(msg, 15000))
+        self.web_dialog.apply_status(self.web.status)
+        self.web_dialog.reload()
+        self.web_dialog.show()
+        self.web_dialog.raise_()
+        return self.web_dialog
+
+    @Slot(object)
+    def _on_web_status(self, status: WebStatus) -> None:
+        if self.web_dialog is not None and self.web_dialog.isVisible():
+            self.web_dialog.apply_status(status)
 
     # -- PIN ------------------------------------------------------------------------------------
     def ask_pin(self, action: str, then: Callable[[Grant], None]) -> None:

@@ -1,4 +1,5 @@
-"""The status bar: each bus and its meters (ok / degraded / offline), the database, the sync.
+"""The status bar: each bus and its meters (ok / degraded / offline), the database, the sync,
+and the live view for phones (its state and how many phones are connected).
 
 A bus button shows ok (every meter answers), DEGRADED (some do not, or answer badly) or OFFLINE
 (none answers) as icon + word + how many meters are ok; clicking it opens the meters'
@@ -37,6 +38,7 @@ from ui.workers import WorkerFailure
 
 if TYPE_CHECKING:
     from milkconsole.sync.status import SyncStatus
+    from milkconsole.web.service import WebStatus
 
 DB_PATH_MAX_PX = 220
 BUS_BUTTON_MIN_PX = 72
@@ -128,6 +130,7 @@ class ParlourStatusBar(QStatusBar):
     """Buses, database path and sync state along the bottom of the console."""
 
     sync_clicked = Signal()
+    web_clicked = Signal()
 
     def __init__(self, config: ParlourConfig, db_path: str, theme: Theme = DARK) -> None:
         super().__init__()
@@ -171,6 +174,14 @@ class ParlourStatusBar(QStatusBar):
         self.sync_button.clicked.connect(self.sync_clicked)
         self.addPermanentWidget(self.sync_button)
         self.sync_status: SyncStatus | None = None
+        # The live view for phones: hidden until the config has a [web] section.
+        self.web_button = QToolButton()
+        self.web_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.web_button.setIconSize(QSize(22, 22))
+        self.web_button.clicked.connect(self.web_clicked)
+        self.web_button.setVisible(False)
+        self.addPermanentWidget(self.web_button)
+        self.web_status: WebStatus | None = None
         self.clock = QLabel()
         self.addPermanentWidget(self.clock)
         self._clock_timer = QTimer(self)
@@ -231,6 +242,33 @@ class ParlourStatusBar(QStatusBar):
         tip.extend(status.warnings)
         tip.append("Click for the records Odoo refused and to retry")
         self.sync_button.setToolTip("\n".join(tip))
+
+    @Slot(object)
+    def on_web_status(self, status: WebStatus) -> None:
+        """The live view's state and how many phones have a live page open (GUI thread)."""
+        from ui.web_access import web_text
+
+        self.web_status = status
+        text, state = web_text(status)
+        color = {
+            "ok": self.theme.states["done"].color,
+            "error": self.theme.states["alert"].color,
+            "pending": self.theme.states["incomplete"].color,
+        }.get(state, self.theme.text_dim)
+        self.web_button.setText(f"Phones: {text}")
+        glyph = {"ok": "ok", "error": "offline", "pending": "degraded"}.get(state, "idle")
+        self.web_button.setIcon(icon(glyph, color, 22))
+        tip = [f"Live view for phones: {status.state}, {status.clients} connected"]
+        if status.url:
+            tip.append(f"Address: {status.url}")
+        if status.fingerprint:
+            tip.append(f"Certificate SHA-256: {status.fingerprint}")
+        if status.error:
+            tip.append(f"Error: {status.error}")
+        tip.append("Click for phone access (QR code, revoke)")
+        self.web_button.setToolTip("\n".join(tip))
+        self.web_state = state
+        self.web_button.setVisible(True)
 
     @Slot(object)
     def on_worker_failed(self, failure: WorkerFailure) -> None:
@@ -324,6 +362,8 @@ class ParlourStatusBar(QStatusBar):
             self.on_sync_status(self.sync_status)
         else:
             self.set_sync_status(*self._sync)
+        if self.web_status is not None:
+            self.on_web_status(self.web_status)
 
     @Slot()
     def _tick(self) -> None:

@@ -312,6 +312,21 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class WebToken(Base):
+    """A phone's access to the live view: only the SHA-256 of its secret is kept."""
+
+    __tablename__ = "web_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(String)
+    token_hash: Mapped[str] = mapped_column(String, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class SyncState(Base):
     __tablename__ = "sync_state"
 
