@@ -234,7 +234,7 @@ class HealthEvent(Base):
 class OutboxRow(Base):
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_channel_state_next_attempt_at", "channel", "state", "next_attempt_at"),
+        Index("ix_outbox_claim", "channel", "state", "model", "id"),
         Index("ix_outbox_model_record_key", "model", "record_key"),
         # One create per record and channel: the stable key is what makes a retry safe.
         Index(

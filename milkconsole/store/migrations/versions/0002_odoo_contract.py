@@ -7,7 +7,8 @@ Create Date: 2026-12-06
 - `outbox.channel` ('odoo' | 'mqtt'): one outbox, one state machine, one sender per channel.
 - `outbox.after_model` / `after_key`: a row waits until that record's create was sent (a
   production record after its session, a session after its meter's registration).
-- The unique "one create per record" index now includes the channel.
+- The unique "one create per record" index now includes the channel; the claim has an index
+  that reads pending rows of one model in id order.
 - `meters.odoo_id` becomes `odoo_device_id` (the `iot.device`), beside `odoo_meter_id` (the
   `iot.milk_meter` a session links to) and `odoo_point_id` (its milking point): a session and an
   alert point at different models, so one id cannot serve both.
@@ -43,11 +44,10 @@ def upgrade() -> None:
             unique=True,
             sqlite_where=sa.text("operation = 'create'"),
         )
-        batch_op.create_index(
-            "ix_outbox_channel_state_next_attempt_at",
-            ["channel", "state", "next_attempt_at"],
-            unique=False,
-        )
+        # The claim walks one channel's pending rows of one model in id order and stops at
+        # the batch size: with this index it reads only what it claims, however long the
+        # backlog (the old (state, next_attempt_at) index made it sort every pending row).
+        batch_op.create_index("ix_outbox_claim", ["channel", "state", "model", "id"], unique=False)
 
     with op.batch_alter_table("meters", schema=None) as batch_op:
         batch_op.alter_column("odoo_id", new_column_name="odoo_device_id")
@@ -74,7 +74,7 @@ def downgrade() -> None:
         batch_op.drop_column("odoo_meter_id")
         batch_op.alter_column("odoo_device_id", new_column_name="odoo_id")
     with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.drop_index("ix_outbox_channel_state_next_attempt_at")
+        batch_op.drop_index("ix_outbox_claim")
         batch_op.drop_index("uq_outbox_create_channel_model_record_key")
         batch_op.create_index(
             "ix_outbox_state_next_attempt_at", ["state", "next_attempt_at"], unique=False
