@@ -16,7 +16,17 @@ from milkconsole.errors import ConfigError
 from milkconsole.profiles import Profile, load_profiles
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
-_SECTIONS = {"parlour", "tracking", "bus", "meter", "odoo", "health", "calibration", "ui"}
+_SECTIONS = {
+    "parlour",
+    "tracking",
+    "bus",
+    "meter",
+    "odoo",
+    "mqtt",
+    "health",
+    "calibration",
+    "ui",
+}
 _PARLOUR_KEYS = {"name", "farm_code", "poll_interval_s", "layout", "profiles_dir", "timezone"}
 _TRACKING_KEYS = {
     "comm_timeout_s",
@@ -340,6 +350,12 @@ def _check_sections(config: ParlourConfig) -> None:
         from milkconsole.sync.settings import parse_odoo_settings
 
         parse_odoo_settings(extra["odoo"], config.source)
+    if "mqtt" in extra:
+        from milkconsole.mqtt.settings import parse_mqtt_settings
+
+        parse_mqtt_settings(
+            extra["mqtt"], config.source, config.farm_code, [m.id for m in config.meters]
+        )
     if "health" in extra:
         from milkconsole.health.grades import GradeRules, numbers_from_table
         from milkconsole.health.mastitis import DetectorParams

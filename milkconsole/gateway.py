@@ -69,6 +69,9 @@ def run_gateway(
         runtime.start_threads()
         if runtime.start_sync():
             log.info("Odoo sync running in the background")
+        if runtime.start_mqtt():
+            assert runtime.mqtt_settings is not None
+            log.info("MQTT publisher running for %s", runtime.mqtt_settings.broker)
         log.info(
             "gateway: %d meters on %d buses, database %s",
             len(config.meters),
