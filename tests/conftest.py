@@ -9,8 +9,9 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-# Odoo sync fixtures (`sim`, `vault`, `db`): a module defining its own of a name overrides them.
-pytest_plugins = ["tests.odoo_fixtures"]
+# Odoo sync fixtures (`sim`, `vault`, `db`) and the MQTT broker (`broker`): a module defining its
+# own of a name overrides them.
+pytest_plugins = ["tests.odoo_fixtures", "tests.mqtt_fixtures"]
 
 
 @pytest.fixture(autouse=True)
