@@ -182,7 +182,7 @@ class Mosquitto:
             f"allow_anonymous {'false' if self.users else 'true'}",
             "persistence true",
             f"persistence_location {data}/",
-            "autosave_interval 1",
+            "autosave_interval 10",
             f"log_dest file {self.log_file}",
             "log_type error",
             "log_type warning",
