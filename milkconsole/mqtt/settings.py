@@ -267,4 +267,6 @@ def load_mqtt_settings(path: Path) -> MqttSettings | None:
         return None
     parlour = data.get("parlour")
     farm = parlour.get("farm_code") if isinstance(parlour, dict) else None
-    return parse_mqtt_settings(data["mqtt"], source, farm if isinstance(farm, str) else None)
+    # A file with no [parlour] yet (a login before the meters are set up): the farm code only
+    # names topics, which logging in does not need.
+    return parse_mqtt_settings(data["mqtt"], source, farm if isinstance(farm, str) else "farm")
