@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this checkout on a fresh Debian/Ubuntu machine: the Debian libraries Qt needs (and
-# socat/mbpoll/Xvfb/mosquitto for the tests), then a virtualenv in .venv with the project and its dev tools.
+# socat/mbpoll/Xvfb/mosquitto for the tests), then a virtualenv in .venv with the project and its
+# dev tools.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

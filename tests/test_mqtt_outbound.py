@@ -173,3 +173,31 @@ def test_a_meter_status_change_is_an_event_and_a_retained_state(db: Database) ->
     assert state["message"]["status"] == "offline" and state["message"]["stall"] == 7
     assert state["message"]["detail"] == "timeout: no answer"
     assert len({r.record_key for r in rows}) == 4
+
+
+def test_the_runtime_queues_mqtt_while_the_config_has_the_section_and_not_after(
+    tmp_path, db: Database
+) -> None:
+    from milkconsole.config import load_config
+    from milkconsole.runtime import ParlourRuntime
+    from milkconsole.store.schema import SyncState
+    from simulators.demo import make_demo_config
+
+    path = make_demo_config(tmp_path, stalls=4)
+    plain = load_config(path)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write('\n[mqtt]\nhost = "127.0.0.1"\nfarm_code = "YARD"\n')
+    with_mqtt = load_config(path)
+
+    def farm() -> str | None:
+        with db.read() as tx:
+            row = tx.get(SyncState, "mqtt.farm_code")
+            return row.value if row is not None else None
+
+    ParlourRuntime(with_mqtt, db)
+    assert farm() == "YARD"
+    finish_session(db, "YARD-1")
+    ParlourRuntime(plain, db)  # the section taken out: nothing more is queued
+    assert farm() is None
+    finish_session(db, "YARD-2", animal=False)
+    assert [r.record_key for r in mqtt_rows(db) if r.model == "events"] == ["YARD-1:completed"]

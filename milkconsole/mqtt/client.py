@@ -3,8 +3,8 @@ this file only.
 
 - `BrokerConnection`: the publisher's one connection. Driven from the publisher's own thread
   (`pump()` runs paho's network loop; callbacks run inside it), so nothing here needs a lock and
-  the connection never reconnects behind the publisher's back. Messages published and not yet
-  acknowledged survive a reconnect: paho sends them again (flagged DUP) on the next connect.
+  the connection never reconnects behind the publisher's back: one object per connection, and
+  what it had not had acknowledged when it dropped is the publisher's to send again.
 - `Subscription`: a subscriber on paho's own thread, with a persistent session so messages
   published while it was away wait for it at the broker (`milkconsole mqtt watch`, the tests,
   the bench).
@@ -230,10 +230,6 @@ class BrokerConnection:
                 )
             self.connected = False
         return self.connected
-
-    def unacked(self) -> int:
-        """Messages handed over and not yet acknowledged by the broker."""
-        return len(self._client._out_messages)  # paho has no public count of these
 
     def close(self, goodbye: tuple[str, bytes] | None = None, timeout_s: float = 2.0) -> None:
         """Say `goodbye` (topic, payload; retained, acknowledged if the broker answers within
