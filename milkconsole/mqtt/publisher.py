@@ -214,6 +214,7 @@ class MqttPublisher:
                     self._step()
                 except Exception as exc:  # a bug must not end the thread: log it, back off
                     log.exception("MQTT publisher step failed")
+                    self._failures += 1
                     self._drop_connection(f"{type(exc).__name__}: {exc}")
                     self._set_state("offline", f"{type(exc).__name__}: {exc}")
                     self._schedule_reconnect()
@@ -370,9 +371,14 @@ class MqttPublisher:
                 return
             todo = list(self._meter_states)
             self._meter_states.clear()
-        with self.db.write() as tx:
-            for m in todo:
-                queue_meter_status(tx, m.meter_id, m.status, m.at, m.detail)
+        try:
+            with self.db.write() as tx:
+                for m in todo:
+                    queue_meter_status(tx, m.meter_id, m.status, m.at, m.detail)
+        except Exception:
+            with self._meter_lock:  # not written: first in line for the next try
+                self._meter_states.extendleft(reversed(todo))
+            raise
         self._more = True
 
     # -- status -------------------------------------------------------------------------------
