@@ -18,6 +18,7 @@ bench:
 	.venv/bin/python bench/health.py --tuning
 	.venv/bin/python bench/sync.py
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/lan.py
+	.venv/bin/python bench/mqtt_load.py
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -147,8 +147,13 @@ def web_load(
     return figures, stop
 
 
-# The MQTT publisher adds itself here: LOADS["mqtt"] = mqtt_load (same signature).
-LOADS: dict[str, Load] = {"web": web_load}
+def _mqtt_load(console: Any, work: Path, seconds: float) -> tuple[Any, Any]:
+    from bench.mqtt_load import mqtt_load
+
+    return mqtt_load(console, work, seconds)
+
+
+LOADS: dict[str, Load] = {"web": web_load, "mqtt": _mqtt_load}
 
 
 # -- the SSE clients (child process) ----------------------------------------------------------

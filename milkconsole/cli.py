@@ -1,4 +1,4 @@
-"""The `milkconsole` command: console, demo, gateway, simulators, exports, health, sync.
+"""The `milkconsole` command: console, demo, gateway, simulators, exports, health, sync, mqtt.
 
 Exit status: 0 ok, 2 bad input (config, profile, CSV: the message names the file and key),
 3 database refused, 1 anything else. The console (Qt) is imported only when it is asked for,
@@ -46,6 +46,7 @@ def parse_since(text: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     from milkconsole.health.cli import add_health_arguments
+    from milkconsole.mqtt.cli import add_mqtt_arguments
     from milkconsole.roles import add_users_arguments
     from milkconsole.sync.cli import add_odoo_arguments, add_sync_arguments
     from milkconsole.web.cli import add_web_arguments
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sync_arguments(sub, _common)
     add_odoo_arguments(sub, _common)
     add_web_arguments(sub, _common)
+    add_mqtt_arguments(sub)
     return parser
 
 
@@ -148,6 +150,10 @@ def _run(args: argparse.Namespace) -> int:
         from milkconsole.web.cli import run_web
 
         return run_web(args)
+    if cmd == "mqtt":
+        from milkconsole.mqtt.cli import run_mqtt
+
+        return run_mqtt(args)
     if cmd == "demo" and args.headless:
         return _run_headless_demo(args)
     from ui.app import run_console  # Qt only from here on

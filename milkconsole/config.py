@@ -22,6 +22,7 @@ _SECTIONS = {
     "bus",
     "meter",
     "odoo",
+    "mqtt",
     "health",
     "calibration",
     "ui",
@@ -354,6 +355,12 @@ def _check_sections(config: ParlourConfig) -> None:
         from milkconsole.sync.settings import parse_odoo_settings
 
         parse_odoo_settings(extra["odoo"], config.source)
+    if "mqtt" in extra:
+        from milkconsole.mqtt.settings import parse_mqtt_settings
+
+        parse_mqtt_settings(
+            extra["mqtt"], config.source, config.farm_code, [m.id for m in config.meters]
+        )
     if "health" in extra:
         from milkconsole.health.grades import GradeRules, numbers_from_table
         from milkconsole.health.mastitis import DetectorParams

@@ -74,6 +74,9 @@ def run_gateway(
             runtime.start_web()
         except WebError as exc:  # milking and recording go on without the phones' view
             log.error("%s", exc)
+        if runtime.start_mqtt():
+            assert runtime.mqtt_settings is not None
+            log.info("MQTT publisher running for %s", runtime.mqtt_settings.broker)
         log.info(
             "gateway: %d meters on %d buses, database %s",
             len(config.meters),

@@ -20,6 +20,8 @@ from milkconsole.config import ParlourConfig
 from milkconsole.diagnostics import EquipmentMonitor, EquipmentRanges, raise_equipment_alerts
 from milkconsole.events import (
     EquipmentAlertsRaised,
+    MeterHealth,
+    MeterStateChanged,
     ReadingTaken,
     SessionCompleted,
     SessionSnapshot,
@@ -31,12 +33,15 @@ from milkconsole.poller import BusPoller, PolledMeter
 from milkconsole.readings import Reading
 from milkconsole.stall_tracker import LastFinished, StallTracker, effective_detection
 from milkconsole.store.db import Database
-from milkconsole.store.outbound import meter_registration
+from milkconsole.store.outbound import meter_registration, set_mqtt
 from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import Meter
 from milkconsole.store.sessions import SessionStore
 
 if TYPE_CHECKING:
+    from milkconsole.mqtt.publisher import MqttPublisher
+    from milkconsole.mqtt.settings import MqttSettings
+    from milkconsole.mqtt.status import MqttStatus
     from milkconsole.roles import AccessControl
     from milkconsole.sync.status import SyncStatus
     from milkconsole.sync.worker import SyncWorker
@@ -85,6 +90,14 @@ class ParlourRuntime:
         self.recorder.add_completion_hook(self.health)
         self.sync: SyncWorker | None = None
         self.web: WebView | None = None
+        # MQTT messages are queued with their records from the first session on, while the
+        # config has [mqtt] (and not once it is gone), whether the publisher runs yet or not.
+        self.mqtt: MqttPublisher | None = None
+        self.meter_health: dict[str, MeterHealth] = {}  # the last state change of each meter
+        self._meters_lock = threading.Lock()
+        self.mqtt_settings = self._mqtt_settings()
+        with db.write() as tx:
+            set_mqtt(tx, self.mqtt_settings.farm_code if self.mqtt_settings else None)
         # Vacuum and pulsation out of range raise equipment alerts, headless or not.
         self.equipment = EquipmentMonitor(EquipmentRanges.from_parlour(config))
         self._equipment_lock = threading.Lock()
@@ -138,6 +151,11 @@ class ParlourRuntime:
             self.recorder.submit(event)
         elif isinstance(event, ReadingTaken):
             self._check_equipment(event.reading)
+        elif isinstance(event, MeterStateChanged):
+            with self._meters_lock:
+                self.meter_health[event.health.meter_id] = event.health
+                if self.mqtt is not None:
+                    self.mqtt.meter_state_changed(event)  # queued; its thread writes it
         for fn in self._listeners:
             try:
                 fn(event)
@@ -217,6 +235,52 @@ class ParlourRuntime:
         self.web.start()
         return True
 
+    def _mqtt_settings(self) -> MqttSettings | None:
+        section = self.config.extra.get("mqtt")
+        if section is None:
+            return None
+        from milkconsole.mqtt.settings import parse_mqtt_settings
+
+        return parse_mqtt_settings(
+            section,
+            self.config.source,
+            self.config.farm_code,
+            [m.id for m in self.config.meters],
+        )
+
+    def start_mqtt(
+        self,
+        on_status: Callable[[MqttStatus], None] | None = None,
+        settings: MqttSettings | None = None,
+    ) -> bool:
+        """Start the MQTT publisher when the config has an [mqtt] section (or `settings` are
+        given: the bench points a running console at its own broker). It is woken after each
+        committed session and hears every meter status change."""
+        if settings is not None and settings != self.mqtt_settings:
+            self.mqtt_settings = settings
+            with self.db.write() as tx:
+                set_mqtt(tx, settings.farm_code)
+        if self.mqtt_settings is None:
+            return False
+        if self.mqtt is not None:
+            raise RuntimeError("the MQTT publisher is already running")
+        from milkconsole.mqtt.publisher import MqttPublisher
+
+        with self._meters_lock:  # no state change slips between the snapshot and the hand-over
+            publisher = MqttPublisher(
+                self.db,
+                self.mqtt_settings,
+                on_status,
+                meters=[
+                    self.meter_health.get(m.id, MeterHealth(m.id, "offline"))
+                    for m in self.config.meters
+                ],
+            )
+            self.mqtt = publisher
+        self.add_committed_listener(publisher.on_committed)
+        publisher.start()
+        return True
+
     # -- running ------------------------------------------------------------------------------
     def start_recorder(self) -> None:
         self.recorder.start()
@@ -245,3 +309,5 @@ class ParlourRuntime:
         self.recorder.stop(timeout_s)
         if self.sync is not None:
             self.sync.stop(timeout_s)
+        if self.mqtt is not None:
+            self.mqtt.stop(timeout_s)

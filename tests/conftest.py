@@ -9,9 +9,10 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-# Odoo sync fixtures (`sim`, `vault`, `db`: a module defining its own of a name overrides them),
-# and the real Odoo 17 fixture (`real_odoo`), its JSON-RPC helper and fault gates.
-pytest_plugins = ["tests.odoo_fixtures", "tests.real_odoo"]
+# Odoo sync fixtures (`sim`, `vault`, `db`) and the MQTT broker (`broker`): a module defining its
+# own of a name overrides them; and the real Odoo 17 fixture (`real_odoo`), its JSON-RPC helper
+# and fault gates.
+pytest_plugins = ["tests.odoo_fixtures", "tests.mqtt_fixtures", "tests.real_odoo"]
 
 
 @pytest.fixture(autouse=True)

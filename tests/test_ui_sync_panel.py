@@ -23,8 +23,8 @@ from milkconsole.config import ParlourConfig, parse_config
 from milkconsole.events import SessionCompleted, SessionSnapshot
 from milkconsole.store.db import open_database
 from milkconsole.sync import secrets
-from milkconsole.sync.status import SyncStatus
 from milkconsole.sync.settings import parse_odoo_settings
+from milkconsole.sync.status import SyncStatus
 from simulators.keyring_memory import MemoryKeyring
 from simulators.odoo_server import OdooSimulator
 from ui.app import Console

@@ -95,6 +95,10 @@ class Console:
         ]
         self.window.attach_workers(self.workers)
         self.window.on_close = self._on_window_closed
+        # The MQTT publisher's status rides the bridge's general event path (rare: on a change
+        # of state, at most once a second while messages drain).
+        self.bridge.other_event.connect(self._on_other_event)
+        self.window.status.mqtt_clicked.connect(self._mqtt_retry_now)
         self._install_technician_tools()
         self.started = False
         self.report: ShutdownReport | None = None
@@ -147,6 +151,7 @@ class Console:
         self.runtime.start_recorder()
         self.start_sync()
         self.start_web()
+        self.start_mqtt()
         for w in self.workers:
             w.start()
         self.window.start()
@@ -180,6 +185,26 @@ class Console:
         if self.runtime.web is not None:
             self.window.attach_web(self.runtime.web)
         return started
+
+    def start_mqtt(self) -> bool:
+        """Start the MQTT publisher when the config has an [mqtt] section; its status reaches
+        the status bar through the bridge."""
+        try:
+            return self.runtime.start_mqtt(self.bridge.publish)
+        except Exception:  # a broken publisher must not keep the parlour from milking
+            log.exception("the MQTT publisher could not start")
+            self.window.status.showMessage("MQTT publisher could not start (see the log)", 15000)
+            return False
+
+    def _on_other_event(self, event: object) -> None:
+        from milkconsole.mqtt.status import MqttStatus
+
+        if isinstance(event, MqttStatus):
+            self.window.status.on_mqtt_status(event)
+
+    def _mqtt_retry_now(self) -> None:
+        if self.runtime.mqtt is not None:
+            self.runtime.mqtt.retry_now()
 
     def _on_window_closed(self) -> None:
         self.shutdown()

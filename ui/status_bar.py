@@ -6,8 +6,10 @@ A bus button shows ok (every meter answers), DEGRADED (some do not, or answer ba
 details (state, last answer, failures, last error), kept current while open. The sync button says
 "not configured" until the sync worker reports a `SyncStatus` (`on_sync_status`): online or
 offline, how many records wait (backlog), how many Odoo refused (dead), and when the last pass
-ended; clicking it emits `sync_clicked` (the window opens the sync panel). Worker failures show
-as a red notice that opens the traceback.
+ended; clicking it emits `sync_clicked` (the window opens the sync panel). The MQTT button
+appears when the parlour publishes to a broker (`on_mqtt_status`): online, offline, login or
+certificate refused, and how many messages wait; clicking it emits `mqtt_clicked` (connect
+now). Worker failures show as a red notice that opens the traceback.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from ui.theme import DARK, Theme, icon
 from ui.workers import WorkerFailure
 
 if TYPE_CHECKING:
+    from milkconsole.mqtt.status import MqttStatus
     from milkconsole.sync.status import SyncStatus
     from milkconsole.web.service import WebStatus
 
@@ -88,6 +91,35 @@ def sync_text(status: SyncStatus) -> tuple[str, str]:
     return " · ".join(parts), state
 
 
+def mqtt_text(status: MqttStatus) -> tuple[str, str]:
+    """The MQTT button's words and colour state (ok, pending, error, idle) for a status.
+
+    'online · 3 waiting'; a refused login or certificate is an error (someone must act), the
+    broker away or a backlog is pending, else ok.
+    """
+    words = {
+        "online": "online",
+        "connecting": "connecting",
+        "offline": "OFFLINE",
+        "auth_failed": "LOGIN REFUSED",
+        "tls_failed": "CERTIFICATE REFUSED",
+        "busy": "another process publishes",
+        "stopped": "stopped",
+    }
+    parts = [words.get(status.state, status.state)]
+    if status.backlog:
+        parts.append(f"{status.backlog} waiting")
+    if status.needs_action:
+        state = "error"
+    elif status.state == "stopped":
+        state = "idle"
+    elif status.state != "online" or status.backlog:
+        state = "pending"
+    else:
+        state = "ok"
+    return " · ".join(parts), state
+
+
 class BusDetailsDialog(QDialog):
     """Every meter of one bus with its health; `refresh` re-fills it."""
 
@@ -131,6 +163,7 @@ class ParlourStatusBar(QStatusBar):
 
     sync_clicked = Signal()
     web_clicked = Signal()
+    mqtt_clicked = Signal()
 
     def __init__(self, config: ParlourConfig, db_path: str, theme: Theme = DARK) -> None:
         super().__init__()
@@ -182,6 +215,14 @@ class ParlourStatusBar(QStatusBar):
         self.web_button.setVisible(False)
         self.addPermanentWidget(self.web_button)
         self.web_status: WebStatus | None = None
+        self.mqtt_button = QToolButton()
+        self.mqtt_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.mqtt_button.setIconSize(QSize(22, 22))
+        self.mqtt_button.clicked.connect(self.mqtt_clicked)
+        self.mqtt_button.setVisible(False)  # until the parlour publishes to a broker
+        self.addPermanentWidget(self.mqtt_button)
+        self.mqtt_status: MqttStatus | None = None
+        self.mqtt_state = "idle"
         self.clock = QLabel()
         self.addPermanentWidget(self.clock)
         self._clock_timer = QTimer(self)
@@ -243,6 +284,14 @@ class ParlourStatusBar(QStatusBar):
         tip.append("Click for the records Odoo refused and to retry")
         self.sync_button.setToolTip("\n".join(tip))
 
+    def _state_color(self, state: str) -> str:
+        """The status colour of a service's state (ok / error / pending / anything else)."""
+        return {
+            "ok": self.theme.states["done"].color,
+            "error": self.theme.states["alert"].color,
+            "pending": self.theme.states["incomplete"].color,
+        }.get(state, self.theme.text_dim)
+
     @Slot(object)
     def on_web_status(self, status: WebStatus) -> None:
         """The live view's state and how many phones have a live page open (GUI thread)."""
@@ -250,11 +299,7 @@ class ParlourStatusBar(QStatusBar):
 
         self.web_status = status
         text, state = web_text(status)
-        color = {
-            "ok": self.theme.states["done"].color,
-            "error": self.theme.states["alert"].color,
-            "pending": self.theme.states["incomplete"].color,
-        }.get(state, self.theme.text_dim)
+        color = self._state_color(state)
         self.web_button.setText(f"Phones: {text}")
         glyph = {"ok": "ok", "error": "offline", "pending": "degraded"}.get(state, "idle")
         self.web_button.setIcon(icon(glyph, color, 22))
@@ -269,6 +314,26 @@ class ParlourStatusBar(QStatusBar):
         self.web_button.setToolTip("\n".join(tip))
         self.web_state = state
         self.web_button.setVisible(True)
+
+    @Slot(object)
+    def on_mqtt_status(self, status: MqttStatus) -> None:
+        """The MQTT publisher's latest status (through the bridge, on the GUI thread)."""
+        self.mqtt_status = status
+        text, state = mqtt_text(status)
+        self.mqtt_state = state
+        color = self._state_color(state)
+        name = {"ok": "ok", "error": "alert"}.get(state, "offline")
+        self.mqtt_button.setText(f"MQTT: {text}")
+        self.mqtt_button.setIcon(icon(name, color, 22))
+        tip = [f"MQTT broker {status.broker}: {text}"]
+        if status.last_error:
+            tip.append(status.last_error)
+        tip.append(f"{status.sent} message(s) sent since the console started")
+        if status.last_sent_at is not None:
+            tip.append(f"last sent {_local(status.last_sent_at)}")
+        tip.append("Click to connect now")
+        self.mqtt_button.setToolTip("\n".join(tip))
+        self.mqtt_button.setVisible(True)
 
     @Slot(object)
     def on_worker_failed(self, failure: WorkerFailure) -> None:
@@ -364,6 +429,8 @@ class ParlourStatusBar(QStatusBar):
             self.set_sync_status(*self._sync)
         if self.web_status is not None:
             self.on_web_status(self.web_status)
+        if self.mqtt_status is not None:
+            self.on_mqtt_status(self.mqtt_status)
 
     @Slot()
     def _tick(self) -> None:

@@ -17,10 +17,17 @@ What goes to Odoo (channel 'odoo'), by outbox model:
   to the tank, waiting for its session to land.
 - `iot.device.alert` (key: alert key) and its state changes; `farm.health.event` (key).
 
-What goes to MQTT (channel 'mqtt', only when the parlour config has `[mqtt]`): the seed's
-`session_complete` event and alert and meter-status events on
-`dairy/{farm}/milk_meters/{device}/events`, and the retained `.../state`. The record key is the
-message id, so a repeat after a crash carries the same id.
+What goes to MQTT (channel 'mqtt', only while the runtime has called `set_mqtt` with a farm
+code, i.e. the parlour config has `[mqtt]`), each row's model being the topic's last level:
+
+- `events` on `dairy/{farm}/milk_meters/{device}/events`: the seed's `session_complete` (one per
+  finished session), `alert_raised` / `alert_acknowledged` / `alert_resolved` / `alert_updated`
+  for an alert of a meter, and `meter_status` when a meter goes ok / degraded / offline.
+- `state` on `dairy/{farm}/milk_meters/{device}/state`, retained: the meter's status now.
+
+The record key is the message id, carried in the message as `message_id`: a repeat (after a
+broker outage or a crash between the broker's PUBACK and our mark) carries the same id, so a
+subscriber can drop it. docs/mqtt.md has the payloads.
 """
 
 from __future__ import annotations
@@ -119,6 +126,8 @@ def _publish(
     *,
     retain: bool = False,
 ) -> None:
+    """Queue one MQTT message (QoS 1) for the meter `device`; nothing while MQTT is off. The
+    payload stored is what the publisher sends: topic, retain flag and the message itself."""
     farm = _mqtt_farm(tx)
     if farm is None:
         return
@@ -131,6 +140,18 @@ def _publish(
         {"topic": topic, "retain": retain, "qos": 1, "message": body},
         channel="mqtt",
     )
+
+
+def _mqtt_cow(animal: Animal | None) -> dict[str, Any]:
+    """The cow in an MQTT message: `animal_id` as the seed sends it (farm.animal's name, which
+    the herd pull keeps; her herd number for a cow only known here), number and tag beside."""
+    if animal is None:
+        return {"animal_id": None, "animal_number": None, "animal_tag": None}
+    return {
+        "animal_id": animal.name or animal.number,
+        "animal_number": animal.number,
+        "animal_tag": animal.rfid_tag,
+    }
 
 
 # -- payloads -----------------------------------------------------------------------------------
@@ -316,6 +337,11 @@ def queue_sessions(tx: Session, rows: Sequence[MilkSession]) -> None:
 
 
 def _publish_session(tx: Session, row: MilkSession) -> None:
+    """The seed's `session_complete` (its keys first), plus the session key and quality. The
+    seed's `session_id` is Odoo's record id, which the console does not know when the milking
+    ends (Odoo may be out of reach for days): it is the session's stable key, the same key the
+    Odoo record carries as its name. `timestamp` is when the milking ended, not when the
+    message left, so a repeat is identical."""
     animal = _animal(tx, row.animal_id)
     _publish(
         tx,
@@ -325,15 +351,18 @@ def _publish_session(tx: Session, row: MilkSession) -> None:
         {
             "event": "session_complete",
             "session_id": row.key,
-            "session_key": row.key,
             "meter_id": row.meter_id,
-            "stall": row.stall,
-            "animal_id": animal.number if animal else None,
-            "rfid_tag": canonical(row.rfid),
+            **_mqtt_cow(animal),
             "yield_liters": round(row.yield_l, 2),
             "duration_seconds": round(row.duration_s),
-            "state": row.state,
             "timestamp": iso_z(row.ended_at or row.started_at),
+            "session_key": row.key,
+            "stall": row.stall,
+            "state": row.state,
+            "started_at": iso_z(row.started_at),
+            "rfid_tag": canonical(row.rfid),
+            "destination": row.destination,
+            "flags": _flags(row),
             "quality": {
                 "grade": row.quality_grade,
                 "abnormal": bool(row.abnormal),
@@ -342,6 +371,7 @@ def _publish_session(tx: Session, row: MilkSession) -> None:
                 "protein_pct": row.protein_pct,
                 "scc_cells_ml": row.scc_cells_ml,
                 "blood": row.blood,
+                "abnormality": abnormality(row),
             },
         },
     )
@@ -391,29 +421,43 @@ def queue_alert(tx: Session, row: Alert) -> None:
         event = {"acknowledged": "alert_acknowledged", "resolved": "alert_resolved"}.get(
             row.state, "alert_updated"
         )
-    if row.meter_id:
-        animal = _animal(tx, row.animal_id)
-        stamp = row.resolved_at or row.acknowledged_at or row.raised_at
-        _publish(
-            tx,
-            f"{row.key}:{event}:{iso_z(stamp)}",
-            row.meter_id,
-            "events",
-            {
-                "event": event,
-                "alert_key": row.key,
-                "meter_id": row.meter_id,
-                "kind": row.kind,
-                "condition": row.condition,
-                "severity": row.severity,
-                "state": row.state,
-                "animal_id": animal.number if animal else None,
-                "session_key": row.session_key,
-                "message": row.message,
-                "by": row.resolved_by if row.state == "resolved" else row.acknowledged_by,
-                "timestamp": iso_z(stamp),
-            },
-        )
+    if row.meter_id:  # the seed's topics are per meter: an alert of no meter has none
+        _publish_alert(tx, row, event)
+
+
+def _publish_alert(tx: Session, row: Alert, event: str) -> None:
+    """One event per change. Raised, acknowledged and resolved happen once per alert; an update
+    is an escalation, and severities only go up, so the severity makes its id unique."""
+    stamp = {
+        "alert_acknowledged": row.acknowledged_at,
+        "alert_resolved": row.resolved_at,
+    }.get(event) or row.raised_at
+    message_id = f"{row.key}:{event}"
+    if event == "alert_updated":
+        message_id += f":{row.severity}"
+    assert row.meter_id is not None
+    _publish(
+        tx,
+        message_id,
+        row.meter_id,
+        "events",
+        {
+            "event": event,
+            "alert_key": row.key,
+            "meter_id": row.meter_id,
+            "kind": row.kind,
+            "condition": row.condition,
+            "severity": row.severity,
+            "state": row.state,
+            **_mqtt_cow(_animal(tx, row.animal_id)),
+            "session_key": row.session_key,
+            "message": row.message,
+            "raised_at": iso_z(row.raised_at),
+            "by": row.resolved_by if row.state == "resolved" else row.acknowledged_by,
+            "note": row.note,
+            "timestamp": iso_z(stamp),
+        },
+    )
 
 
 def queue_health_event(tx: Session, row: HealthEvent) -> None:
@@ -541,20 +585,24 @@ def queue_meter_calibrated(tx: Session, meter: Meter) -> None:
         memo.value = json.dumps({**json.loads(memo.value), **fields_now}, sort_keys=True)
 
 
-def queue_meter_status(tx: Session, meter_id: str, status: str, at: datetime) -> None:
-    """A meter went ok / degraded / offline: the retained MQTT state and an event (Odoo's
-    iot.device state follows through the registration's periodic last-seen update)."""
-    message = {"event": "meter_status", "meter_id": meter_id, "status": status}
+def queue_meter_status(
+    tx: Session, meter_id: str, status: str, at: datetime, detail: str | None = None
+) -> None:
+    """A meter went ok / degraded / offline at `at` (`detail`: the last error, if any): an
+    event, and the meter's retained `state` (what a subscriber that connects later is told
+    first). Odoo's iot.device state follows through the registration's last-seen update."""
+    meter = tx.get(Meter, meter_id)
     stamp = iso_z(at)
-    _publish(tx, f"{meter_id}:status:{stamp}", meter_id, "events", {**message, "timestamp": stamp})
-    _publish(
-        tx,
-        f"{meter_id}:state:{stamp}",
-        meter_id,
-        "state",
-        {**message, "timestamp": stamp},
-        retain=True,
-    )
+    message = {
+        "event": "meter_status",
+        "meter_id": meter_id,
+        "stall": meter.stall if meter is not None else None,
+        "status": status,
+        "detail": detail,
+        "timestamp": stamp,
+    }
+    _publish(tx, f"{meter_id}:status:{status}:{stamp}", meter_id, "events", message)
+    _publish(tx, f"{meter_id}:state:{status}:{stamp}", meter_id, "state", message, retain=True)
 
 
 __all__ = [

@@ -376,6 +376,37 @@ class Outbox:
             )
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    def release(self, ids: list[int], reason: str) -> int:
+        """In-flight rows whose send was cut short (the MQTT connection dropped before the
+        broker's ack): pending again at once, the claim not counted as an attempt. Returns how
+        many. One statement for the lot."""
+        if not ids:
+            return 0
+        with self._db.write() as tx:
+            result = tx.execute(
+                update(OutboxRow)
+                .where(self._mine(), OutboxRow.id.in_(ids), OutboxRow.state == "in_flight")
+                .values(
+                    state="pending",
+                    last_error=reason,
+                    next_attempt_at=None,
+                    attempts=func.max(OutboxRow.attempts - 1, 0),
+                )
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def waiting(self) -> int:
+        """Rows not sent yet (pending or in flight): what the status bar calls waiting."""
+        with self._db.read() as tx:
+            return int(
+                tx.scalar(
+                    select(func.count()).where(
+                        self._mine(), OutboxRow.state.in_(("pending", "in_flight"))
+                    )
+                )
+                or 0
+            )
+
     def mark_dead(self, outbox_id: int, error: str) -> bool:
         """A row the receiver refuses for good: dead, shown to the supervisor, others go on."""
         with self._db.write() as tx:

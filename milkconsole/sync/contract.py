@@ -684,9 +684,7 @@ class Contract:
         plan = self._plans.get(model)
         if plan is None:
             plan = [
-                (server, f)
-                for f in CONTRACT[model].fields
-                if (server := self.field(model, f.name))
+                (server, f) for f in CONTRACT[model].fields if (server := self.field(model, f.name))
             ]
             self._plans[model] = plan
         return plan

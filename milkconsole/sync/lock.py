@@ -22,8 +22,10 @@ class SyncLock:
     its holder dies, kill -9 included.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, activity: str = "syncing {database} with Odoo") -> None:
+        # `activity` ends the refusal's message; the MQTT publisher takes a lock of its own.
         self.path = path
+        self.activity = activity
         self._fh: IO[str] | None = None
 
     @property
@@ -50,8 +52,8 @@ class SyncLock:
             fh.close()
             database = self.path.with_suffix("").name
             raise SyncBusy(
-                f"another Milk Console process (pid {holder}) is syncing {database} with Odoo; "
-                "only one may"
+                f"another Milk Console process (pid {holder}) is "
+                f"{self.activity.format(database=database)}; only one may"
             ) from None
         fh.seek(0)
         fh.truncate()

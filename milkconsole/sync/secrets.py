@@ -14,6 +14,10 @@ In this order:
    keyring's generic failure or a silent fallback to a plain file.
 
 `write_credential_file` is what `milkconsole odoo login --credential-file` uses to make 1 or 2.
+
+The MQTT broker's password is found the same way: `$CREDENTIALS_DIRECTORY/mqtt-password`, then
+`[mqtt] secret_file`, then the keyring under `milkconsole-mqtt` (account `user@host:port`), kept
+there by `milkconsole mqtt login` (`milkconsole.mqtt.password`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from milkconsole.errors import MilkConsoleError
 from milkconsole.sync.settings import OdooSettings
 
 SERVICE = "milkconsole-odoo"
+MQTT_SERVICE = "milkconsole-mqtt"
 ODOO_CREDENTIAL = "odoo-secret"
 MQTT_CREDENTIAL = "mqtt-password"
 
@@ -47,7 +52,7 @@ def _backend() -> KeyringBackend:
     # forgets; neither may hold the farm's Odoo password.
     if name.startswith(("keyring.backends.fail.", "keyring.backends.null.")):
         raise SecretsError(
-            "no OS keyring is available to keep the Odoo password (keyring found only "
+            "no OS keyring is available to keep the Odoo or MQTT password (keyring found only "
             f"{name}). On Windows and macOS the system keyring is built in; on Linux start a "
             "Secret Service (GNOME Keyring or KWallet) in the session that runs Milk Console. "
             "See docs/odoo.md, 'Secrets'."
@@ -65,11 +70,18 @@ def store_secret(settings: OdooSettings, secret: str) -> None:
     """Keep `secret` for `settings.account`, replacing any earlier one."""
     if not secret:
         raise SecretsError("refusing to store an empty Odoo password / API key")
+    store_keyring_secret(SERVICE, settings.account, secret)
+
+
+def store_keyring_secret(service: str, account: str, secret: str) -> None:
+    """Keep `secret` in the OS keyring for `account` of `service`, replacing any earlier one."""
+    if not secret:
+        raise SecretsError("refusing to store an empty password")
     backend = _backend()
     try:
-        backend.set_password(SERVICE, settings.account, secret)
+        backend.set_password(service, account, secret)
     except keyring.errors.KeyringError as exc:
-        raise SecretsError(f"the OS keyring refused to store the Odoo secret: {exc}") from exc
+        raise SecretsError(f"the OS keyring refused to store the {service} secret: {exc}") from exc
 
 
 def get_secret(settings: OdooSettings) -> str | None:
@@ -144,16 +156,21 @@ def keyring_secret(service: str, account: str) -> str | None:
     try:
         return backend.get_password(service, account)
     except keyring.errors.KeyringError as exc:
-        raise SecretsError(f"the OS keyring refused to give the Odoo secret: {exc}") from exc
+        raise SecretsError(f"the OS keyring refused to give the {service} secret: {exc}") from exc
 
 
 def delete_secret(settings: OdooSettings) -> bool:
     """Forget the secret for `settings.account`; False when there was none."""
+    return delete_keyring_secret(SERVICE, settings.account)
+
+
+def delete_keyring_secret(service: str, account: str) -> bool:
+    """Forget the keyring's secret for `account` of `service`; False when there was none."""
     backend = _backend()
     try:
-        backend.delete_password(SERVICE, settings.account)
+        backend.delete_password(service, account)
     except keyring.errors.PasswordDeleteError:
         return False
     except keyring.errors.KeyringError as exc:
-        raise SecretsError(f"the OS keyring refused to delete the Odoo secret: {exc}") from exc
+        raise SecretsError(f"the OS keyring refused to delete the {service} secret: {exc}") from exc
     return True
