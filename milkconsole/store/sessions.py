@@ -117,6 +117,9 @@ class SessionRecord:
     reattached: bool
     created_at: datetime
     updated_at: datetime
+    # Milk separation: 'tank' | 'diverted' | None (not known), and why it was diverted.
+    destination: str | None = None
+    divert_reason: str | None = None
 
     def snapshot(self) -> SessionSnapshot:
         """The session as a core snapshot (what the tracker and health modules speak)."""
