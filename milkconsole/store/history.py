@@ -23,7 +23,7 @@ from sqlalchemy import Select, and_, bindparam, case, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Animal, HealthEvent, Meter, MilkSession, UTCDateTime
+from milkconsole.store.schema import Animal, HealthEvent, MilkSession, UTCDateTime
 from milkconsole.store.sessions import SessionRecord, record_from_row
 
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
@@ -120,17 +120,6 @@ class MeterPeriodStats:
     mean_avg_flow_l_min: float | None
     mean_peak_flow_l_min: float | None
     mean_duration_s: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class MeterInfo:
-    """A meter as the comparison lists it."""
-
-    meter_id: str
-    name: str
-    stall: int
-    calibration_factor: float
-    calibration_due_at: datetime | None
 
 
 def _finished(query: Select) -> Select:
@@ -439,15 +428,6 @@ def meter_period_stats(db: Database, start: datetime, end: datetime) -> list[Met
         ]
 
 
-def meters(db: Database) -> list[MeterInfo]:
-    """The parlour's meters as the database knows them, by stall."""
-    with db.read() as tx:
-        return [
-            MeterInfo(m.id, m.name, m.stall, m.calibration_factor, m.calibration_due_at)
-            for m in tx.scalars(select(Meter).order_by(Meter.stall))
-        ]
-
-
 def cow_search(db: Database, text_: str, limit: int = 30) -> list[CowInfo]:
     """Cows whose number starts with `text_`, whose name contains it, or whose tag ends with
     it (the digits people read off an ear tag), numbers first; every cow when it is blank."""
@@ -475,7 +455,6 @@ __all__ = [
     "CowInfo",
     "HealthEventRecord",
     "MeterCowYield",
-    "MeterInfo",
     "MeterPeriodStats",
     "WindowTotals",
     "cow_info",
@@ -490,7 +469,6 @@ __all__ = [
     "last_session_start",
     "meter_cow_yields",
     "meter_period_stats",
-    "meters",
     "session_starts",
     "window_totals",
 ]

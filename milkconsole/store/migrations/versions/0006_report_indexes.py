@@ -38,9 +38,7 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_milk_sessions_animal_id_started_at", ["animal_id", "started_at"], unique=False
         )
-        batch_op.create_index(
-            "ix_milk_sessions_started_at_figures", FIGURES_COLUMNS, unique=False
-        )
+        batch_op.create_index("ix_milk_sessions_started_at_figures", FIGURES_COLUMNS, unique=False)
 
 
 def downgrade() -> None:
