@@ -122,8 +122,13 @@ class MeterPeriodStats:
     mean_duration_s: float | None
 
 
+# Without statistics SQLite prefers the `state` index to a time range or a cow (one state
+# matches most of a year's rows); comparing `state || ''` keeps it from choosing that index.
+_STATE = MilkSession.state.concat("")
+
+
 def _finished(query: Select) -> Select:
-    return query.where(MilkSession.state.in_(FINISHED_STATES))
+    return query.where(_STATE.in_(FINISHED_STATES))
 
 
 def _records(tx: Session, query: Select) -> list[SessionRecord]:
@@ -323,7 +328,7 @@ def cow_sessions(
         select(MilkSession.yield_l)
         .where(
             MilkSession.animal_id == animal_id,
-            MilkSession.state == "completed",
+            _STATE == "completed",
             MilkSession.started_at < start,
         )
         .order_by(MilkSession.started_at.desc())
@@ -353,7 +358,7 @@ def health_events(
 
 
 def _trusted() -> list:
-    conditions = [MilkSession.state == "completed", MilkSession.reattached.is_(False)]
+    conditions = [_STATE == "completed", MilkSession.reattached.is_(False)]
     conditions += [~MilkSession.flags.contains(flag) for flag in UNTRUSTED_FLAGS]
     return conditions
 
@@ -404,7 +409,7 @@ def meter_period_stats(db: Database, start: datetime, end: datetime) -> list[Met
         .where(
             MilkSession.started_at >= start,
             MilkSession.started_at < end,
-            MilkSession.state.in_(FINISHED_STATES),
+            _STATE.in_(FINISHED_STATES),
         )
         .group_by(MilkSession.meter_id)
     )
