@@ -7,6 +7,7 @@ docs/exports.md documents the columns.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
@@ -222,16 +223,14 @@ def calibration_rows(records: list[CalibrationRecord]) -> Iterator[dict[str, Any
             "result": c.result,
             "conductivity_offset_ms_cm": c.conductivity_offset_ms_cm,
             "next_due_at": c.next_due_at,
-            "readings": _json_list(c.readings),
-            "references": _json_list(c.references),
+            "readings": _json(c.readings),
+            "references": _json(c.references),
         }
 
 
-def _json_list(value: Any) -> Any:
-    # A list of numbers stays one cell: `10.1;9.9`, not a nested CSV.
-    if isinstance(value, list):
-        return tuple(f"{v:.2f}" if isinstance(v, float) else str(v) for v in value)
-    return value
+def _json(value: Any) -> str:
+    # The test milkings and weighed references are records: one JSON cell each.
+    return "" if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
 Report = MilkingReport | DayReport | CowTrend | MeterComparison | HerdTrend
