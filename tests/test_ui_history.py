@@ -77,9 +77,13 @@ def test_a_cow_is_found_by_number_and_her_lactation_drawn_in_both_themes(view, q
     # Days in milk on the x-axis: her first day in the trend is day 42 of her lactation.
     assert min(day_items[0].xData) == pytest.approx(42.5, abs=0.01)
     _shot(view, "cow-trend.png")
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    apply_theme(app, LIGHT)  # as the console's theme button does, with the widget's own
     w.set_theme(LIGHT)
     assert len(w.plots[0].listDataItems()) == 2
     _shot(w, "cow-trend-light.png")
+    apply_theme(app, DARK)
     # Opened from elsewhere (a herd list, an alert): Cleo, with her alerts marked.
     with qtbot.waitSignal(view.cows.loaded, timeout=15000):
         view.open_cow(view.ids["Cleo"])  # type: ignore[attr-defined]
