@@ -11,7 +11,6 @@ Reading and exporting need a supervisor's grant (`view_audit`); an export is its
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from milkconsole.reports.csv_out import write_table  # the one CSV writer
 from milkconsole.roles import Grant, check_grant
 from milkconsole.store.db import Database
 from milkconsole.store.schema import AuditEntry, append_audit
@@ -99,22 +99,20 @@ def _json(value: Any) -> str:
 
 def write_audit_csv(out: TextIO, records: Sequence[AuditRecord]) -> int:
     """CSV with header `CSV_COLUMNS`: times ISO 8601 UTC with Z, before/after as JSON."""
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for r in records:
-        writer.writerow(
-            [
-                r.id,
-                iso_z(r.at),
-                r.actor,
-                r.role or "",
-                r.action,
-                r.target,
-                _json(r.before),
-                _json(r.after),
-            ]
-        )
-    return len(records)
+    rows = (
+        {
+            "id": r.id,
+            "at": r.at,
+            "actor": r.actor,
+            "role": r.role,
+            "action": r.action,
+            "target": r.target,
+            "before": _json(r.before),
+            "after": _json(r.after),
+        }
+        for r in records
+    )
+    return write_table(out, CSV_COLUMNS, rows)
 
 
 def export_audit_csv(

@@ -1,4 +1,5 @@
-"""The `milkconsole` command: console, demo, gateway, simulators, exports, health, sync, mqtt.
+"""The `milkconsole` command: console, demo, gateway, simulators, reports, exports, health, sync,
+mqtt.
 
 Exit status: 0 ok, 2 bad input (config, profile, CSV: the message names the file and key),
 3 database refused, 1 anything else. The console (Qt) is imported only when it is asked for,
@@ -13,6 +14,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from milkconsole import __version__
 from milkconsole.config import load_config, with_sections_of
@@ -47,6 +49,7 @@ def parse_since(text: str) -> datetime:
 def build_parser() -> argparse.ArgumentParser:
     from milkconsole.health.cli import add_health_arguments
     from milkconsole.mqtt.cli import add_mqtt_arguments
+    from milkconsole.reports.cli import add_report_arguments
     from milkconsole.roles import add_users_arguments
     from milkconsole.sync.cli import add_odoo_arguments, add_sync_arguments
     from milkconsole.web.cli import add_web_arguments
@@ -96,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config_file", type=Path)
 
     add_health_arguments(sub)
+    add_report_arguments(sub, _common)
     add_users_arguments(sub)
     add_sync_arguments(sub, _common)
     add_odoo_arguments(sub, _common)
@@ -124,12 +128,21 @@ def _run(args: argparse.Namespace) -> int:
         cfg = load_config(_config_path(args))
         return run_gateway(cfg, args.db or default_db_path())
     if cmd == "sessions":
+        from milkconsole.reports.csv_out import write_sessions
         from milkconsole.store.db import open_database
         from milkconsole.store.sessions import SessionStore
 
         store = SessionStore(open_database(args.db or default_db_path()))
-        store.export_csv(sys.stdout, args.since)
+        write_sessions(sys.stdout, store.completed_since(args.since))
         return 0
+    if cmd == "report":
+        from milkconsole.reports.cli import run_report
+
+        return run_report(args, _pdf_writer)
+    if cmd == "export":
+        from milkconsole.reports.cli import run_export
+
+        return run_export(args)
     if cmd == "health":
         from milkconsole.health.cli import run_health
 
@@ -168,6 +181,12 @@ def _run(args: argparse.Namespace) -> int:
             time_scale=args.time_scale,
         )
     return run_console(_config_path(args), args.db, demo=False, theme=args.theme)
+
+
+def _pdf_writer() -> Callable[[Any, Path], int]:
+    from ui.report_pdf import write_report_pdf  # Qt only from here on
+
+    return write_report_pdf
 
 
 def _run_headless_demo(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ fix it from the message alone; the CLI turns it into exit status 2.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
@@ -123,6 +124,21 @@ class ParlourConfig:
 
     def meters_on(self, bus_id: str) -> list[MeterConfig]:
         return [m for m in self.meters if m.bus == bus_id]
+
+
+def parlour_sides(stalls: list[int], layout: str) -> list[list[int]]:
+    """The stall numbers as the parlour's sides (two for herringbone/parallel, one for rotary):
+    the stall view shows them and the milking report counts throughput per side."""
+    ordered = sorted(stalls)
+    if layout == "rotary" or len(ordered) < 4:
+        return [ordered]
+    half = math.ceil(len(ordered) / 2)
+    return [ordered[:half], ordered[half:]]
+
+
+def side_name(index: int, sides: int) -> str:
+    """ "A" / "B" for the two sides of a pit; "All" when the parlour has one (a rotary)."""
+    return "AB"[index] if sides == 2 else "All"
 
 
 class _Reader:

@@ -11,7 +11,6 @@ next, so milk per hour and cows per hour describe the milking going on now (or t
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -22,6 +21,11 @@ from sqlalchemy.orm import Session
 from milkconsole.events import SessionSnapshot
 from milkconsole.rfid import InvalidTag, format_display, normalize_tag
 from milkconsole.store.db import Database
+from milkconsole.store.history import (
+    EXPECTED_FROM_SESSIONS,
+    HIGH_CONDUCTIVITY_MS_CM,
+    expected_yields_tx,
+)
 from milkconsole.store.schema import Alert, Animal, AnimalTag, MilkSession
 
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
@@ -29,11 +33,9 @@ GRADES = ("A", "B", "C", "reject")
 MILKING_GAP = timedelta(minutes=45)
 # Rates over less than this are noise (two cows in three minutes is not 40 cows/h).
 MIN_RATE_SPAN = timedelta(minutes=10)
-# Expected yield: the median of this many of the cow's last finished sessions.
-EXPECTED_FROM_SESSIONS = 6
 # Display-side thresholds for the tile's own alert chips; the health module raises the real
-# alerts (stored in `alerts`) with per-cow baselines.
-HIGH_CONDUCTIVITY_MS_CM = 6.5
+# alerts (stored in `alerts`) with per-cow baselines. Expected yield and the conductivity
+# limit are defined once, in `milkconsole.store.history` (reports use them too).
 LOW_YIELD_RATIO = 0.7
 
 
@@ -56,7 +58,8 @@ class AnimalInfo:
 class HerdDirectory:
     """The herd as the console needs it: find a cow by tag or number, and what she usually gives.
 
-    `expected_yield_l` is the median yield of her last finished sessions (absent without history).
+    `expected_yield_l` is the median yield of her last completed sessions (absent without
+    history; defined in `milkconsole.store.history.expected_yields`).
     """
 
     animals: Mapping[int, AnimalInfo] = field(default_factory=dict)
@@ -210,24 +213,8 @@ def load_herd(db: Database, *, history_sessions: int = EXPECTED_FROM_SESSIONS) -
             alt = canonical_tag(t.rfid_tag)
             if alt and t.animal_id in animals:
                 by_tag.setdefault(alt, t.animal_id)
-        expected = _expected_yields(tx, history_sessions)
-    return HerdDirectory(animals, by_tag, {k: v for k, v in expected.items() if k in animals})
-
-
-def _expected_yields(tx: Session, per_cow: int) -> dict[int, float]:
-    rows = tx.execute(
-        select(MilkSession.animal_id, MilkSession.yield_l)
-        .where(MilkSession.animal_id.is_not(None), MilkSession.state == "completed")
-        .order_by(MilkSession.animal_id, MilkSession.started_at.desc())
-    )
-    recent: dict[int, list[float]] = {}
-    for animal_id, yield_l in rows:
-        if animal_id is None:
-            continue
-        got = recent.setdefault(animal_id, [])
-        if len(got) < per_cow:
-            got.append(yield_l)
-    return {k: statistics.median(v) for k, v in recent.items() if v}
+        expected = expected_yields_tx(tx, animal_ids=list(animals), per_cow=history_sessions)
+    return HerdDirectory(animals, by_tag, expected)
 
 
 def _session_row(s: MilkSession, animals: Mapping[int, str]) -> SessionRow:

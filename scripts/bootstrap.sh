@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Prepare this checkout on a fresh Debian/Ubuntu machine: the Debian libraries Qt needs (and
 # socat/mbpoll/Xvfb/mosquitto for the tests, PostgreSQL and python3-venv for the real Odoo 17 of
-# tests/real_odoo.py, chromium and its chromedriver for the phone view's browser tests), then a
-# virtualenv in .venv with the project and its dev tools.
+# tests/real_odoo.py, chromium and its chromedriver for the phone view's browser tests,
+# poppler-utils to turn report PDFs into PNGs, a font for the reports), then a virtualenv in
+# .venv with the project and its dev tools.
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,8 @@ cd "$(dirname "$0")/.."
 DEB_PKGS=(libglib2.0-0 libdbus-1-3 libegl1 libgl1 libx11-6 libfontconfig1 libfreetype6 libxkbcommon0
   libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
   libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 xvfb xauth socat mbpoll
-  postgresql python3-venv chromium chromium-driver mosquitto mosquitto-clients)
+  postgresql python3-venv chromium chromium-driver mosquitto mosquitto-clients
+  poppler-utils fonts-dejavu-core)
 
 if command -v dpkg >/dev/null 2>&1; then
   missing=()

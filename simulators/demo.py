@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -146,7 +147,9 @@ class SimulatedParlour:
     whose pty is linked at the bus's `port` path (which must be free or a stale link), with the
     bus's serial settings. `start()` starts the servers, then the scenario (unless
     `scenario=False`: the meters then stand idle until `scenario.start()`, so a console can
-    be up before the first cow comes in).
+    be up before the first cow comes in). `meter_errors` makes meters misread (meter id ->
+    error in %, e.g. -4.0 reads 4 % low); `rounds`, `cow_yield_cv` and `gap_s` go to the
+    `ParlourScenario`.
     """
 
     def __init__(
@@ -159,6 +162,10 @@ class SimulatedParlour:
         faults: FaultPlan | None = None,
         wire_time: bool = False,
         group_size: int | None = None,
+        meter_errors: Mapping[str, float] | None = None,
+        rounds: int = 1,
+        cow_yield_cv: float | None = None,
+        gap_s: float = 120.0,
     ) -> None:
         self.config = config
         self.banks: dict[str, RegisterBank] = {}
@@ -175,7 +182,11 @@ class SimulatedParlour:
                 config.profiles[m.profile],
                 meter_id=m.id,
                 stall=m.stall,
+                error_pct=(meter_errors or {}).get(m.id, 0.0),
             )
+        unknown = set(meter_errors or {}) - set(self.meters)
+        if unknown:
+            raise ValueError(f"meter_errors names meters the config lacks: {sorted(unknown)}")
         self.scenario = ParlourScenario(
             list(self.meters.values()),
             cows=cows,
@@ -183,6 +194,9 @@ class SimulatedParlour:
             time_scale=time_scale,
             group_size=group_size,
             faults=faults,
+            rounds=rounds,
+            cow_yield_cv=cow_yield_cv,
+            gap_s=gap_s,
         )
         self._started: list[ModbusTcpServer | ModbusRtuServer] = []
 

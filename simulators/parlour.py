@@ -46,6 +46,9 @@ TAKE_OFF_FLOW_L_MIN = 0.15  # the cluster comes off once flow falls below 0.2 L/
 CONDUCTIVITY_RANGE_MS_CM = (4.5, 6.0)  # a healthy cow's; a sick cow's goes above
 SICK_QUARTER = 0  # LF: the quarter a sick cow's mastitis is in
 TEMPERATURE_RANGE_C = (35.0, 38.0)
+# Cows with usual yields (`cow_yield_cv`): the usual yields, and the totals a milking may have.
+USUAL_YIELD_RANGE_L = (9.0, 17.0)
+PLANNED_TOTAL_RANGE_L = (8.0, 19.0)
 
 
 def _mix64(x: int) -> int:
@@ -112,15 +115,16 @@ class FlowCurve:
         return (p * r / 2 + p * self.plateau_s + p * u - slope * u * u / 2) / 60.0
 
 
-def draw_flow_curve(rng: random.Random) -> FlowCurve:
-    """A realistic curve: 6-20 L over 4-10 min, let-down 30-60 s, peak 2-5 L/min."""
+def draw_flow_curve(rng: random.Random, total_l: float | None = None) -> FlowCurve:
+    """A realistic curve: 6-20 L (or `total_l`) over 4-10 min, let-down 30-60 s, peak 2-5 L/min.
+    A given total should be 8-19 L: every such total has curves within those ranges."""
     e = TAKE_OFF_FLOW_L_MIN
     while True:
         duration = rng.uniform(*DURATION_RANGE_S)
         ramp = rng.uniform(*RAMP_RANGE_S)
         decline = (duration - ramp) * rng.uniform(0.25, 0.5)
         plateau = duration - ramp - decline
-        total = rng.uniform(*YIELD_RANGE_L)
+        total = rng.uniform(*YIELD_RANGE_L) if total_l is None else total_l
         peak = (60.0 * total - e * decline / 2) / (ramp / 2 + plateau + decline / 2)
         if PEAK_FLOW_RANGE_L_MIN[0] <= peak <= PEAK_FLOW_RANGE_L_MIN[1]:
             return FlowCurve(ramp, plateau, decline, peak, e)
@@ -309,6 +313,12 @@ class ParlourScenario:
 
     `sick_cows` maps a cow's index to the factor on her sick quarter's conductivity (see the
     module docstring; e.g. 1.5 for a clinical case); `make_sick` adds one while it runs.
+
+    `rounds` milks the herd that many times (a new order each time, so cows rotate through the
+    stalls; a round starts `gap_s` after the last cow of the one before). With `cow_yield_cv`
+    each cow has her usual yield (`usual_yield_l`, 9-17 L) and each milking gives it times
+    (1 + cow_yield_cv x a standard normal draw), as real cows do from one milking to the next;
+    without it every milking's yield is drawn afresh from YIELD_RANGE_L.
     """
 
     def __init__(
@@ -324,7 +334,13 @@ class ParlourScenario:
         tick_s: float = 0.02,
         country: int = ISO_COUNTRY_DEFAULT,
         sick_cows: Mapping[int, float] | None = None,
+        rounds: int = 1,
+        cow_yield_cv: float | None = None,
     ) -> None:
+        if rounds < 1:
+            raise ValueError(f"rounds must be at least 1, not {rounds}")
+        if cow_yield_cv is not None and not 0.0 <= cow_yield_cv <= 0.2:
+            raise ValueError(f"cow_yield_cv must be 0 to 0.2, not {cow_yield_cv}")
         if not meters:
             raise ValueError("a scenario needs at least one meter")
         stalls = [m.stall for m in meters]
@@ -347,7 +363,12 @@ class ParlourScenario:
         self.country = country
         # Noise changes at most ~4 times per wall second: enough to look alive, cheap to write.
         self.noise_period_s = max(2.0, 0.25 * time_scale)
+        self.rounds = rounds
+        self.cow_yield_cv = cow_yield_cv
         self.herd = self._make_herd()
+        # Drawn apart from the herd so that asking for usual yields changes no other cow trait.
+        urng = random.Random(self.seed * 31 + 17)
+        self.usual_yield_l = [urng.uniform(*USUAL_YIELD_RANGE_L) for _ in range(cows)]
         self._sick: dict[int, float] = {}
         for cow_index, factor in (sick_cows or {}).items():
             self.make_sick(cow_index, factor)
@@ -394,33 +415,43 @@ class ParlourScenario:
     def _make_plan(self) -> list[PlannedMilking]:
         rng = random.Random(self.seed * 2 + 1)
         frng = random.Random(self.seed * 7919 + self.faults.seed * 104729 + 3)
-        queue = list(range(self.cows))
-        rng.shuffle(queue)
         sides = [
             self.meters[i : i + self.group_size]
             for i in range(0, len(self.meters), self.group_size)
         ]
-        next_entry = [45.0 * s for s in range(len(sides))]
-        groups = [0] * len(sides)
         out: list[PlannedMilking] = []
-        while queue:
-            s = min(range(len(sides)), key=lambda i: (next_entry[i], i))
-            entry = next_entry[s]
-            herd_in = queue[: len(sides[s])]
-            del queue[: len(sides[s])]
-            takeoffs = []
-            for pos, (meter, cow_i) in enumerate(zip(sides[s], herd_in, strict=False)):
-                attach = entry + 20.0 + 12.0 * pos + rng.uniform(0.0, 6.0)
-                curve = draw_flow_curve(rng)
-                blood = rng.random() < 0.01
-                m = self._plan_one(
-                    len(out), meter, self.herd[cow_i], s, groups[s], attach, curve, blood, frng
-                )
-                out.append(m)
-                takeoffs.append(m.takeoff_s)
-            groups[s] += 1
-            next_entry[s] = max(takeoffs) + self.gap_s
+        groups = [0] * len(sides)
+        round_start = 0.0
+        for _ in range(self.rounds):
+            queue = list(range(self.cows))
+            rng.shuffle(queue)
+            next_entry = [round_start + 45.0 * s for s in range(len(sides))]
+            while queue:
+                s = min(range(len(sides)), key=lambda i: (next_entry[i], i))
+                entry = next_entry[s]
+                herd_in = queue[: len(sides[s])]
+                del queue[: len(sides[s])]
+                takeoffs = []
+                for pos, (meter, cow_i) in enumerate(zip(sides[s], herd_in, strict=False)):
+                    attach = entry + 20.0 + 12.0 * pos + rng.uniform(0.0, 6.0)
+                    curve = draw_flow_curve(rng, self._total_for(cow_i, rng))
+                    blood = rng.random() < 0.01
+                    m = self._plan_one(
+                        len(out), meter, self.herd[cow_i], s, groups[s], attach, curve, blood, frng
+                    )
+                    out.append(m)
+                    takeoffs.append(m.takeoff_s)
+                groups[s] += 1
+                next_entry[s] = max(takeoffs) + self.gap_s
+            round_start = max(next_entry)
         return out
+
+    def _total_for(self, cow_i: int, rng: random.Random) -> float | None:
+        """This milking's yield when cows have their usual yields (None: drawn afresh)."""
+        if self.cow_yield_cv is None:
+            return None
+        factor = 1.0 + self.cow_yield_cv * rng.gauss(0.0, 1.0)
+        return _clamp(self.usual_yield_l[cow_i] * factor, *PLANNED_TOTAL_RANGE_L)
 
     def _plan_one(
         self,

@@ -21,7 +21,9 @@ def test_no_core_module_has_a_qt_import_line() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names = [node.module]
             for n in names:
-                if n.split(".")[0] in QT and not (path.name == "cli.py" and n == "ui.app"):
+                # Only the command dispatcher reaches the console and the PDF writer, lazily.
+                lazy = path == CORE / "cli.py" and n in ("ui.app", "ui.report_pdf")
+                if n.split(".")[0] in QT and not lazy:
                     offenders.append(f"{path.relative_to(CORE.parent)}: {n}")
     assert offenders == []
 

@@ -19,11 +19,11 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 
 from milkconsole.events import FlowSample, SessionCompleted, SessionSnapshot, SessionStarted
+from milkconsole.reports.csv_out import SESSION_COLUMNS, write_sessions
 from milkconsole.store import Outbox, Recorder, SessionStore, open_database
 from milkconsole.store.db import Database, default_db_path
 from milkconsole.store.outbox import enqueue
 from milkconsole.store.schema import Animal, AuditEntry, Base, SyncState, User
-from milkconsole.store.sessions import CSV_COLUMNS
 
 T0 = datetime(2025, 3, 14, 5, 30, tzinfo=UTC)
 LATER = T0 + timedelta(days=1)
@@ -262,23 +262,23 @@ def test_export_csv_has_one_row_per_finished_session_with_the_agreed_columns(db)
     )
     SessionStore(db).set_manual_animal("a", 1, actor="sue")
     out = io.StringIO(newline="")
-    assert SessionStore(db).export_csv(out, since=None) == 2
+    assert write_sessions(out, SessionStore(db).completed_since(None)) == 2
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
-    assert tuple(rows[0]) == CSV_COLUMNS
+    assert tuple(rows[0]) == SESSION_COLUMNS
     assert [r["key"] for r in rows] == ["a", "b"]
     a, b = rows
     assert a["animal"] == "1042" and b["animal"] == ""
     assert a["start"] == "2025-03-14T05:30:00Z" and a["end"] == "2025-03-14T05:36:00Z"
     assert (a["yield_l"], a["fat_pct"], a["blood"], a["flags"]) == (
-        "11.0",
-        "4.1",
+        "11.00",
+        "4.10",
         "0",
         "kickoff;low_flow",
     )
     assert (b["scc_cells_ml"], b["blood"], b["state"]) == ("210000", "1", "completed")
 
     out = io.StringIO(newline="")
-    assert SessionStore(db).export_csv(out, since=T0 + timedelta(minutes=10)) == 1
+    assert write_sessions(out, SessionStore(db).completed_since(T0 + timedelta(minutes=10))) == 1
 
 
 def test_completed_since_returns_every_column_with_the_animal(db):

@@ -131,6 +131,7 @@ class Console:
         )
         self.window.status.addPermanentWidget(due)
         due.clicked.connect(self.tech.open_calibration_wizard)
+        self.window.calibrate_meters = self.tech.calibrate
         self.tech.calibration_saved.connect(lambda _records: due.refresh())
         self.due_widget = due
 

@@ -15,7 +15,7 @@ transaction). After saving it hands each new factor to `apply_factor` (the runti
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -194,6 +194,8 @@ class MetersPage(QWizardPage):
             if status in ("overdue", "never"):
                 _cell(self.table, i, 6).setForeground(QBrush(QColor(self.wiz.theme.warn_text)))
         self.table.blockSignals(False)
+        for meter_id in self.wiz.preselect:
+            self.set_checked(meter_id)
         self.loaded = True
         self.status.setText(f"{len(meters)} meters")
         self.completeChanged.emit()
@@ -827,9 +829,12 @@ class CalibrationWizard(QWizard):
         theme: Theme = DARK,
         since: datetime | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        preselect: Collection[str] = (),
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
+        # Meters ticked when the list loads (the meter comparison's flagged ones).
+        self.preselect = tuple(preselect)
         self.db = db
         self.config = config
         self.tasks = tasks

@@ -1,4 +1,5 @@
-"""One cow's history: her milkings' conductivity and yield over time, with her alerts marked.
+"""One cow's history: her milkings' conductivity and yield over time, with her alerts marked;
+and her lactation trend (`CowTrendWidget`: milk against expected by days in milk).
 
 Two pyqtgraph plots share a local-time axis: conductivity above (her cow-level mean as a line
 with points, each quarter as a thin line where the meter reports quarters, abnormal milkings as
@@ -11,6 +12,7 @@ pyqtgraph is imported when the first chart is built, not when the module is.
 
 from __future__ import annotations
 
+from datetime import datetime, time
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -138,21 +140,8 @@ class CowHistoryWidget(QWidget):
         self._style()
 
     def _style(self) -> None:
-        if self.chart is None:
-            return
-        import pyqtgraph as pg
-
-        t = self.theme
-        self.chart.setBackground(t.panel)
-        font = QFont()
-        font.setPixelSize(14)
-        for plot in (self.ec_plot, self.yield_plot):
-            for axis in ("left", "bottom"):
-                ax = plot.getAxis(axis)
-                ax.setPen(pg.mkPen(t.text_dim))
-                ax.setTextPen(pg.mkPen(t.text))
-                ax.setStyle(tickFont=font)
-            plot.getAxis("left").label.setDefaultTextColor(pg.mkColor(t.text))
+        if self.chart is not None:
+            style_plots(self.chart, [self.ec_plot, self.yield_plot], self.theme)
 
     def set_theme(self, theme: Theme) -> None:
         self.theme = theme
@@ -321,3 +310,251 @@ class CowHistoryDialog(QDialog):
         lay.addWidget(close)
         self.resize(1100, 700)
         self.history.load(animal_id)
+
+
+# -- a cow's lactation trend ----------------------------------------------------------------------
+
+
+def style_plots(chart: Any, plots: list[Any], theme: Theme) -> None:
+    """Theme the chart's background, axes and labels (both trend widgets use it)."""
+    import pyqtgraph as pg
+
+    chart.setBackground(theme.panel)
+    font = QFont()
+    font.setPixelSize(14)
+    for plot in plots:
+        for axis in ("left", "bottom"):
+            ax = plot.getAxis(axis)
+            ax.setPen(pg.mkPen(theme.text_dim))
+            ax.setTextPen(pg.mkPen(theme.text))
+            ax.setStyle(tickFont=font)
+        plot.getAxis("left").label.setDefaultTextColor(pg.mkColor(theme.text))
+        plot.getAxis("bottom").label.setDefaultTextColor(pg.mkColor(theme.text))
+
+
+def linked_plots(
+    rows: list[str], bottom_label: str, *, date_axis: bool = False
+) -> tuple[Any, list[Any]]:
+    """A chart of plots one above the other sharing their x-axis; mouse wheel zooms, drag pans,
+    and every plot follows."""
+    import pyqtgraph as pg
+
+    chart = pg.GraphicsLayoutWidget()
+    plots: list[Any] = []
+    for i, label in enumerate(rows):
+        axis = {"bottom": pg.DateAxisItem(orientation="bottom")} if date_axis else {}
+        plot = chart.addPlot(row=i, col=0, axisItems=axis)
+        plot.setMenuEnabled(False)
+        plot.showGrid(x=True, y=True, alpha=0.2)
+        plot.setLabel("left", label)
+        plot.setMouseEnabled(x=True, y=False)
+        if plots:
+            plot.setXLink(plots[0])
+        plots.append(plot)
+    plots[-1].setLabel("bottom", bottom_label)
+    return chart, plots
+
+
+class CowTrendWidget(QWidget):
+    """A cow over her lactation: milk per day and per milking against expected, conductivity,
+    peak flow and milking time, with her alerts and health events as labelled lines.
+
+    The x-axis is days in milk when her calving date is known (days since the trend's start
+    otherwise). Zoom with the mouse wheel, pan by dragging; `show_trend` draws a `CowTrend`
+    (read on the task runner by the caller).
+    """
+
+    ROWS = ("L per day", "L per milking", "EC mS/cm", "Peak L/min", "Minutes")
+
+    def __init__(self, *, theme: Theme = DARK, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.theme = theme
+        self.trend: Any = None
+        self.marks: list[Any] = []
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.title = QLabel("Cow trend")
+        self.title.setObjectName("dialogTitle")
+        lay.addWidget(self.title)
+        self.summary = QLabel("Find a cow by her number, name or tag.")
+        self.summary.setWordWrap(True)
+        lay.addWidget(self.summary)
+        self.chart: Any = None
+        self.plots: list[Any] = []
+        self.layout_ = lay
+
+    def _build(self) -> None:
+        if self.chart is not None:
+            return
+        self.chart, self.plots = linked_plots(list(self.ROWS), "days in milk")
+        self.chart.setMinimumHeight(520)
+        self.plots[0].addLegend(offset=(8, 2), labelTextSize="11pt", colCount=3)
+        self.plots[1].addLegend(offset=(8, 2), labelTextSize="11pt", colCount=3)
+        self.plots[2].addLegend(offset=(8, 2), labelTextSize="11pt", colCount=6)
+        self.layout_.addWidget(self.chart, 1)
+        self.chart.show()  # added to a visible widget: shown now, not after the next event
+        style_plots(self.chart, self.plots, self.theme)
+
+    def set_theme(self, theme: Theme) -> None:
+        self.theme = theme
+        if self.chart is not None:
+            style_plots(self.chart, self.plots, theme)
+        if self.trend is not None:
+            self.show_trend(self.trend)
+
+    def x_of(self, trend: Any, at: Any) -> float:
+        """Days in milk (with the time of day) of an aware time, or days since the start."""
+        local = at.astimezone()
+        frac = (local.hour * 3600 + local.minute * 60 + local.second) / 86400.0
+        origin = trend.cow.last_calving_date or trend.start.astimezone().date()
+        return (local.date() - origin).days + frac
+
+    def show_trend(self, trend: Any) -> None:
+        """Draw a `milkconsole.reports.cow.CowTrend` (GUI thread; no database access)."""
+        import pyqtgraph as pg
+
+        self._build()
+        self.trend = trend
+        t = self.theme
+        for p in self.plots:
+            p.clear()
+        self.marks = []
+        ms = trend.milkings
+        calving = trend.cow.last_calving_date
+        self.plots[-1].setLabel("bottom", "days in milk" if calving else "days since the start")
+        self.title.setText(f"Cow {trend.cow.label}")
+        days = trend.days
+        total = sum(d.yield_l for d in days)
+        self.summary.setText(
+            f"{len(ms)} milkings on {len(days)} days, {total:,.0f} L"
+            + (f"; calved {calving:%d %b %Y}" if calving else "; calving date unknown")
+            + f"; {len(trend.alerts)} alerts, {len(trend.events)} health events"
+        )
+        dx = [self.x_of(trend, datetime.combine(d.day, time(12)).astimezone()) for d in days]
+        self.plots[0].plot(
+            dx,
+            [d.yield_l for d in days],
+            pen=pg.mkPen(t.curve, width=3),
+            symbol="o",
+            symbolSize=6,
+            symbolBrush=t.curve,
+            symbolPen=None,
+            name="milk",
+        )
+        exp = [(x, d.expected_l) for x, d in zip(dx, days, strict=True) if d.expected_l is not None]
+        self.plots[0].plot(
+            [x for x, _ in exp],
+            [v for _, v in exp],
+            pen=pg.mkPen(t.target, width=2, style=Qt.PenStyle.DashLine),
+            name="expected",
+        )
+        mx = [self.x_of(trend, m.started_at) for m in ms]
+        self.plots[1].plot(
+            mx,
+            [m.yield_l for m in ms],
+            pen=None,
+            symbol="o",
+            symbolSize=6,
+            symbolBrush=t.text_dim,
+            symbolPen=None,
+            name="milking",
+        )
+        exp_m = [(x, m.expected_l) for x, m in zip(mx, ms, strict=True) if m.expected_l is not None]
+        self.plots[1].plot(
+            [x for x, _ in exp_m],
+            [v for _, v in exp_m],
+            pen=pg.mkPen(t.target, width=2, style=Qt.PenStyle.DashLine),
+            name="expected",
+        )
+        low = [
+            (x, m.yield_l)
+            for x, m in zip(mx, ms, strict=True)
+            if m.state != "completed" or m.diverted
+        ]
+        if low:
+            self.plots[1].plot(
+                [x for x, _ in low],
+                [v for _, v in low],
+                pen=None,
+                symbol="o",
+                symbolSize=13,
+                symbolBrush=None,
+                symbolPen=pg.mkPen(t.state("incomplete").color, width=2),
+                name="incomplete / diverted",
+            )
+        ec = [
+            (x, m.conductivity_mean_ms_cm)
+            for x, m in zip(mx, ms, strict=True)
+            if m.conductivity_mean_ms_cm
+        ]
+        self.plots[2].plot(
+            [x for x, _ in ec], [v for _, v in ec], pen=pg.mkPen(t.curve, width=2), name="cow"
+        )
+        for q, (name, color) in enumerate(zip(QUARTER_NAMES, QUARTER_COLORS, strict=True)):
+            qp = [
+                (x, m.quarters_ms_cm[q])
+                for x, m in zip(mx, ms, strict=True)
+                if m.quarters_ms_cm[q] is not None
+            ]
+            if qp:
+                self.plots[2].plot(
+                    [x for x, _ in qp],
+                    [v for _, v in qp],
+                    pen=pg.mkPen(color, width=1.2, style=Qt.PenStyle.DashLine),
+                    name=name,
+                )
+        self.plots[3].plot(
+            mx,
+            [m.peak_flow_l_min for m in ms],
+            pen=None,
+            symbol="t",
+            symbolSize=6,
+            symbolBrush=t.text_dim,
+            symbolPen=None,
+        )
+        self.plots[4].plot(
+            mx,
+            [m.duration_s / 60.0 for m in ms],
+            pen=None,
+            symbol="s",
+            symbolSize=5,
+            symbolBrush=t.text_dim,
+            symbolPen=None,
+        )
+        self._mark(trend)
+        if mx or dx:
+            lo, hi = min(mx + dx), max(mx + dx)
+            self.plots[0].setXRange(lo - 0.5, hi + 0.5, padding=0)
+        for p, values in (
+            (self.plots[0], [d.yield_l for d in days]),
+            (self.plots[1], [m.yield_l for m in ms]),
+        ):
+            p.setYRange(0.0, max(1.0, max(values, default=0.0) * 1.25), padding=0)
+
+    def _mark(self, trend: Any) -> None:
+        """Alerts (red: critical, amber: warning) and health events (text colour) as lines
+        across every plot, labelled in words on the top one."""
+        import pyqtgraph as pg
+
+        t = self.theme
+        marks = [
+            (
+                a.raised_at,
+                alert_mark_text(a),
+                t.state("alert" if a.severity == "critical" else "incomplete").color,
+            )
+            for a in trend.alerts
+        ]
+        marks += [(e.recorded_at, "✚ " + e.kind.replace("_", " "), t.text) for e in trend.events]
+        for at, label, color in marks:
+            x = self.x_of(trend, at)
+            for i, p in enumerate(self.plots):
+                line = pg.InfiniteLine(
+                    pos=x,
+                    angle=90,
+                    pen=pg.mkPen(color, width=2),
+                    label=label if i == 0 else None,
+                    labelOpts={"position": 0.85, "color": t.text, "fill": t.tile, "movable": False},
+                )
+                p.addItem(line, ignoreBounds=True)
+                self.marks.append(line)

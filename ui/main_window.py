@@ -1,4 +1,5 @@
-"""The console's main window: stalls, production and the supervisor's alerts in tabs, a status bar.
+"""The console's main window: stalls, production, the supervisor's alerts and the history (reports,
+trends, meters compared) in tabs, a status bar.
 
 The window wires the bridge's signals to the widgets, reads the database only through the task
 runner (production snapshot, herd list, the alert marks on the tiles) and records the operator's
@@ -39,6 +40,7 @@ from milkconsole.sync.status import SyncStatus
 from ui.alert_review import AlertReviewWidget, AskPin
 from ui.bridge import EventBridge
 from ui.dashboard import DashboardRefresher, DashboardWidget
+from ui.history_view import HistoryWidget
 from ui.manual_id_dialog import ManualIdDialog, StallActionsDialog
 from ui.pin_dialog import PinDialog
 from ui.stall_view import StallViewWidget
@@ -103,9 +105,15 @@ class MainWindow(QMainWindow):
         self.alert_review = AlertReviewWidget(
             db, self.tasks, ask_pin=lambda action, then: self.ask_pin(action, then), theme=theme
         )
+        self.history = HistoryWidget(db, self.tasks, layout=config.layout, theme=theme)
+        # Set by the console when the technician tools are in (the meters page's flag opens
+        # the calibration wizard with the flagged meters ticked).
+        self.calibrate_meters: Callable[[list[str]], None] | None = None
+        self.history.calibrate_requested.connect(self._calibrate_meters)
         self.tabs.addTab(self.stall_view, "Stalls")
         self.tabs.addTab(self.dashboard, "Production")
         self.alerts_tab = self.tabs.addTab(self.alert_review, "Alerts")
+        self.tabs.addTab(self.history, "History")
         corner = QWidget()
         cl = QHBoxLayout(corner)
         cl.setContentsMargins(0, 0, 6, 0)
@@ -190,6 +198,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+1"), self, lambda: self.tabs.setCurrentIndex(0))
         QShortcut(QKeySequence("Ctrl+2"), self, lambda: self.tabs.setCurrentIndex(1))
         QShortcut(QKeySequence("Ctrl+3"), self, self.show_alerts)
+        QShortcut(QKeySequence("Ctrl+4"), self, lambda: self.tabs.setCurrentWidget(self.history))
         self._build_menus()
         self.resize(1600, 950)
 
@@ -355,6 +364,21 @@ class MainWindow(QMainWindow):
             name="users for PIN",
         )
 
+    # -- history ------------------------------------------------------------------------------
+    def open_cow_history(self, animal_id: int) -> None:
+        """A cow's lactation trend on the History tab (from a herd list, an alert, a tile)."""
+        self.tabs.setCurrentWidget(self.history)
+        self.history.open_cow(animal_id)
+
+    @Slot(list)
+    def _calibrate_meters(self, meter_ids: list[str]) -> None:
+        if self.calibrate_meters is None:
+            self.status.showMessage(
+                "Calibration needs the technician tools (Technician menu)", 10000
+            )
+            return
+        self.calibrate_meters(meter_ids)
+
     # -- alerts and sync ------------------------------------------------------------------------
     @Slot()
     def show_alerts(self) -> None:
@@ -501,6 +525,7 @@ class MainWindow(QMainWindow):
         self.stall_view.set_theme(theme)
         self.dashboard.set_theme(theme)
         self.alert_review.set_theme(theme)
+        self.history.set_theme(theme)
         self.status.set_theme(theme)
         self._update_theme_button()
 

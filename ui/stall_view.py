@@ -27,7 +27,7 @@ from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QKeyEvent, QPainter, QPaintEvent, QResizeEvent
 from PySide6.QtWidgets import QScrollArea, QWidget
 
-from milkconsole.config import ParlourConfig
+from milkconsole.config import ParlourConfig, parlour_sides
 from milkconsole.events import (
     MeterHealth,
     MeterStateChanged,
@@ -59,15 +59,6 @@ class TilePlacement:
     y: int
     w: int
     h: int
-
-
-def parlour_sides(stalls: list[int], layout: str) -> list[list[int]]:
-    """The stall numbers as the parlour's sides (two for herringbone/parallel, one for rotary)."""
-    ordered = sorted(stalls)
-    if layout == "rotary" or len(ordered) < 4:
-        return [ordered]
-    half = math.ceil(len(ordered) / 2)
-    return [ordered[:half], ordered[half:]]
 
 
 def layout_tiles(

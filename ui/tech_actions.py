@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QAction
@@ -230,7 +230,18 @@ class TechActions(QObject):
 
     @Slot()
     def open_calibration_wizard(self) -> None:
+        self.calibrate(())
+
+    def calibrate(self, meter_ids: Collection[str]) -> None:
+        """The calibration wizard (after a technician's PIN) with `meter_ids` ticked: the
+        meters the meter comparison flagged."""
         if self._raise_existing("calibration"):
+            from ui.calibration_wizard import CalibrationWizard
+
+            wiz = self.open_windows.get("calibration")
+            if isinstance(wiz, CalibrationWizard):
+                for meter_id in meter_ids:
+                    wiz.meters_page.set_checked(meter_id)
             return
 
         def opened(_grant: Grant) -> None:
@@ -246,6 +257,7 @@ class TechActions(QObject):
                 apply_factor=self.apply_factor,
                 ask_pin=lambda action, then: self.require(action, then),
                 theme=self.theme,
+                preselect=tuple(meter_ids),
                 parent=self.window,
             )
             wiz.saved.connect(self._on_calibration_saved)

@@ -129,6 +129,18 @@ class MilkSession(Base):
         Index("ix_milk_sessions_started_at", "started_at"),
         Index("ix_milk_sessions_meter_id", "meter_id"),
         Index("ix_milk_sessions_ended_at", "ended_at"),
+        # Reports (migration 0005): a cow's sessions by time, and a period's figures read from
+        # the index alone (it carries every column they need).
+        Index("ix_milk_sessions_animal_id_started_at", "animal_id", "started_at"),
+        Index(
+            "ix_milk_sessions_started_at_figures",
+            "started_at",
+            "state",
+            "animal_id",
+            "yield_l",
+            "conductivity_max_ms_cm",
+            "destination",
+        ),
     )
 
     key: Mapped[str] = mapped_column(String, primary_key=True)

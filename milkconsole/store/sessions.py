@@ -1,17 +1,16 @@
-"""Milking sessions in the store: reading them back, exporting them, correcting their identity.
+"""Milking sessions in the store: reading them back and correcting their identity.
 
 Everything here speaks core types (`SessionSnapshot`, `FlowSample`) or `SessionRecord`, a frozen
 copy of one stored row; ORM rows never leave the store. The row <-> snapshot conversions live
 here, so the recorder and the corrections agree on them; what goes to Odoo is built by
-`milkconsole.store.outbound`.
+`milkconsole.store.outbound`, and CSV exports are written by `milkconsole.reports.csv_out`.
 """
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any, TextIO, cast
+from typing import Any, cast
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -27,35 +26,6 @@ FINISHED_STATES = ("completed", "incomplete", "interrupted")
 # overwritten when a later snapshot arrives.
 SNAPSHOT_FIELDS: tuple[str, ...] = tuple(
     f.name for f in fields(SessionSnapshot) if f.name not in ("key", "flags")
-)
-
-CSV_COLUMNS: tuple[str, ...] = (
-    "key",
-    "stall",
-    "meter_id",
-    "rfid",
-    "animal",
-    "start",
-    "end",
-    "duration_s",
-    "yield_l",
-    "peak_flow_l_min",
-    "avg_flow_l_min",
-    "conductivity_mean_ms_cm",
-    "conductivity_max_ms_cm",
-    "temperature_c",
-    "fat_pct",
-    "protein_pct",
-    "lactose_pct",
-    "scc_cells_ml",
-    "blood",
-    "quality_grade",
-    "abnormal",
-    "vacuum_kpa",
-    "pulsation_cpm",
-    "state",
-    "id_source",
-    "flags",
 )
 
 
@@ -117,6 +87,9 @@ class SessionRecord:
     reattached: bool
     created_at: datetime
     updated_at: datetime
+    # Milk separation: 'tank' | 'diverted' | None (not known), and why it was diverted.
+    destination: str | None = None
+    divert_reason: str | None = None
 
     def snapshot(self) -> SessionSnapshot:
         """The session as a core snapshot (what the tracker and health modules speak)."""
@@ -177,16 +150,6 @@ def resolve_animal(tx: Session, rfid: str | None) -> int | None:
     from milkconsole.identity import resolve_animal as resolve  # identity imports this module
 
     return resolve(tx, rfid)
-
-
-def _csv_value(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, datetime):
-        return iso_z(value)
-    return str(value)
 
 
 class SessionStore:
@@ -270,27 +233,6 @@ class SessionStore:
         with self._db.read() as tx:
             return [record_from_row(row, animal) for row, animal in tx.execute(query).all()]
 
-    def export_csv(self, out: TextIO, since: datetime | None) -> int:
-        """Write finished sessions as CSV (header `CSV_COLUMNS`), one row each; returns the count.
-
-        Times are ISO 8601 UTC with Z, `animal` is the herd number, flags are `;` separated.
-        Open `out` with newline="" (the csv module writes its own line ends).
-        """
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        records = self.completed_since(since)
-        for rec in records:
-            values: dict[str, Any] = {
-                "animal": rec.animal_number,
-                "start": rec.started_at,
-                "end": rec.ended_at,
-                "flags": ";".join(rec.flags),
-            }
-            writer.writerow(
-                [_csv_value(values[c] if c in values else getattr(rec, c)) for c in CSV_COLUMNS]
-            )
-        return len(records)
-
     def set_manual_animal(
         self, key: str, animal_id: int | None, actor: str, *, role: str | None = None
     ) -> SessionRecord:
@@ -359,7 +301,6 @@ class SessionStore:
 
 
 __all__ = [
-    "CSV_COLUMNS",
     "SessionRecord",
     "SessionStore",
     "iso_z",
