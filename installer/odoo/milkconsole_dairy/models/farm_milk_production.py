@@ -52,18 +52,32 @@ class FarmMilkProduction(models.Model):
         """Point each meter session at the production record made from it.
 
         The console creates production records in batches with the session's name as
-        source_reference; linking here spares it a write call per session. One search for the
-        whole batch; sessions that already have a production record keep it.
+        source_reference; linking here spares it a write call per session. One UPDATE for the
+        whole batch (a write per session, even batched by the ORM, is one statement each, and
+        made a week's backlog of 10,500 records half again as slow); sessions that already
+        have a production record keep it.
         """
-        by_reference = {
-            record.source_reference: record
+        pairs = [
+            (record.source_reference, record.id)
             for record in self
             if record.source == "iot_meter" and record.source_reference
-        }
-        if not by_reference:
+        ]
+        if not pairs:
             return
-        sessions = self.env["milk.session"].search(
-            [("name", "in", list(by_reference)), ("production_id", "=", False)]
+        sessions = self.env["milk.session"]
+        sessions.flush_model(["name", "production_id"])
+        self.env.cr.execute(
+            """
+            UPDATE milk_session AS s
+               SET production_id = v.production_id,
+                   write_uid = %s,
+                   write_date = (now() at time zone 'UTC')
+              FROM unnest(%s::varchar[], %s::int[]) AS v(name, production_id)
+             WHERE s.name = v.name AND s.production_id IS NULL
+         RETURNING s.id
+            """,
+            [self.env.uid, [name for name, _ in pairs], [pid for _, pid in pairs]],
         )
-        for session in sessions:
-            session.production_id = by_reference[session.name]
+        linked = [row[0] for row in self.env.cr.fetchall()]
+        # The ORM's cache must learn what SQL changed under it.
+        sessions.browse(linked).invalidate_recordset(["production_id", "write_uid", "write_date"])
