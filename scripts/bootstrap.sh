@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Prepare this checkout on a fresh Debian/Ubuntu machine: the Debian libraries Qt needs (and
-# socat/mbpoll/Xvfb for the tests), then a virtualenv in .venv with the project and its dev tools.
+# socat/mbpoll/Xvfb for the tests, dpkg-dev for building the Debian package), then a virtualenv
+# in .venv with the project, its dev tools and the installer's (PyInstaller).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DEB_PKGS=(libglib2.0-0 libdbus-1-3 libegl1 libgl1 libx11-6 libfontconfig1 libfreetype6 libxkbcommon0
   libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
-  libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 xvfb xauth socat mbpoll)
+  libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 xvfb xauth socat mbpoll
+  dpkg-dev adduser)
 
 if command -v dpkg >/dev/null 2>&1; then
   missing=()
@@ -37,6 +39,6 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -e ".[dev,installer]"
   echo "$want" > "$stamp"
 fi
