@@ -7,19 +7,18 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from milkconsole.cli import main
 from milkconsole.errors import DatabaseError
 from milkconsole.store import open_database
 from milkconsole.store.db import MIGRATIONS_DIR
 from milkconsole.store.upgrade import database_status, read_revision, upgrade_database
-
-ROOT = Path(__file__).resolve().parent.parent
 
 NEXT = '''
 """Test-only: one more revision, as the next release would ship."""
@@ -52,35 +51,48 @@ def next_release(tmp_path: Path) -> Path:
     return scripts
 
 
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MILKCONSOLE_LOG_DIR=str(cwd / "logs"))
-    return subprocess.run(
-        [sys.executable, "-m", "milkconsole", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
 
 
-def test_status_of_a_missing_a_current_and_a_newer_database(tmp_path: Path) -> None:
+@pytest.fixture
+def cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Result]:
+    """The `milkconsole` command, run in this process (its log in the test's directory)."""
+    monkeypatch.setenv("MILKCONSOLE_LOG_DIR", str(tmp_path / "logs"))
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        code = main(list(args))
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
+
+
+def test_status_of_a_missing_a_current_and_a_newer_database(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
     db = tmp_path / "m.sqlite"
-    proc = cli("db", "status", "--db", str(db), cwd=tmp_path)
+    proc = cli("db", "status", "--db", str(db))
     assert proc.returncode == 0 and "no database yet" in proc.stdout
     assert not db.exists()
 
     open_database(db).close()
-    proc = cli("db", "status", "--db", str(db), cwd=tmp_path)
+    proc = cli("db", "status", "--db", str(db))
     assert proc.returncode == 0, proc.stderr
     assert f"revision {head()} (this version: {head()}): up to date" in proc.stdout
 
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE alembic_version SET version_num = 'zz99'")
-    proc = cli("db", "status", "--db", str(db), cwd=tmp_path)
+    proc = cli("db", "status", "--db", str(db))
     assert proc.returncode == 3
     assert "revision zz99" in proc.stdout and "newer Milk Console" in proc.stdout
-    proc = cli("db", "upgrade", "--db", str(db), cwd=tmp_path)
+    proc = cli("db", "upgrade", "--db", str(db))
     assert proc.returncode == 3
     assert str(db) in proc.stderr and "newer Milk Console (revision zz99)" in proc.stderr
 
@@ -105,9 +117,11 @@ def test_upgrade_migrates_with_a_backup_and_reports_both_revisions(tmp_path: Pat
     assert again.backup is None and "already at revision t9001" in again.describe()
 
 
-def test_upgrade_leaves_a_missing_database_missing(tmp_path: Path) -> None:
+def test_upgrade_leaves_a_missing_database_missing(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
     db = tmp_path / "none.sqlite"
-    proc = cli("db", "upgrade", "--db", str(db), cwd=tmp_path)
+    proc = cli("db", "upgrade", "--db", str(db))
     assert proc.returncode == 0
     assert "nothing to upgrade" in proc.stdout
     assert not db.exists()
@@ -135,10 +149,12 @@ def test_a_file_that_is_not_a_database_is_refused_by_name(tmp_path: Path) -> Non
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
-def test_root_is_sent_to_the_owner_of_someone_elses_database(tmp_path: Path) -> None:
+def test_root_is_sent_to_the_owner_of_someone_elses_database(
+    tmp_path: Path, cli: Callable[..., Result]
+) -> None:
     db = tmp_path / "svc.sqlite"
     open_database(db).close()
     os.chown(db, 65534, 65534)  # nobody
-    proc = cli("db", "upgrade", "--db", str(db), cwd=tmp_path)
+    proc = cli("db", "upgrade", "--db", str(db))
     assert proc.returncode == 2
     assert "belongs to the user" in proc.stderr and "runuser -u" in proc.stderr

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from milkconsole import __version__, paths
+from milkconsole.cli import main
 from milkconsole.version import (
     UNKNOWN,
     BuildInfo,
@@ -28,7 +29,15 @@ def git(*args: str, cwd: Path = ROOT) -> str:
     ).stdout.strip()
 
 
-def test_version_in_a_checkout_names_the_checked_out_commit() -> None:
+def test_version_in_a_checkout_names_the_checked_out_commit(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0
+    head = git("rev-parse", "HEAD")
+    assert capsys.readouterr().out.startswith(f"milkconsole {__version__} (commit {head}")
+    # and as a program, from the checkout
     proc = subprocess.run(
         [sys.executable, "-m", "milkconsole", "--version"],
         cwd=ROOT,
@@ -37,7 +46,6 @@ def test_version_in_a_checkout_names_the_checked_out_commit() -> None:
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    head = git("rev-parse", "HEAD")
     assert proc.stdout.startswith(f"milkconsole {__version__} (commit {head}")
 
 
