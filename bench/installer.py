@@ -11,7 +11,9 @@ Prints and writes `bench/results/installer.json`:
   (posix_fadvise DONTNEED on the bundle's own files only, nothing else on the machine), as after
   a reboot; `warm`: started again straight after. Target <= 2 s, as from source.
 - `from_source_s`: the same console started from the source checkout (`python -m milkconsole`)
-  the same way, warm, for comparison on this machine.
+  the same way, warm, for comparison on this machine at the same time (each round runs cold,
+  warm and from source one after the other, so a busy machine slows all three alike).
+- `load_average_1m`: how busy the machine was (others share it), before and after.
 
 Run: `.venv/bin/python bench/installer.py` (builds the bundle into build/bench-bundle first), or
 `--bundle DIR` for one built already (`installer/build.py bundle`), e.g. /opt/milkconsole.
@@ -109,6 +111,7 @@ def main() -> int:
     cold: list[float] = []
     warm: list[float] = []
     source: list[float] = []
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="milkconsole-bench-") as tmp:
         work = Path(tmp)
         for _ in range(args.runs):
@@ -130,6 +133,8 @@ def main() -> int:
         "start_to_first_paint_s": {"cold": summary(cold), "warm": summary(warm)},
         "from_source_s": summary(source),
         "targets": {"start_to_first_paint_s": TARGET_S},
+        # Others share this machine: its 1-minute load average (2 cores) says how busy it was.
+        "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
     }
     path = save(args.out, figures)
     print(f"bundle: {figures['bundle_mb']} MB in {files} files ({bundle})")

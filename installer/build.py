@@ -12,6 +12,7 @@ runs; a failing tool's own message is shown and the build stops with status 1.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.metadata
 import os
 import re
@@ -44,7 +45,9 @@ MAINTAINER = "Milk Console developers <milkconsole@example.invalid>"
 WHEEL_PYTHONS = ("3.11", "3.12", "3.13")
 # Loaded with dlopen() by Qt, so no ELF file names it and dpkg-shlibdeps cannot see it.
 DLOPENED_DEPENDS = ("libdbus-1-3",)
-EXTRA_DEPENDS = ("adduser",)  # postinst makes the service user with it
+# adduser: postinst makes the service user with it. ca-certificates: the CAs the system's
+# OpenSSL verifies the farm's Odoo against (TLS is always verified).
+EXTRA_DEPENDS = ("adduser", "ca-certificates")
 
 
 class BuildError(Exception):
@@ -265,6 +268,18 @@ def _normalize_modes(root: Path) -> None:
             p.chmod(0o755 if p.stat().st_mode & 0o111 else 0o644)
 
 
+def write_md5sums(pkgroot: Path, dest: Path, *, skip: set[str]) -> None:
+    """DEBIAN/md5sums, so `dpkg --verify milkconsole` can tell a damaged install (conffiles
+    are dpkg's to track, so they are left out as Debian does)."""
+    lines = []
+    for p in sorted(pkgroot.rglob("*")):
+        rel = p.relative_to(pkgroot).as_posix()
+        if rel.startswith("DEBIAN/") or p.is_symlink() or not p.is_file() or f"/{rel}" in skip:
+            continue
+        lines.append(f"{hashlib.md5(p.read_bytes(), usedforsecurity=False).hexdigest()}  {rel}\n")
+    dest.write_text("".join(lines), encoding="utf-8")
+
+
 def control_text(
     version: str, arch: str, depends: Iterable[str], installed_kb: int, commit: str
 ) -> str:
@@ -343,7 +358,9 @@ def build_deb(
     (debian / "control").write_text(
         control_text(deb_ver, arch, depends, installed_kb, info.commit), encoding="utf-8"
     )
-    (debian / "conffiles").write_text(f"/etc/{PACKAGE}/parlour.toml\n", encoding="utf-8")
+    conffiles = [f"/etc/{PACKAGE}/parlour.toml"]
+    (debian / "conffiles").write_text("".join(f"{c}\n" for c in conffiles), encoding="utf-8")
+    write_md5sums(pkgroot, debian / "md5sums", skip=set(conffiles))
     for script in ("postinst", "prerm", "postrm"):
         _install(HERE / "debian" / script, debian / script, 0o755)
 

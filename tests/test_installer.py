@@ -154,7 +154,9 @@ def test_the_bundle_holds_its_data_and_leaves_the_platform_libraries_to_debian(
     info = json.loads((internal / "milkconsole" / "_build_info.json").read_text())
     assert info["commit"].removesuffix("-dirty") == git_head()
     # Qt's platform libraries come from Debian (the package depends on them), not the bundle.
-    for system_lib in ("libX11.so.6", "libxcb-cursor.so.0", "libstdc++.so.6", "libgtk-3.so.0"):
+    # So are the C++ runtime and OpenSSL (its security fixes come with the distribution's).
+    system_libs = ("libX11.so.6", "libxcb-cursor.so.0", "libstdc++.so.6", "libssl.so.3")
+    for system_lib in (*system_libs, "libcrypto.so.3", "libgtk-3.so.0"):
         assert not list(built.bundle.rglob(system_lib)), system_lib
     # Nothing bundled points at a library that is gone (the Wayland/EGL plugins were left out).
     dangling = [p for p in built.bundle.rglob("*") if p.is_symlink() and not p.exists()]
@@ -172,6 +174,7 @@ def test_the_package_declares_what_it_needs(built: Built) -> None:
     names = {d.split("(")[0].strip() for d in depends.group(1).split(",")}
     for needed in ("adduser", "libc6", "libxcb-cursor0", "libxkbcommon-x11-0", "libfontconfig1"):
         assert needed in names, needed
+    assert {"libssl3", "ca-certificates"} <= names  # the system's TLS and its CAs
     assert "libdbus-1-3" in names  # Qt loads it with dlopen(): no ELF file names it
     assert f"Built from commit {git_head()}" in fields
     listing = run(["dpkg-deb", "-c", str(built.deb)]).stdout
@@ -528,6 +531,7 @@ def test_install_run_upgrade_remove_purge(
             ldd = run(["ldd", str(elf)], check=False, env=lib_env).stdout
             missing += [f"{elf}: {ln.strip()}" for ln in ldd.splitlines() if "not found" in ln]
     assert missing == []
+    assert _dpkg("--verify", PACKAGE).stdout == ""  # every file as packaged (md5sums)
     if shutil.which("systemd-analyze"):
         verify = run(["systemd-analyze", "verify", str(UNIT_FILE)], check=False)
         assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
@@ -573,6 +577,15 @@ def test_install_run_upgrade_remove_purge(
     # -- the gateway unit's command line, as the service user -------------------------------------
     CONFIG.write_text(tcp_parlour(free_port()))  # the dealer edits the conffile
     run([str(BIN), "check-config", str(CONFIG)], env=env)
+    # A user with no config of their own gets the system's: `milkconsole` alone opens it.
+    own_db = home / ".local" / "share" / "milkconsole" / "milkconsole.sqlite"
+    console = run(
+        [str(BIN)],
+        env=bare_env(home, QT_QPA_PLATFORM="offscreen", MILKCONSOLE_QUIT_AFTER_PAINT_S="1"),
+        timeout=120,
+    )
+    assert "first paint" in console.stdout, console.stderr
+    assert own_db.exists() and not (home / ".config" / "milkconsole" / "parlour.toml").exists()
     simulator = subprocess.Popen(
         [str(BIN), "simulate", "--config", str(CONFIG), "--time-scale", "60", "--cows", "6"],
         env=env,
@@ -621,6 +634,10 @@ def test_install_run_upgrade_remove_purge(
     # Running all of that wrote nothing into the installed tree (no __pycache__, no logs).
     on_disk = {str(p) for p in OPT.rglob("*")} | {str(OPT)}
     assert on_disk - installed_files() == set()
+
+    # Only the edited config differs from what was packaged.
+    changed = _dpkg("--verify", PACKAGE).stdout.splitlines()
+    assert [ln.split()[-1] for ln in changed] == [str(CONFIG)], changed
 
     # -- upgrade to a newer release: database kept and migrated, with a backup -------------------
     edited = CONFIG.read_text()
