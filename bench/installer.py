@@ -91,6 +91,14 @@ def first_paint_s(argv: list[str], work: Path) -> float:
     return float(m.group(1)) - started
 
 
+def build_label(bundle: Path) -> str:
+    """Which build was measured (its version and commit), not where it lay."""
+    from milkconsole.version import BUILD_INFO_NAME, read_build_info
+
+    info = read_build_info(bundle / "_internal" / "milkconsole" / BUILD_INFO_NAME)
+    return info.describe() if info else "a bundle with no build record"
+
+
 def build_bundle(work: Path) -> Path:
     build = [sys.executable, str(ROOT / "installer" / "build.py"), "bundle"]
     subprocess.run([*build, "--out", str(work), "--work", str(work / "scratch")], check=True)
@@ -124,7 +132,7 @@ def main() -> int:
         return {"runs": [round(r, 3) for r in runs], "median": round(statistics.median(runs), 3)}
 
     figures: dict[str, Any] = {
-        "bundle": str(bundle),
+        "build": build_label(bundle),
         "bundle_mb": round(size / 1e6, 1),
         "bundle_files": files,
         "deb_mb": round(args.deb.stat().st_size / 1e6, 1) if args.deb else None,
@@ -137,7 +145,7 @@ def main() -> int:
         "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
     }
     path = save(args.out, figures)
-    print(f"bundle: {figures['bundle_mb']} MB in {files} files ({bundle})")
+    print(f"bundle: {figures['bundle_mb']} MB in {files} files ({figures['build']})")
     if args.deb:
         print(f"package: {figures['deb_mb']} MB ({args.deb.name})")
     for name, runs in (("cold", cold), ("warm", warm), ("from source", source)):

@@ -268,6 +268,7 @@ def machine() -> Iterator[dict[str, object]]:
 
 
 def _undo(before: dict[str, object]) -> None:
+    end_started()
     status = run(["dpkg-query", "-W", "-f=${Status}", PACKAGE], check=False).stdout
     if ("installed" in status and "not-installed" not in status) or "config-files" in status:
         _dpkg("--purge", PACKAGE)
@@ -331,6 +332,35 @@ def tcp_parlour(port: int) -> str:
         stall = 2
         """
     )
+
+
+STARTED: list[subprocess.Popen[str]] = []
+
+
+def start(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """A background process of the test's, in a session of its own so that it and its
+    children can be ended by its id if the test fails half way."""
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    STARTED.append(proc)
+    return proc
+
+
+def end_started() -> None:
+    """Kill what the test started and did not stop (a failure half way): nothing of the
+    service user's may outlive the test, or the user could not be removed."""
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
 
 
 class Output:
@@ -542,13 +572,7 @@ def test_install_run_upgrade_remove_purge(
     check = run([str(BIN), "check-config", str(CONFIG)], env=env).stdout
     assert check.startswith(f"{CONFIG}: ok") and "4 meters on 1 buses" in check
 
-    demo = subprocess.Popen(
-        [str(BIN), "demo", "--headless"],
-        env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    demo = start([str(BIN), "demo", "--headless"], env=env)
     demo_out = Output(demo)
     try:
         assert demo_out.wait_for(r"^demo parlour: 24 meters", 60), demo_out.errors[-20:]
@@ -586,12 +610,9 @@ def test_install_run_upgrade_remove_purge(
     )
     assert "first paint" in console.stdout, console.stderr
     assert own_db.exists() and not (home / ".config" / "milkconsole" / "parlour.toml").exists()
-    simulator = subprocess.Popen(
+    simulator = start(
         [str(BIN), "simulate", "--config", str(CONFIG), "--time-scale", "60", "--cows", "6"],
         env=env,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
     )
     sim_out = Output(simulator)
     try:
@@ -599,12 +620,7 @@ def test_install_run_upgrade_remove_purge(
         service_user, argv, unit_env = unit_command(UNIT_FILE)
         assert service_user == SERVICE_USER
         assert argv[:2] == [str(OPT / "milkconsole"), "gateway"] and str(DB) in argv
-        gateway = subprocess.Popen(
-            as_service_user(argv, service_env(unit_env)),
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        gateway = start(as_service_user(argv, service_env(unit_env)))
         gw_out = Output(gateway)
         try:
             line = gw_out.wait_for(r" stall +[12] MM-0[12] cow .* completed", 180)
