@@ -298,7 +298,8 @@ def control_text(
         " The console is the `milkconsole` desktop program; the headless gateway is\n"
         f" the {UNIT} systemd unit (not enabled).\n"
         " .\n"
-        " Self-contained: Python, Qt and every library are in /opt/milkconsole.\n"
+        " Python, Qt and every Python library are inside /opt/milkconsole; the\n"
+        " libraries Qt draws with, OpenSSL and the C++ runtime are Debian's.\n"
         f" Built from commit {commit}.\n"
     )
 

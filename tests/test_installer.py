@@ -562,7 +562,7 @@ def test_install_run_upgrade_remove_purge(
             missing += [f"{elf}: {ln.strip()}" for ln in ldd.splitlines() if "not found" in ln]
     assert missing == []
     assert _dpkg("--verify", PACKAGE).stdout == ""  # every file as packaged (md5sums)
-    if shutil.which("systemd-analyze"):
+    if shutil.which("systemd-analyze"):  # systemd's own parser (no systemd runs here)
         verify = run(["systemd-analyze", "verify", str(UNIT_FILE)], check=False)
         assert verify.returncode == 0 and verify.stderr.strip() == "", verify.stderr
 
@@ -589,14 +589,14 @@ def test_install_run_upgrade_remove_purge(
         timeout=120,
     )
     assert re.search(r"^first paint \d+\.\d+$", console.stdout, re.MULTILINE), console.stderr
-    # On an X server too: the xcb platform plugin against Debian's X libraries.
-    if shutil.which("xvfb-run"):
-        xcb = run(
-            ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", str(BIN), "demo"],
-            env={**bare_env(home, MILKCONSOLE_QUIT_AFTER_PAINT_S="1"), "PATH": "/usr/bin:/bin"},
-            timeout=120,
-        )
-        assert "first paint" in xcb.stdout, xcb.stderr
+    # On an X server too (Xvfb, from scripts/bootstrap.sh): the xcb platform plugin against
+    # Debian's X libraries, as on a parlour PC's screen.
+    xcb = run(
+        ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24", str(BIN), "demo"],
+        env={**bare_env(home, MILKCONSOLE_QUIT_AFTER_PAINT_S="1"), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert "first paint" in xcb.stdout, xcb.stderr
 
     # -- the gateway unit's command line, as the service user -------------------------------------
     CONFIG.write_text(tcp_parlour(free_port()))  # the dealer edits the conffile
