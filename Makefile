@@ -1,5 +1,5 @@
 # One command surface for people and CI. `make test` and `make demo` set up what they need.
-.PHONY: test demo lint bench clean
+.PHONY: test demo lint bench deb wheelhouse clean
 
 test:
 	bash scripts/test.sh
@@ -19,6 +19,17 @@ bench:
 	.venv/bin/python bench/sync.py
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/lan.py
 	.venv/bin/python bench/mqtt_load.py
+	.venv/bin/python bench/installer.py
+
+# What a farm installs (installer/README.md): dist/milkconsole_<version>_<arch>.deb, and the
+# wheelhouse for installing with pip on Python 3.11-3.13.
+deb:
+	bash scripts/bootstrap.sh
+	.venv/bin/python installer/build.py deb
+
+wheelhouse:
+	bash scripts/bootstrap.sh
+	.venv/bin/python installer/build.py wheelhouse
 
 clean:
-	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -9,6 +9,7 @@ so the headless commands never load Qt.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -16,11 +17,30 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from milkconsole import __version__
 from milkconsole.config import load_config, with_sections_of
 from milkconsole.errors import ConfigError, DatabaseError, MilkConsoleError
 from milkconsole.logging_setup import setup_logging
 from milkconsole.paths import default_config_path, default_db_path
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: the version and the build's git commit. Worked out only when asked for
+    (a source checkout asks git), not every time the parser is built."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        from milkconsole.version import build_info
+
+        print(build_info().describe())
+        parser.exit()
 
 
 def _common(p: argparse.ArgumentParser, *, config: bool = True) -> None:
@@ -58,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="milkconsole", description="Milk Console: parlour milk recording."
     )
-    parser.add_argument("--version", action="version", version=f"milkconsole {__version__}")
+    parser.add_argument(
+        "--version", action=_VersionAction, help="print the version and build commit, then exit"
+    )
     _common(parser)
     parser.add_argument("--theme", choices=("dark", "light"), default="dark")
     sub = parser.add_subparsers(dest="command")
@@ -98,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a parlour config and exit")
     p.add_argument("config_file", type=Path)
 
+    p = sub.add_parser("db", help="the local database: schema status, upgrade")
+    ds = p.add_subparsers(dest="db_command", required=True)
+    d = ds.add_parser("status", help="the database's schema revision against this version's")
+    _common(d, config=False)
+    d = ds.add_parser("upgrade", help="migrate the database to this version (backup first)")
+    _common(d, config=False)
+
     add_health_arguments(sub)
     add_report_arguments(sub, _common)
     add_users_arguments(sub)
@@ -118,6 +147,8 @@ def _run(args: argparse.Namespace) -> int:
         cfg = load_config(args.config_file)
         print(f"{args.config_file}: ok — {len(cfg.meters)} meters on {len(cfg.buses)} buses")
         return 0
+    if cmd == "db":
+        return _run_db(args)
     if cmd == "simulate":
         from simulators.cli import run_simulate
 
@@ -187,6 +218,42 @@ def _pdf_writer() -> Callable[[Any, Path], int]:
     from ui.report_pdf import write_report_pdf  # Qt only from here on
 
     return write_report_pdf
+
+
+def _run_db(args: argparse.Namespace) -> int:
+    from milkconsole.store.upgrade import database_status, upgrade_database
+
+    path = args.db or default_db_path()
+    if args.db_command == "status":
+        status = database_status(path)
+        print(status.describe())
+        return 3 if status.state == "newer" else 0
+    owner = _other_owner(path)
+    if owner is not None:
+        print(
+            f"milkconsole: {path} belongs to the user {owner}: run this as that user "
+            f"(runuser -u {owner} -- milkconsole db upgrade --db {path}), so the files SQLite "
+            "writes beside it stay theirs",
+            file=sys.stderr,
+        )
+        return 2
+    print(upgrade_database(path).describe())
+    return 0
+
+
+def _other_owner(path: Path) -> str | None:
+    """When root is about to write to another user's database: that user's name."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or not path.exists():
+        return None
+    uid = path.stat().st_uid
+    if uid == 0:
+        return None
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _run_headless_demo(args: argparse.Namespace) -> int:

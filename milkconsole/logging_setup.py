@@ -1,4 +1,7 @@
-"""Logging: a rotating file in the platformdirs log dir plus stderr; `--verbose` for debug.
+"""Logging: a rotating file in the log dir plus stderr; `--verbose` for debug.
+
+The log dir is `$MILKCONSOLE_LOG_DIR` if set (the service: `/var/log/milkconsole`), else the
+platformdirs one (`milkconsole.paths.log_dir`).
 
 A technician reads the file on the phone to support, so lines are short and name the meter.
 """
@@ -7,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import os
 import sys
 from pathlib import Path
 
@@ -43,7 +45,7 @@ def setup_logging(*, verbose: bool = False, directory: Path | None = None) -> Pa
     stderr.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(stderr)
     path: Path | None = None
-    target = directory or Path(os.environ.get("MILKCONSOLE_LOG_DIR", "") or log_dir())
+    target = directory or log_dir()
     try:
         target.mkdir(parents=True, exist_ok=True)
         path = target / "milkconsole.log"

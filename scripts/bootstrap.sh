@@ -2,8 +2,9 @@
 # Prepare this checkout on a fresh Debian/Ubuntu machine: the Debian libraries Qt needs (and
 # socat/mbpoll/Xvfb/mosquitto for the tests, PostgreSQL and python3-venv for the real Odoo 17 of
 # tests/real_odoo.py, chromium and its chromedriver for the phone view's browser tests,
-# poppler-utils to turn report PDFs into PNGs, a font for the reports), then a virtualenv in
-# .venv with the project and its dev tools.
+# poppler-utils to turn report PDFs into PNGs, a font for the reports, dpkg-dev for building the
+# Debian package), then a virtualenv in .venv with the project, its dev tools and the
+# installer's (PyInstaller).
 # Safe to run again: it installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ DEB_PKGS=(libglib2.0-0 libdbus-1-3 libegl1 libgl1 libx11-6 libfontconfig1 libfre
   libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
   libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 xvfb xauth socat mbpoll
   postgresql python3-venv chromium chromium-driver mosquitto mosquitto-clients
-  poppler-utils fonts-dejavu-core)
+  poppler-utils fonts-dejavu-core dpkg-dev adduser)
 
 if command -v dpkg >/dev/null 2>&1; then
   missing=()
@@ -42,6 +43,6 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing Python packages into .venv"
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -e ".[dev,installer]"
   echo "$want" > "$stamp"
 fi

@@ -9,6 +9,7 @@ simulated parlour and its temporary directory.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -19,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
 from milkconsole.config import ParlourConfig, load_config, with_sections_of
@@ -39,6 +40,10 @@ log = logging.getLogger(__name__)
 WORKER_STOP_TIMEOUT_S = 2.0
 SELF_TEST_TIMEOUT_S = 15.0  # a full poll cycle of a slow RS-485 bus, then the test itself
 DEMO_STALLS = 24
+# Smoke tests and bench/installer.py only: a number of seconds. The console prints
+# "first paint <time.monotonic()>" on stdout when the first stall tile is painted, then closes
+# its window that many seconds later (the normal shutdown, exit status 0).
+QUIT_AFTER_PAINT_ENV = "MILKCONSOLE_QUIT_AFTER_PAINT_S"
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,6 +454,42 @@ def open_demo_console(
     return console
 
 
+class FirstPaintExit(QObject):
+    """Watches the stall tiles for the first paint, reports it and closes the window later
+    (see QUIT_AFTER_PAINT_ENV). Installed only when that variable is set."""
+
+    def __init__(self, console: Console, delay_s: float) -> None:
+        super().__init__(console.window)
+        self.console = console
+        self.delay_s = delay_s
+        self.painted = False
+        for tile in console.window.stall_view.tiles.values():
+            tile.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if not self.painted and event.type() == QEvent.Type.Paint:
+            self.painted = True
+            # Reported once this paint event has been handled, not before it.
+            QTimer.singleShot(0, self._report)
+        return False
+
+    def _report(self) -> None:
+        print(f"first paint {time.monotonic():.6f}", flush=True)
+        QTimer.singleShot(round(self.delay_s * 1000), self.console.window.close)
+
+
+def _quit_after_paint_s() -> float | None:
+    raw = os.environ.get(QUIT_AFTER_PAINT_ENV, "")
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        log.warning("%s=%r is not a number of seconds; ignored", QUIT_AFTER_PAINT_ENV, raw)
+        return None
+    return max(0.0, value)
+
+
 def run_console(
     config_path: Path | None,
     db_path: Path | None,
@@ -477,6 +518,9 @@ def run_console(
     else:
         config = load_config(config_path or default_config_path())
         console = Console(config, db_path or default_db_path(), theme=theme)
+    quit_after = _quit_after_paint_s()
+    if quit_after is not None:
+        FirstPaintExit(console, quit_after)
     try:
         console.window.showMaximized()  # fit the parlour PC's screen, whatever its size
         # Start polling once the window is up, so the first paint is not behind the pollers.
