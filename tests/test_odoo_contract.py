@@ -40,6 +40,7 @@ from tests.odoo_fixtures import (
     add_meters,
     engine_for,
     logged_in,
+    odoo_settings,
     record_sessions,
 )
 
@@ -445,3 +446,44 @@ def test_the_headless_demo_sends_its_milkings_to_the_odoo_a_config_names(sim, tm
     assert sim.count("iot.milk_meter") == 24  # the demo parlour's meters, registered
     assert proc.returncode == 0, err[-2000:]
     assert sim.api_key not in out + err
+
+
+def test_a_blank_systemd_credential_means_none_and_the_keyring_is_asked(
+    sim, vault, tmp_path, monkeypatch
+):
+    # The unit's fallback for a credential file not written yet is `SetCredential=name:\n`.
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    (creds / "odoo-secret").write_text("\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    settings = logged_in(sim, vault)  # the keyring holds it
+    assert secrets.get_secret(settings) == sim.api_key
+
+
+def test_a_keyring_backend_failing_its_own_way_is_a_clear_secrets_error(sim, monkeypatch):
+    import keyring
+    from keyring.backend import KeyringBackend
+
+    class NoBus(KeyringBackend):
+        priority = 1  # type: ignore[assignment]
+
+        def get_password(self, service: str, username: str) -> str | None:
+            raise RuntimeError("org.freedesktop.DBus.Error.ServiceUnknown: no session bus")
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            raise RuntimeError("org.freedesktop.DBus.Error.ServiceUnknown: no session bus")
+
+        def delete_password(self, service: str, username: str) -> None:
+            raise RuntimeError("no session bus")
+
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    previous = keyring.get_keyring()
+    keyring.set_keyring(NoBus())
+    try:
+        settings = odoo_settings(sim)
+        with pytest.raises(secrets.SecretsError, match=r"refused to give .* no session bus"):
+            secrets.get_secret(settings)
+        with pytest.raises(secrets.SecretsError, match="refused to store"):
+            secrets.store_secret(settings, "k")
+    finally:
+        keyring.set_keyring(previous)

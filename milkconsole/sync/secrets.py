@@ -80,7 +80,7 @@ def store_keyring_secret(service: str, account: str, secret: str) -> None:
     backend = _backend()
     try:
         backend.set_password(service, account, secret)
-    except keyring.errors.KeyringError as exc:
+    except Exception as exc:  # keyring's errors, and a backend's own (no D-Bus session, say)
         raise SecretsError(f"the OS keyring refused to store the {service} secret: {exc}") from exc
 
 
@@ -98,7 +98,9 @@ def credential_secret(name: str, secret_file: Path | None) -> str | None:
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     if directory:
         path = Path(directory) / name
-        if path.is_file():
+        # The unit's fallback `SetCredential=name:\n` (LoadCredential= of a missing file fails
+        # the unit) gives a blank credential: no secret there, look further.
+        if path.is_file() and path.read_text(encoding="utf-8").strip():
             return _read_secret(path, check_owner=False)  # systemd made it private
     if secret_file is not None:
         return _read_secret(secret_file, check_owner=True)
@@ -155,7 +157,7 @@ def keyring_secret(service: str, account: str) -> str | None:
     backend = _backend()
     try:
         return backend.get_password(service, account)
-    except keyring.errors.KeyringError as exc:
+    except Exception as exc:  # keyring's errors, and a backend's own (no D-Bus session, say)
         raise SecretsError(f"the OS keyring refused to give the {service} secret: {exc}") from exc
 
 
@@ -171,6 +173,6 @@ def delete_keyring_secret(service: str, account: str) -> bool:
         backend.delete_password(service, account)
     except keyring.errors.PasswordDeleteError:
         return False
-    except keyring.errors.KeyringError as exc:
+    except Exception as exc:  # keyring's errors, and a backend's own (no D-Bus session, say)
         raise SecretsError(f"the OS keyring refused to delete the {service} secret: {exc}") from exc
     return True
