@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from milkconsole.clock import SYSTEM_CLOCK, Clock
 from milkconsole.config import ParlourConfig
 from milkconsole.events import SessionCompleted, SessionSnapshot
 from milkconsole.runtime import ParlourRuntime
@@ -41,11 +42,13 @@ def run_gateway(
     out: TextIO = sys.stdout,
     stop_event: threading.Event | None = None,
     on_started: Callable[[ParlourRuntime], None] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
-    """Run until SIGINT/SIGTERM (or `stop_event`). Returns the process exit status."""
+    """Run until SIGINT/SIGTERM (or `stop_event`). Returns the process exit status.
+    `clock` stamps the readings (the demo's simulated time; see `milkconsole.clock`)."""
     stop = stop_event or threading.Event()
     db = open_database(db_path)
-    runtime = ParlourRuntime(config, db)
+    runtime = ParlourRuntime(config, db, clock=clock)
     print_lock = threading.Lock()
 
     def print_completed(events: list[object]) -> None:

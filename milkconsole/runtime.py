@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from milkconsole.clock import SYSTEM_CLOCK, Clock
 from milkconsole.config import ParlourConfig
 from milkconsole.diagnostics import EquipmentMonitor, EquipmentRanges, raise_equipment_alerts
 from milkconsole.events import (
@@ -65,9 +66,11 @@ class _PerMeter:
 class ParlourRuntime:
     """Builds and owns the pollers and the recorder for one parlour config and database."""
 
-    def __init__(self, config: ParlourConfig, db: Database) -> None:
+    def __init__(self, config: ParlourConfig, db: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
         self.db = db
+        # The readings' clock: the system's, or the demo's simulated one (`milkconsole.clock`).
+        self.clock = clock
         self.store = SessionStore(db)
         self._listeners: list[Listener] = []
         self._committed_listeners: list[Callable[[list[object]], None]] = []
@@ -110,6 +113,7 @@ class ParlourRuntime:
                 sink=self._publish,
                 calibration=self.factors,
                 conductivity_offset=self.offsets,
+                clock=clock,
             )
         self._threads: list[threading.Thread] = []
 
