@@ -16,7 +16,17 @@ from milkconsole.errors import ConfigError
 from milkconsole.profiles import Profile, load_profiles
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
-_SECTIONS = {"parlour", "tracking", "bus", "meter", "odoo", "health", "calibration", "ui"}
+_SECTIONS = {
+    "parlour",
+    "tracking",
+    "bus",
+    "meter",
+    "odoo",
+    "health",
+    "calibration",
+    "ui",
+    "separation",
+}
 _PARLOUR_KEYS = {"name", "farm_code", "poll_interval_s", "layout", "profiles_dir", "timezone"}
 _TRACKING_KEYS = {
     "comm_timeout_s",
@@ -350,6 +360,10 @@ def _check_sections(config: ParlourConfig) -> None:
         numbers_from_table(
             DetectorParams(), health.get("mastitis"), config.source, "health.mastitis"
         )
+    if "separation" in extra:
+        from milkconsole.separation import SeparationRules
+
+        SeparationRules.from_parlour(config)
 
 
 # The parts of a config that describe the parlour itself; the rest are optional sections.
