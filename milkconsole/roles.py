@@ -75,6 +75,10 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     "alert_resolve": frozenset({"technician", "supervisor"}),
     "manage_users": frozenset({"supervisor"}),
     "view_audit": frozenset({"supervisor"}),
+    # Milk kept out of the tank: the supervisor's call (and the herd list it works from).
+    "record_treatment": frozenset({"supervisor"}),
+    "keep_milk_out": frozenset({"supervisor"}),
+    "import_herd": frozenset({"supervisor"}),
 }
 
 ACTION_LABELS: Mapping[str, str] = {
@@ -86,6 +90,9 @@ ACTION_LABELS: Mapping[str, str] = {
     "alert_resolve": "resolve alerts",
     "manage_users": "manage users",
     "view_audit": "read the audit log",
+    "record_treatment": "record a treatment",
+    "keep_milk_out": "keep a cow's milk out of the tank",
+    "import_herd": "import the herd",
 }
 
 _PIN = re.compile(r"^[0-9]{4,8}$")

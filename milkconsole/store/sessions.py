@@ -20,6 +20,7 @@ from milkconsole.events import FlowSample, SessionSnapshot, SessionState
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_session_fields, queue_session_identity
 from milkconsole.store.schema import Animal, FlowSampleRow, MilkSession, append_audit
+from milkconsole.store.separation import review_destination
 
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
 
@@ -117,6 +118,11 @@ class SessionRecord:
     reattached: bool
     created_at: datetime
     updated_at: datetime
+    # Milk separation: 'tank' | 'diverted' (None while unknown), why, who confirmed it.
+    destination: str | None = None
+    divert_reason: str | None = None
+    divert_confirmed_by: str | None = None
+    divert_confirmed_at: datetime | None = None
 
     def snapshot(self) -> SessionSnapshot:
         """The session as a core snapshot (what the tracker and health modules speak)."""
@@ -320,6 +326,8 @@ class SessionStore:
             )
             tx.flush()
             queue_session_identity(tx, row)
+            # Another cow: her milk may have had to be kept out (or this one's may go back).
+            review_destination(tx, row)
             animal = tx.get(Animal, animal_id) if animal_id is not None else None
             return record_from_row(row, animal)
 
