@@ -11,11 +11,12 @@ A pass, with every network call outside any database transaction:
    events, cows' changed fields, tags, treatments), in batches of `batch_size`: claim due rows
    (pending -> in flight; a row whose `after` record is unsent is not claimed), resolve Odoo's
    ids for the meters and cows the batch links to (`sync.resolve`), look up which stable keys
-   Odoo already has, create only the missing ones in one call with a list, mark them sent. A crash between Odoo's commit
-   and the "sent" mark leaves the rows in flight; at the next start they go back to pending, the
-   look-up finds them, and they are marked sent without a second create. A refused batch is
-   split in halves until the refused record is alone; it goes dead with Odoo's message, the rest
-   land. A record whose required meter or cow is not in Odoo waits (deferred), it is not dead.
+   Odoo already has, create only the missing ones in one call with a list, mark them sent. A
+   crash between Odoo's commit and the "sent" mark leaves the rows in flight; at the next start
+   they go back to pending, the look-up finds them, and they are marked sent without a second
+   create. A refused batch is split in halves until the refused record is alone; it goes dead
+   with Odoo's message, the rest land. A record whose required meter or cow is not in Odoo
+   waits (deferred), it is not dead.
 4. Update the meter devices' `last_seen` (every minute).
 
 The engine only pushes: every payload is built and queued by `milkconsole.store.outbound`.
