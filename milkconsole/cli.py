@@ -46,6 +46,7 @@ def parse_since(text: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     from milkconsole.health.cli import add_health_arguments
+    from milkconsole.herd_cli import add_herd_arguments
     from milkconsole.roles import add_users_arguments
     from milkconsole.sync.cli import add_odoo_arguments, add_sync_arguments
     from simulators.cli import add_simulate_arguments
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config_file", type=Path)
 
     add_health_arguments(sub)
+    add_herd_arguments(sub)
     add_users_arguments(sub)
     add_sync_arguments(sub, _common)
     add_odoo_arguments(sub, _common)
@@ -134,6 +136,10 @@ def _run(args: argparse.Namespace) -> int:
         from milkconsole.roles import run_users
 
         return run_users(args)
+    if cmd == "herd":
+        from milkconsole.herd_cli import run_herd
+
+        return run_herd(args)
     if cmd == "sync":
         from milkconsole.sync.cli import run_sync
 

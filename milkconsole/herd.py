@@ -180,17 +180,15 @@ def read_herd_csv(stream: TextIO, source: str, *, today: date | None = None) -> 
                 )
                 continue
             cells = dict(zip(header, (c.strip() for c in record), strict=True))
+            number = cells.get("number", "")
+            if number and number in numbers:
+                problems.append(
+                    RowProblem(line, "number", f"cow {number} is already on line {numbers[number]}")
+                )
+            numbers.setdefault(number, line)
             row = _row(cells, line, problems, today or date.today())
             if row is None:
                 continue
-            if row.number in numbers:
-                problems.append(
-                    RowProblem(
-                        line, "number", f"cow {row.number} is already on line {numbers[row.number]}"
-                    )
-                )
-                continue
-            numbers[row.number] = line
             for column, tag in _tag_cells(row):
                 if tag in tags and tags[tag][0] != line:
                     other_line, other = tags[tag]
@@ -278,6 +276,12 @@ def _row(
 def _tag(raw: str, column: str, bad: Bad) -> str | None:
     raw = raw.strip()
     if not raw:
+        return None
+    digits = raw.replace(" ", "")
+    if digits.isdigit() and len(digits) not in (8, 15, 16):
+        # Typed digits are an ISO number (15) or a meter's 8-character tag; anything else is
+        # a digit too many or too few, not a short hex code.
+        bad(column, f"{raw!r} is not a tag: an ISO tag is 15 digits ({len(digits)} here)")
         return None
     try:
         return normalize_tag(raw)
