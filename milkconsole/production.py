@@ -134,6 +134,13 @@ class SessionRow:
     abnormal: bool = False
     reattached: bool = False
     flags: tuple[str, ...] = ()
+    destination: str | None = None
+    divert_reason: str | None = None
+    divert_confirmed_by: str | None = None
+
+    @property
+    def diverted(self) -> bool:
+        return self.destination == "diverted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +187,11 @@ class ProductionSnapshot:
     open_sessions: tuple[SessionRow, ...]
     recent: tuple[SessionRow, ...]
     alerts: tuple[AlertRow, ...]
+    # Milk kept out of the tank today (not in total_yield_l): litres, milkings, and how many
+    # of them nobody confirmed at the stall.
+    diverted_l: float = 0.0
+    diverted_sessions: int = 0
+    diverted_unconfirmed: int = 0
 
     def session_alerts(self) -> dict[str, tuple[str, ...]]:
         """Alert kinds by session key (for the stall tiles)."""
@@ -251,6 +263,9 @@ def _session_row(s: MilkSession, animals: Mapping[int, str]) -> SessionRow:
         abnormal=bool(s.abnormal),
         reattached=bool(s.reattached),
         flags=tuple(f for f in (s.flags or "").split(",") if f),
+        destination=s.destination,
+        divert_reason=s.divert_reason,
+        divert_confirmed_by=s.divert_confirmed_by,
     )
 
 
@@ -307,25 +322,29 @@ def production_snapshot(
         for r in rows
         if r.state in FINISHED_STATES and r.ended_at is not None and r.ended_at >= day_start_utc
     ]
-    total = sum(r.yield_l for r in finished_today)
+    # The tank's milk: diverted milk (treated cows, colostrum, kept out) is counted apart.
+    tank_today = [r for r in finished_today if not r.diverted]
+    diverted_today = [r for r in finished_today if r.diverted]
+    total = sum(r.yield_l for r in tank_today)
     quality = {g: 0 for g in GRADES}
     for r in finished_today:
         if r.quality_grade in quality:
             quality[r.quality_grade] += 1
     hourly: dict[datetime, list[float]] = {}
-    for r in finished_today:
+    for r in tank_today:
         assert r.ended_at is not None
         hour = r.ended_at.astimezone(zone).replace(minute=0, second=0, microsecond=0)
         hourly.setdefault(hour, []).append(r.yield_l)
     milking = _current_milking(rows)
     milking_finished = [r for r in milking if r.state in FINISHED_STATES]
+    milking_tank = [r for r in milking_finished if not r.diverted]
     milking_started = milking[0].started_at if milking else None
     milk_rate: float | None = None
     cow_rate: float | None = None
     if milking_started is not None:
         span = max(now - milking_started, MIN_RATE_SPAN)
         hours = span.total_seconds() / 3600.0
-        milk_rate = sum(r.yield_l for r in milking_finished) / hours
+        milk_rate = sum(r.yield_l for r in milking_tank) / hours
         cow_rate = len(milking_finished) / hours
     open_rows = [r for r in rows if r.state == "in_progress"]
     open_rows += [_session_row(s, labels) for s in old_open]
@@ -338,12 +357,12 @@ def production_snapshot(
         day_start=day_start,
         total_yield_l=total,
         finished_sessions=len(finished_today),
-        average_yield_l=(total / len(finished_today)) if finished_today else None,
+        average_yield_l=(total / len(tank_today)) if tank_today else None,
         unidentified_sessions=sum(1 for r in finished_today if r.animal_id is None),
         quality=quality,
         hourly=tuple(HourBucket(h, sum(v), len(v)) for h, v in sorted(hourly.items())),
         milking_started_at=milking_started,
-        milking_yield_l=sum(r.yield_l for r in milking_finished),
+        milking_yield_l=sum(r.yield_l for r in milking_tank),
         milking_sessions=len(milking_finished),
         milk_per_hour_l=milk_rate,
         cows_per_hour=cow_rate,
@@ -363,6 +382,9 @@ def production_snapshot(
             )
             for a in alerts
         ),
+        diverted_l=sum(r.yield_l for r in diverted_today),
+        diverted_sessions=len(diverted_today),
+        diverted_unconfirmed=sum(1 for r in diverted_today if r.divert_confirmed_by is None),
     )
 
 

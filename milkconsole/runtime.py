@@ -30,11 +30,13 @@ from milkconsole.events import (
 from milkconsole.health.hook import HealthHook
 from milkconsole.poller import BusPoller, PolledMeter
 from milkconsole.readings import Reading
+from milkconsole.separation import SeparationRules
 from milkconsole.stall_tracker import LastFinished, StallTracker, effective_detection
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import meter_registration
 from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import Meter
+from milkconsole.store.separation import SeparationHook, set_rules
 from milkconsole.store.sessions import SessionStore
 
 if TYPE_CHECKING:
@@ -84,6 +86,12 @@ class ParlourRuntime:
         # transaction as the completed session they come from.
         self.health = HealthHook.from_database(db, config)
         self.recorder.add_completion_hook(self.health)
+        # Where each milking's milk went (tank or diverted), ruled on in the same transaction,
+        # after the health hook has identified the cow; the rules are kept for every writer.
+        self.separation_rules = SeparationRules.from_parlour(config)
+        with db.write() as tx:
+            set_rules(tx, self.separation_rules)
+        self.recorder.add_completion_hook(SeparationHook())
         self.sync: SyncWorker | None = None
         # Vacuum and pulsation out of range raise equipment alerts, headless or not.
         self.equipment = EquipmentMonitor(EquipmentRanges.from_parlour(config))
