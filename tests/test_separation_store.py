@@ -20,6 +20,7 @@ from milkconsole.herd_changes import (
 )
 from milkconsole.production import production_snapshot
 from milkconsole.roles import AccessDenied, Grant, UserStore
+from milkconsole.separation import SeparationRules
 from milkconsole.store.db import Database
 from milkconsole.store.herd import TagTaken
 from milkconsole.store.outbound import queue_meter
@@ -27,7 +28,6 @@ from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import Alert, Animal, AnimalTag, AuditEntry, Meter, OutboxRow
 from milkconsole.store.separation import SeparationHook, set_rules
 from milkconsole.store.sessions import SessionStore
-from milkconsole.separation import SeparationRules
 from milkconsole.withdrawal import Treatment
 from tests.odoo_fixtures import registration
 
