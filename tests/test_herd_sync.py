@@ -171,7 +171,7 @@ def test_a_treatment_made_in_the_office_diverts_at_the_stall_with_odoo_offline(s
 
 
 def test_a_cow_odoo_does_not_know_keeps_her_tags_and_treatments_until_it_does(sim, vault, db):
-    ids, local, engine, settings = herd_from_odoo(sim, vault, db, cows=1)
+    _ids, _local, engine, _settings = herd_from_odoo(sim, vault, db, cows=1)
     import io
 
     from milkconsole.herd import read_herd_csv
