@@ -132,7 +132,7 @@ def _raise(tx: Session, row: MilkSession) -> None:
     )
     tx.add(alert)
     queue_alert(tx, alert)
-    log.error("stall %d: %s", row.stall, message)
+    log.error("%s", message)
 
 
 def _resolve(tx: Session, row: MilkSession, by: str, note: str) -> None:
