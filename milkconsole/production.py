@@ -14,15 +14,17 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from milkconsole.events import SessionSnapshot
 from milkconsole.rfid import InvalidTag, format_display, normalize_tag
+from milkconsole.separation import DivertDecision, SeparationBook, SeparationRules
 from milkconsole.store.db import Database
 from milkconsole.store.schema import Alert, Animal, AnimalTag, MilkSession
+from milkconsole.store.treatments import separation_inputs
 
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
 GRADES = ("A", "B", "C", "reject")
@@ -39,22 +41,36 @@ LOW_YIELD_RATIO = 0.7
 
 @dataclass(frozen=True, slots=True)
 class AnimalInfo:
-    """One cow of the herd list."""
+    """One cow of the herd list (her card on the herd screen: tags, lactation, calving)."""
 
     id: int
     number: str
     name: str | None = None
     rfid_tag: str | None = None
     group_name: str | None = None
+    other_tags: tuple[str, ...] = ()
+    birth_date: date | None = None
+    lactation_number: int | None = None
+    last_calving_date: date | None = None
+    withheld_reason: str | None = None
+    in_odoo: bool = False
 
     @property
     def label(self) -> str:
         return f"{self.number} {self.name}" if self.name else self.number
 
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Every tag she wears, canonical, her primary one first."""
+        primary = canonical_tag(self.rfid_tag)
+        return ((primary,) if primary else ()) + tuple(t for t in self.other_tags if t != primary)
+
 
 @dataclass(frozen=True, slots=True)
 class HerdDirectory:
-    """The herd as the console needs it: find a cow by tag or number, and what she usually gives.
+    """The herd as the console needs it: find a cow by tag or number, what she usually gives,
+    and whether her milk must be kept out of the tank (`separation`, read in the same
+    transaction, so a cow is never shown known but without it).
 
     `expected_yield_l` is the median yield of her last finished sessions (absent without history).
     """
@@ -62,6 +78,14 @@ class HerdDirectory:
     animals: Mapping[int, AnimalInfo] = field(default_factory=dict)
     by_tag: Mapping[str, int] = field(default_factory=dict)
     expected_yield_l: Mapping[int, float] = field(default_factory=dict)
+    separation: SeparationBook = field(default_factory=SeparationBook)
+    loaded_at: datetime | None = None
+
+    def decide(
+        self, animal_id: int | None, started_at: datetime, *, zone: tzinfo | None = None
+    ) -> DivertDecision:
+        """Is her milk, in the milking that started at `started_at`, to be kept out?"""
+        return self.separation.decide(animal_id, started_at, zone=zone)
 
     def find_tag(self, rfid: str | None) -> AnimalInfo | None:
         tag = canonical_tag(rfid)
@@ -208,22 +232,55 @@ def local_zone() -> tzinfo:
     return zone if zone is not None else UTC
 
 
-def load_herd(db: Database, *, history_sessions: int = EXPECTED_FROM_SESSIONS) -> HerdDirectory:
-    """The active herd, every tag each cow wears, and each cow's expected yield."""
+def load_herd(
+    db: Database,
+    *,
+    history_sessions: int = EXPECTED_FROM_SESSIONS,
+    now: datetime | None = None,
+    rules: SeparationRules | None = None,
+) -> HerdDirectory:
+    """The active herd, every tag each cow wears, each cow's expected yield, and what milk
+    separation needs to know of the cows it concerns at `now` (default: the clock now)."""
+    now = now or datetime.now(UTC)
+    rules = rules or SeparationRules()
     with db.read() as tx:
+        others: dict[int, list[str]] = {}
+        for t in tx.scalars(select(AnimalTag)):
+            alt = canonical_tag(t.rfid_tag)
+            if alt:
+                others.setdefault(t.animal_id, []).append(alt)
         animals: dict[int, AnimalInfo] = {}
         by_tag: dict[str, int] = {}
         for a in tx.scalars(select(Animal).where(Animal.active.is_(True))):
-            animals[a.id] = AnimalInfo(a.id, a.number, a.name, a.rfid_tag, a.group_name)
+            animals[a.id] = AnimalInfo(
+                a.id,
+                a.number,
+                a.name,
+                a.rfid_tag,
+                a.group_name,
+                other_tags=tuple(sorted(others.get(a.id, ()))),
+                birth_date=a.birth_date,
+                lactation_number=a.lactation_number,
+                last_calving_date=a.last_calving_date,
+                withheld_reason=a.milk_withheld_reason,
+                in_odoo=a.odoo_id is not None,
+            )
             tag = canonical_tag(a.rfid_tag)
             if tag:
                 by_tag[tag] = a.id
-        for t in tx.scalars(select(AnimalTag)):
-            alt = canonical_tag(t.rfid_tag)
-            if alt and t.animal_id in animals:
-                by_tag.setdefault(alt, t.animal_id)
+        for animal_id, tags in others.items():
+            if animal_id in animals:
+                for alt in tags:
+                    by_tag.setdefault(alt, animal_id)
         expected = _expected_yields(tx, history_sessions)
-    return HerdDirectory(animals, by_tag, {k: v for k, v in expected.items() if k in animals})
+        book = SeparationBook(separation_inputs(tx, now, rules), rules)
+    return HerdDirectory(
+        animals,
+        by_tag,
+        {k: v for k, v in expected.items() if k in animals},
+        book,
+        now,
+    )
 
 
 def _expected_yields(tx: Session, per_cow: int) -> dict[int, float]:

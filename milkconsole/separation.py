@@ -102,6 +102,7 @@ class DivertReason:
     until: datetime | None = None
     estimated: bool = False
     milkings_left: int | None = None
+    short: str = ""  # a few words for a small tile: 'Mastiplan LC', 'colostrum 3/8'
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,11 @@ class DivertDecision:
         """'Mastiplan LC (treatment); colostrum, milking 3 of 8'."""
         return "; ".join(r.text for r in self.reasons)
 
+    @property
+    def short_text(self) -> str:
+        """'Mastiplan LC + colostrum 3/8': the reasons in as few words as a tile has room for."""
+        return " + ".join(r.short or r.text for r in self.reasons)
+
     def until_text(self, zone: tzinfo | None = None, now: datetime | None = None) -> str:
         """When the milk may go back, in words: 'until 18:00', 'until ~Tue 06:00 (2 more
         milkings)', 'until the keep-out flag is cleared'; '' when nothing is diverted."""
@@ -136,6 +142,10 @@ class DivertDecision:
             return ""
         if self.open_ended or self.until is None:
             return "until the keep-out flag is cleared"
+        if self.last_milking:
+            if self.estimated:
+                return "last one: the next milking goes to the tank"
+            return f"last one: tank from {local_text(self.until, zone, now)}"
         when = local_text(self.until, zone, now)
         left = max((r.milkings_left or 0 for r in self.reasons if r.until == self.until), default=0)
         if self.estimated:
@@ -155,7 +165,7 @@ NOT_DIVERTED = DivertDecision(False)
 
 def operator_decision(text: str = "diverted by the operator") -> DivertDecision:
     """A milking the operator chose to divert (blood, clots...), with no stored reason."""
-    return DivertDecision(True, (DivertReason("operator", text),))
+    return DivertDecision(True, (DivertReason("operator", text, short=text),))
 
 
 def _calving_start(calved_on: date, zone: tzinfo | None) -> datetime:
@@ -186,7 +196,8 @@ def _colostrum(
         left = n - len(since)
         until = min(at + interval * left, cap)
         text = f"colostrum, milking {len(since) + 1} of {n}"
-        return DivertReason("colostrum", text, until, True, left), None
+        short = f"colostrum {len(since) + 1}/{n}"
+        return DivertReason("colostrum", text, until, True, left, short), None
     # Over: by count (this is the milking after the Nth) or by time (none since the cap).
     ended = len(since) == n or (len(since) < n and not [s for s in since if s >= cap])
     return None, ("colostrum period" if ended else None)
@@ -221,7 +232,9 @@ def decide(
     elif colostrum_over:
         back.append(colostrum_over)
     if cow.withheld_reason:
-        reasons.append(DivertReason("kept_out", f"kept out: {cow.withheld_reason}"))
+        reasons.append(
+            DivertReason("kept_out", f"kept out: {cow.withheld_reason}", short=cow.withheld_reason)
+        )
     if not reasons:
         return DivertDecision(False, back_to_tank=tuple(back))
     timed = [r for r in reasons if r.until is not None]
@@ -253,7 +266,7 @@ def _ends_before_next(reason: DivertReason, at: datetime, interval: timedelta) -
 def _treatment_reason(w: Withdrawal) -> DivertReason:
     t = w.treatment
     text = f"{t.product} (treatment, {t.withdrawal_text} withdrawal)"
-    return DivertReason("treatment", text, w.ends_at, w.estimated, w.milkings_left)
+    return DivertReason("treatment", text, w.ends_at, w.estimated, w.milkings_left, t.product)
 
 
 @dataclass(frozen=True, slots=True)

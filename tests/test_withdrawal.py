@@ -207,7 +207,9 @@ def test_the_last_milking_to_divert_is_said_in_advance():
         T0 + timedelta(hours=13),
     )
     assert second.divert and second.last_milking
-    assert second.until_text(UTC, T0).startswith("until ~")
+    assert second.until_text(UTC, T0) == "last one: the next milking goes to the tank"
+    hours = decide(CowSeparation(1, treatments=(treat(T0, hours=20),)), T0 + timedelta(hours=12))
+    assert hours.last_milking and hours.until_text(UTC, T0) == "last one: tank from tomorrow 02:00"
 
 
 # -- validation -----------------------------------------------------------------------------------

@@ -5,6 +5,12 @@ runner (production snapshot, herd list, the alert marks on the tiles) and record
 actions (manual ID, re-attach) on a pool thread. It owns no threads of its own; `ui.app.Console`
 starts and stops the pollers and the sync and calls `on_close` when the window closes.
 
+Milk separation at the stall: a tile says DIVERT the moment its cow is known to need it; the
+operator confirms "milk diverted" (key D on the tile, or the stall's actions) and registers an
+unknown tag to a cow from the same actions. The Herd tab shows a cow's card; the supervisor
+records treatments and the keep-out flag there. The herd (with what separation needs) is read
+again whenever the database's herd version moves (an import, a pull from Odoo, a treatment).
+
 Actions that need a PIN (acknowledging and resolving alerts) go through `ask_pin(action, then)`.
 Until the technician tools are installed (`install_technician`, which also hands over their PIN
 prompt) the window asks with its own `PinDialog` on its `access` lock. The menu bar keeps a place
@@ -16,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
@@ -23,7 +30,20 @@ from PySide6.QtWidgets import QHBoxLayout, QMainWindow, QMenu, QPushButton, QTab
 
 from milkconsole.alerts import AlertMarks, alert_marks
 from milkconsole.config import ParlourConfig
-from milkconsole.production import AnimalInfo, HerdDirectory, load_herd, production_snapshot
+from milkconsole.herd_changes import (
+    change_keep_out,
+    confirm_divert,
+    new_treatment_key,
+    record_treatment,
+    register_stall_tag,
+)
+from milkconsole.production import (
+    AnimalInfo,
+    HerdDirectory,
+    display_tag,
+    load_herd,
+    production_snapshot,
+)
 from milkconsole.roles import (
     AccessControl,
     AccessDenied,
@@ -32,23 +52,29 @@ from milkconsole.roles import (
     UserInfo,
     UserStore,
 )
+from milkconsole.separation import SeparationRules
 from milkconsole.store.db import Database
+from milkconsole.store.herd import TagChange, current_herd_version
 from milkconsole.store.sessions import SessionRecord, SessionStore
 from milkconsole.sync.status import SyncStatus
+from milkconsole.withdrawal import Treatment
 from ui.alert_review import AlertReviewWidget, AskPin
 from ui.bridge import EventBridge
 from ui.dashboard import DashboardRefresher, DashboardWidget
-from ui.manual_id_dialog import ManualIdDialog, StallActionsDialog
+from ui.herd_view import HerdWidget
+from ui.manual_id_dialog import ManualIdDialog, RegisterTagDialog, StallActionsDialog
 from ui.pin_dialog import PinDialog
 from ui.stall_view import StallViewWidget
 from ui.status_bar import ParlourStatusBar
 from ui.sync_panel import SyncPanelDialog
 from ui.theme import DARK, THEMES, Theme, apply_theme
+from ui.treatment_dialog import KeepOutDialog, TreatmentDialog
 from ui.workers import CoalescedReader, LoopWorkerThread, TaskRunner
 
 log = logging.getLogger(__name__)
 
 HERD_REFRESH_S = 120.0
+HERD_VERSION_POLL_S = 3.0
 # The recorder commits a new session within a moment; a manual ID typed in the first second of
 # a milking may reach the database before the session row does, so the write waits that long.
 MANUAL_ID_ROW_WAIT_S = 5.0
@@ -61,6 +87,11 @@ class MainWindow(QMainWindow):
 
     manual_id_recorded = Signal(str, object)  # session key, SessionRecord
     reattach_recorded = Signal(str)  # session key
+    divert_recorded = Signal(str, object)  # session key, SessionRecord
+    tag_registered = Signal(str, object)  # session key ('' without one), TagChange
+    treatment_recorded = Signal(object)  # Treatment
+    keep_out_changed = Signal(int, object)  # animal id, reason (None: back in the tank)
+    herd_loaded = Signal(object)  # HerdDirectory
     action_failed = Signal(str)  # message shown to the operator
 
     def __init__(
@@ -73,8 +104,11 @@ class MainWindow(QMainWindow):
         tasks: TaskRunner | None = None,
         actor: str = "operator",
         access: AccessControl | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__()
+        self.now = now  # the parlour's clock (the demo's runs faster than the wall's)
+        self.separation_rules = SeparationRules.from_parlour(config)
         self.config = config
         self.bridge = bridge
         self.db = db
@@ -92,15 +126,18 @@ class MainWindow(QMainWindow):
 
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
-        self.stall_view = StallViewWidget(config, theme)
+        self.stall_view = StallViewWidget(config, theme, now=now)
         self.dashboard = DashboardWidget(theme)
         self.dashboard.cow_text = lambda s: self.stall_view.identity_for(s)[0].line
+        self.dashboard.is_diverted = lambda s: self.stall_view.decision_for(s).divert
+        self.herd_view = HerdWidget(now=now)
         self.alert_review = AlertReviewWidget(
             db, self.tasks, ask_pin=lambda action, then: self.ask_pin(action, then), theme=theme
         )
         self.tabs.addTab(self.stall_view, "Stalls")
         self.tabs.addTab(self.dashboard, "Production")
         self.alerts_tab = self.tabs.addTab(self.alert_review, "Alerts")
+        self.tabs.addTab(self.herd_view, "Herd")
         corner = QWidget()
         cl = QHBoxLayout(corner)
         cl.setContentsMargins(0, 0, 6, 0)
@@ -130,7 +167,7 @@ class MainWindow(QMainWindow):
         self._update_side_button()
 
         self.refresher = DashboardRefresher(
-            lambda: production_snapshot(self.db), self.tasks, parent=self
+            lambda: production_snapshot(self.db, now=self.now()), self.tasks, parent=self
         )
         self.refresher.refreshed.connect(self.dashboard.apply_snapshot)
         self.refresher.refreshed.connect(self.stall_view.apply_production)
@@ -149,6 +186,16 @@ class MainWindow(QMainWindow):
         self._herd_timer.setInterval(int(HERD_REFRESH_S * 1000))
         self._herd_timer.timeout.connect(self.reload_herd)
         self.herd_loads = 0
+        # The herd version: a cheap read every few seconds; the herd is read again when it moves.
+        self._herd_version: int | None = None
+        self.herd_watch = CoalescedReader(
+            lambda: current_herd_version(self.db),
+            self.tasks,
+            name="herd version",
+            idle_s=HERD_VERSION_POLL_S,
+            parent=self,
+        )
+        self.herd_watch.refreshed.connect(self._on_herd_version)
 
         b = bridge
         for sig in (b.session_started, b.session_updated, b.session_completed):
@@ -171,6 +218,9 @@ class MainWindow(QMainWindow):
         self.stall_view.tile_activated.connect(self.open_stall_actions)
         self.stall_view.manual_id_requested.connect(self.open_manual_id)
         self.stall_view.reattach_requested.connect(self.mark_reattached)
+        self.stall_view.divert_confirm_requested.connect(self.confirm_divert)
+        self.herd_view.treatment_requested.connect(self.open_treatment)
+        self.herd_view.keep_out_requested.connect(self.open_keep_out)
         self.action_failed.connect(lambda msg: self.status.showMessage(msg, 15000))
 
         QShortcut(QKeySequence("F11"), self, self.toggle_fullscreen)
@@ -178,6 +228,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+1"), self, lambda: self.tabs.setCurrentIndex(0))
         QShortcut(QKeySequence("Ctrl+2"), self, lambda: self.tabs.setCurrentIndex(1))
         QShortcut(QKeySequence("Ctrl+3"), self, self.show_alerts)
+        QShortcut(QKeySequence("Ctrl+4"), self, lambda: self.tabs.setCurrentWidget(self.herd_view))
         self._build_menus()
         self.resize(1600, 950)
 
@@ -251,6 +302,7 @@ class MainWindow(QMainWindow):
         self.marks.start()
         self.reload_herd()
         self._herd_timer.start()
+        self.herd_watch.start()
         # After the first paint: the chart's import is the slowest part of starting up.
         QTimer.singleShot(300, self.dashboard.build_chart)
 
@@ -260,6 +312,7 @@ class MainWindow(QMainWindow):
         self.marks.stop()
         self.alert_review.stop()
         self._herd_timer.stop()
+        self.herd_watch.stop()
         if self.sync_panel is not None:
             self.sync_panel.reader.stop()
 
@@ -350,20 +403,39 @@ class MainWindow(QMainWindow):
         def done(herd: HerdDirectory) -> None:
             self.herd_loads += 1
             self.stall_view.set_herd(herd)
+            self.herd_view.set_herd(herd)
+            self.herd_loaded.emit(herd)
 
+        rules = self.separation_rules
         self.tasks.submit(
-            lambda: load_herd(self.db),
+            lambda: load_herd(self.db, now=self.now(), rules=rules),
             done,
             lambda exc: self.status.showMessage(f"Herd list: {exc}", 10000),
             name="herd list",
         )
+
+    def _on_herd_version(self, version: object) -> None:
+        if version != self._herd_version:
+            first = self._herd_version is None
+            self._herd_version = version if isinstance(version, int) else None
+            if not first:
+                self.reload_herd()
 
     # -- operator actions ---------------------------------------------------------------------
     @Slot(int)
     def open_stall_actions(self, stall: int) -> StallActionsDialog:
         tile = self.stall_view.tiles[stall]
         session = self.stall_view.session_of(stall)
-        dlg = StallActionsDialog(stall, tile.summary(), session is not None, self)
+        unknown = tile.identity.rfid if tile.identity.status == "unknown_tag" else None
+        dlg = StallActionsDialog(
+            stall,
+            tile.summary(),
+            session is not None,
+            self,
+            divert=tile.divert.divert,
+            diverted=tile.divert_confirmed_by is not None,
+            unknown_tag=unknown,
+        )
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
         def finished(_result: int) -> None:
@@ -371,6 +443,10 @@ class MainWindow(QMainWindow):
                 self.open_manual_id(stall)
             elif dlg.choice == "reattach":
                 self.mark_reattached(stall)
+            elif dlg.choice == "divert":
+                self.confirm_divert(stall)
+            elif dlg.choice == "register_tag":
+                self.open_register_tag(stall)
 
         dlg.finished.connect(finished)
         dlg.open()
@@ -421,6 +497,181 @@ class MainWindow(QMainWindow):
             self.action_failed.emit(f"Stall {stall}: manual ID not recorded: {exc}")
 
         self.tasks.submit(write, done, failed, name=f"manual id stall {stall}")
+
+    @Slot(int)
+    def confirm_divert(self, stall: int) -> None:
+        """The operator's "milk diverted" for the stall's milking (recorded off the GUI thread;
+        a milking seconds old may reach the database just after, so the write waits for it)."""
+        session = self.stall_view.session_of(stall)
+        if session is None:
+            self.action_failed.emit(f"Stall {stall}: no cow in the stall")
+            return
+        key, db, actor = session.key, self.db, self.actor
+
+        def write() -> SessionRecord:
+            deadline = time.monotonic() + MANUAL_ID_ROW_WAIT_S
+            while True:
+                try:
+                    return confirm_divert(db, key, actor)
+                except LookupError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+
+        def done(record: SessionRecord) -> None:
+            self.stall_view.set_confirmed(key, actor)
+            self.status.showMessage(
+                f"Stall {stall}: milk diverted ({record.divert_reason}), recorded", 10000
+            )
+            self.divert_recorded.emit(key, record)
+            self.refresher.request()
+
+        def failed(exc: BaseException) -> None:
+            self.action_failed.emit(f"Stall {stall}: 'milk diverted' NOT recorded: {exc}")
+
+        self.tasks.submit(write, done, failed, name=f"divert stall {stall}")
+
+    @Slot(int)
+    def open_register_tag(self, stall: int) -> RegisterTagDialog | None:
+        tile = self.stall_view.tiles[stall]
+        session = self.stall_view.session_of(stall)
+        tag = session.rfid if session is not None else None
+        if session is None or not tag or tile.identity.status != "unknown_tag":
+            self.action_failed.emit(f"Stall {stall}: no unknown tag to register")
+            return None
+        dlg = RegisterTagDialog(stall, self.stall_view.herd, tag, self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        key = session.key
+
+        def finished(result: int) -> None:
+            if result == RegisterTagDialog.DialogCode.Accepted and dlg.animal is not None:
+                self.register_tag(stall, key, tag, dlg.animal, dlg.make_primary)
+
+        dlg.finished.connect(finished)
+        dlg.open()
+        return dlg
+
+    def register_tag(
+        self,
+        stall: int,
+        session_key: str,
+        tag: str,
+        animal: AnimalInfo,
+        primary: bool | None,
+    ) -> None:
+        """Give the tag to `animal` and the stall's milking to her (pool thread), then show it."""
+        db, actor = self.db, self.actor
+
+        def write() -> TagChange:
+            deadline = time.monotonic() + MANUAL_ID_ROW_WAIT_S
+            while True:
+                try:
+                    return register_stall_tag(
+                        db,
+                        animal_id=animal.id,
+                        tag=tag,
+                        primary=primary,
+                        session_key=session_key,
+                        actor=actor,
+                    )
+                except LookupError as exc:
+                    # The milking's row may be a moment behind; the cow must exist.
+                    if "no cow" in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+
+        def done(change: TagChange) -> None:
+            kind = "main tag" if change.primary else "other tag"
+            self.status.showMessage(
+                f"Stall {stall}: tag {display_tag(change.tag)} is now cow {change.animal_label}'s"
+                f" ({kind})",
+                10000,
+            )
+            self.tag_registered.emit(session_key, change)
+            self.reload_herd()
+            self.refresher.request()
+
+        def failed(exc: BaseException) -> None:
+            self.action_failed.emit(f"Stall {stall}: tag not registered: {exc}")
+
+        self.tasks.submit(write, done, failed, name=f"register tag stall {stall}")
+
+    # -- the supervisor's herd actions ------------------------------------------------------------
+    @Slot(int)
+    def open_treatment(self, animal_id: int) -> TreatmentDialog | None:
+        animal = self.stall_view.herd.animals.get(animal_id)
+        if animal is None:
+            return None
+        farm = self.config.farm_code
+        dlg = TreatmentDialog(
+            animal, lambda at: new_treatment_key(farm, at), now=self.now, parent=self
+        )
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def finished(result: int) -> None:
+            treatment = dlg.treatment
+            if result == TreatmentDialog.DialogCode.Accepted and treatment is not None:
+                self.ask_pin(
+                    "record_treatment", lambda grant: self.record_treatment(treatment, grant)
+                )
+
+        dlg.finished.connect(finished)
+        dlg.open()
+        return dlg
+
+    def record_treatment(self, treatment: Treatment, grant: Grant) -> None:
+        db = self.db
+
+        def done(saved: Treatment) -> None:
+            self.status.showMessage(
+                f"Treatment recorded: {saved.product}, {saved.withdrawal_text} withdrawal", 10000
+            )
+            self.treatment_recorded.emit(saved)
+            self.reload_herd()
+
+        self.tasks.submit(
+            lambda: record_treatment(db, treatment, grant),
+            done,
+            lambda exc: self.action_failed.emit(f"Treatment NOT recorded: {exc}"),
+            name="record treatment",
+        )
+
+    @Slot(int)
+    def open_keep_out(self, animal_id: int) -> KeepOutDialog | None:
+        animal = self.stall_view.herd.animals.get(animal_id)
+        if animal is None:
+            return None
+        dlg = KeepOutDialog(animal, self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def finished(result: int) -> None:
+            if result == KeepOutDialog.DialogCode.Accepted:
+                reason = dlg.reason
+                self.ask_pin(
+                    "keep_milk_out", lambda grant: self.change_keep_out(animal_id, reason, grant)
+                )
+
+        dlg.finished.connect(finished)
+        dlg.open()
+        return dlg
+
+    def change_keep_out(self, animal_id: int, reason: str | None, grant: Grant) -> None:
+        db = self.db
+
+        def done(_: object) -> None:
+            self.status.showMessage(
+                f"Kept out of the tank: {reason}" if reason else "Her milk may go in the tank",
+                10000,
+            )
+            self.keep_out_changed.emit(animal_id, reason)
+            self.reload_herd()
+
+        self.tasks.submit(
+            lambda: change_keep_out(db, animal_id, reason, grant),
+            done,
+            lambda exc: self.action_failed.emit(f"Not changed: {exc}"),
+            name="keep milk out",
+        )
 
     @Slot(int)
     def mark_reattached(self, stall: int) -> None:

@@ -7,6 +7,13 @@ and layout work. What it shows is held in plain attributes and changed only thro
 
 State is shown by the colour of the top band AND an icon AND a word (IDLE, MILKING, DONE,
 INCOMPLETE, ALERT, METER OFFLINE); alerts are chips with words; a focused tile has a thick ring.
+
+A cow whose milk must be kept out of the tank turns the whole tile into a hazard sign: black on
+safety yellow, hazard stripes across the band, DIVERT in the biggest letters the tile holds,
+why and until when under it (`set_divert`). It beats every other state: an offline meter or an
+alert never hides it. Once the operator confirms "milk diverted" (key D, or the stall's
+actions) the band says DIVERTED and the tile calms down, with a yellow chip keeping the reason
+in sight. The first milking after a withdrawal gets a green "may go back in the tank" chip.
 """
 
 from __future__ import annotations
@@ -33,7 +40,8 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from milkconsole.production import display_tag
-from ui.theme import DARK, Theme, icon_pixmap
+from milkconsole.separation import NOT_DIVERTED, DivertDecision
+from ui.theme import DARK, DIVERT_INK, DIVERT_YELLOW, Theme, icon_pixmap
 
 # Flow that fills the gauge; typical peak flow of a high-yielding cow is 4-5 L/min.
 GAUGE_MAX_L_MIN = 6.0
@@ -41,9 +49,10 @@ GAUGE_MAX_L_MIN = 6.0
 # stays visible at half the resolution; memory per tile stays fixed.
 CURVE_POINTS = 256
 
-TILE_STATES = ("idle", "milking", "done", "incomplete", "alert", "offline")
+TILE_STATES = ("idle", "milking", "done", "incomplete", "alert", "offline", "divert", "diverted")
 # The states someone has to see to: a thicker frame, and named even when their side is hidden.
-ATTENTION_STATES = frozenset({"alert", "incomplete", "offline"})
+ATTENTION_STATES = frozenset({"alert", "incomplete", "offline", "divert"})
+DIVERT_WORD = "DIVERT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +120,14 @@ class FlowCurve:
         return self.values[: self.n]
 
 
+def divert_band_h(h: float) -> float:
+    return max(24.0, h * 0.17)
+
+
+def divert_cow_h(h: float) -> float:
+    return max(14.0, h * 0.11)
+
+
 def font_scale(w: float, h: float) -> float:
     """How big a w x h tile draws its text (1.0: 62-px yield digits, at 260 x 220)."""
     return min(h / 220.0, w / 260.0)
@@ -128,7 +145,19 @@ class _Fonts:
         self.unit = self._make(base, max(10, round(20 * unit)), bold=True)
         self.small = self._make(base, max(9, round(13 * unit)), bold=False)
         self.chip = self._make(base, max(9, round(12 * unit)), bold=True)
+        # DIVERT as big as the tile holds once the cow, why and until when have their lines:
+        # 88 % of its width at most.
+        self.divert_line = self._make(base, max(12, round(23 * unit)), bold=True)
+        self.divert_line_m = QFontMetrics(self.divert_line)
+        probe_m = QFontMetrics(self._make(base, 100, bold=True))
+        lines = 3 if h >= 180 else 2  # why, until when (and the litres, when there is room)
+        room = h - divert_band_h(h) - divert_cow_h(h) - lines * self.divert_line_m.height()
+        room -= max(3.0, w * 0.025) * 2 + 10
+        by_width = 100 * (w * 0.88) / max(1, probe_m.horizontalAdvance(DIVERT_WORD))
+        by_height = 100 * room / max(1, probe_m.height() * 0.92)
+        self.divert = self._make(base, max(14, int(min(by_width, by_height))), bold=True)
         self.band_m = QFontMetrics(self.band)
+        self.divert_m = QFontMetrics(self.divert)
         self.state_m = QFontMetrics(self.state)
         self.cow_m = QFontMetrics(self.cow)
         self.big_m = QFontMetrics(self.big)
@@ -149,6 +178,7 @@ class StallTileWidget(QWidget):
     activated = Signal(int)  # click/tap, Enter or Space: open the stall's actions
     manual_id_requested = Signal(int)  # key M
     reattach_requested = Signal(int)  # key R
+    divert_confirm_requested = Signal(int)  # key D: "milk diverted"
 
     def __init__(self, stall: int, meter_id: str, theme: Theme = DARK) -> None:
         super().__init__()
@@ -170,6 +200,11 @@ class StallTileWidget(QWidget):
         self.expected_l: float | None = None
         self.alerts: tuple[str, ...] = ()
         self.note = ""  # an operator's mark on this session, e.g. "re-attached"
+        # Milk separation (see the module docstring): the decision for this milking, when the
+        # milk may go back (in words), who confirmed it went to the divert line.
+        self.divert: DivertDecision = NOT_DIVERTED
+        self.divert_until = ""
+        self.divert_confirmed_by: str | None = None
         self.curve = FlowCurve()
         self.paint_count = 0
         self._fonts = _Fonts(self.font(), self.width(), self.height())
@@ -178,7 +213,12 @@ class StallTileWidget(QWidget):
     # -- what is shown ------------------------------------------------------------------------
     @property
     def display_state(self) -> str:
-        """The one state the band shows: offline beats alert beats the session's state."""
+        """The one state the band shows: divert beats offline beats alert beats the session's
+        state (a cow whose milk must be kept out is never shown as anything else)."""
+        if self.divert_confirmed_by is not None:
+            return "diverted"
+        if self.divert.divert:
+            return "divert"
         if self.meter_state == "offline":
             return "offline"
         if self.alerts:
@@ -200,6 +240,7 @@ class StallTileWidget(QWidget):
         self.expected_l = None
         self.alerts = ()
         self.note = ""
+        self.divert, self.divert_until, self.divert_confirmed_by = NOT_DIVERTED, "", None
         self.curve.clear()
         self._changed()
 
@@ -259,6 +300,19 @@ class StallTileWidget(QWidget):
             self.alerts = alerts
             self._changed()
 
+    def set_divert(
+        self, decision: DivertDecision, until: str = "", confirmed_by: str | None = None
+    ) -> None:
+        """Whether this milking's milk must be kept out of the tank (and why, until when in
+        words), and who confirmed it went to the divert line."""
+        if (decision, until, confirmed_by) != (
+            self.divert,
+            self.divert_until,
+            self.divert_confirmed_by,
+        ):
+            self.divert, self.divert_until, self.divert_confirmed_by = decision, until, confirmed_by
+            self._changed()
+
     def set_note(self, note: str) -> None:
         if note != self.note:
             self.note = note
@@ -280,6 +334,7 @@ class StallTileWidget(QWidget):
             self.alerts = ()
             self.note = ""
             self.flow_l_min = 0.0
+            self.divert, self.divert_until, self.divert_confirmed_by = NOT_DIVERTED, "", None
             self.curve.clear()
             self._changed()
 
@@ -291,6 +346,14 @@ class StallTileWidget(QWidget):
         """The tile in words (accessibility, tests, the details dialog)."""
         parts = [f"Stall {self.stall}", self._theme.state(self.display_state).label]
         parts.append(self.identity.line)
+        if self.divert.divert or self.divert_confirmed_by:
+            why = self.divert.reason_text or "diverted by the operator"
+            if self.divert_confirmed_by:
+                parts.append(f"milk diverted ({why}), confirmed by {self.divert_confirmed_by}")
+            else:
+                parts.append(f"DIVERT the milk: {why}, {self.divert_until}")
+        elif self.divert.back_to_tank:
+            parts.append("milk may go back in the tank")
         if self.yield_l is not None:
             parts.append(f"{self.yield_l:.1f} L")
         if self.expected_l:
@@ -321,6 +384,8 @@ class StallTileWidget(QWidget):
             self.manual_id_requested.emit(self.stall)
         elif key == Qt.Key.Key_R:
             self.reattach_requested.emit(self.stall)
+        elif key == Qt.Key.Key_D:
+            self.divert_confirm_requested.emit(self.stall)
         else:
             super().keyPressEvent(event)
             return
@@ -344,6 +409,9 @@ class StallTileWidget(QWidget):
     # -- painting -----------------------------------------------------------------------------
     def paintEvent(self, event: QPaintEvent) -> None:
         self.paint_count += 1
+        if self.display_state == "divert":
+            self._paint_divert()
+            return
         t = self._theme
         f = self._fonts
         w, h = self.width(), self.height()
@@ -356,7 +424,7 @@ class StallTileWidget(QWidget):
         body = QRectF(1.5, 1.5, w - 3.0, h - 3.0)
         state_color = QColor(style.color)
         # Body with a state-coloured frame (thicker when something needs attention).
-        frame = 5.0 if state in ATTENTION_STATES else 2.0
+        frame = 5.0 if state in ATTENTION_STATES else (4.0 if state == "diverted" else 2.0)
         p.setPen(QPen(state_color if frame > 2 else QColor(t.tile_border), frame))
         p.setBrush(QColor(t.tile))
         p.drawRoundedRect(body.adjusted(frame / 2, frame / 2, -frame / 2, -frame / 2), 8, 8)
@@ -440,10 +508,11 @@ class StallTileWidget(QWidget):
         y += exp_h
 
         # Alert chips, else the flow figure (small tiles drop the figure: the gauge shows it).
-        line_h = max(14.0, h * 0.10) if self.alerts or self.note or not compact else 0.0
+        chips = self._chips()
+        line_h = max(14.0, h * 0.10) if chips or self.note or not compact else 0.0
         line = QRectF(inner_l, y, inner_r - inner_l, line_h)
-        if self.alerts:
-            self._paint_chips(p, line)
+        if chips:
+            self._paint_chips(p, line, chips)
         elif self.session_state == "milking" and line_h:
             p.setFont(f.small)
             p.setPen(QColor(t.text_dim))
@@ -452,7 +521,7 @@ class StallTileWidget(QWidget):
                 Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
                 f"flow {self.flow_l_min:.1f} L/min",
             )
-        if self.note and not self.alerts:
+        if self.note and not chips:
             p.setFont(f.small)
             p.setPen(QColor(t.text))
             p.drawText(
@@ -518,24 +587,153 @@ class StallTileWidget(QWidget):
             text,
         )
 
-    def _paint_chips(self, p: QPainter, r: QRectF) -> None:
+    def _chips(self) -> list[tuple[str, str, str]]:
+        """(words, background, ink) of each chip: the divert line first, then alerts."""
         t = self._theme
+        out: list[tuple[str, str, str]] = []
+        if self.divert_confirmed_by is not None:
+            why = self.divert.short_text or "operator"
+            out.append((f"→ DIVERT LINE · {why}", DIVERT_YELLOW, DIVERT_INK))
+        elif self.divert.back_to_tank:
+            out.append(("✓ MAY GO BACK IN THE TANK", t.state("done").color, "#ffffff"))
+        alert = t.state("alert").color
+        out.extend((f"! {a}", alert, "#ffffff") for a in self.alerts)
+        return out
+
+    def _paint_chips(self, p: QPainter, r: QRectF, chips: list[tuple[str, str, str]]) -> None:
         f = self._fonts
-        color = QColor(t.state("alert").color)
         x = r.left()
         p.setFont(f.chip)
-        for text in self.alerts:
-            label = f"! {text}"
-            cw = f.chip_m.horizontalAdvance(label) + 10
+        for label, back, ink in chips:
+            cw: float = f.chip_m.horizontalAdvance(label) + 10
             if x + cw > r.right():
-                break
+                if x == r.left():  # the first chip always shows, cut to the room there is
+                    label = f.chip_m.elidedText(
+                        label, Qt.TextElideMode.ElideRight, int(r.width()) - 10
+                    )
+                    cw = r.width()
+                else:
+                    break
             chip = QRectF(x, r.top() + 1, cw, r.height() - 2)
             p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(color)
+            p.setBrush(QColor(back))
             p.drawRoundedRect(chip, 4, 4)
-            p.setPen(QColor("#ffffff"))
+            p.setPen(QColor(ink))
             p.drawText(chip, Qt.AlignmentFlag.AlignCenter, label)
             x += cw + 4
+
+    def _paint_divert(self) -> None:
+        """The hazard sign: see the module docstring. Black on safety yellow, DIVERT as big as
+        the tile holds, why and until when under it, the yield small at the foot."""
+        t = self._theme
+        f = self._fonts
+        w, h = self.width(), self.height()
+        ink, yellow = QColor(DIVERT_INK), QColor(DIVERT_YELLOW)
+        p = QPainter(self)
+        p.fillRect(0, 0, w, h, QColor(t.window))
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pad = max(3.0, w * 0.025)
+        body = QRectF(1.5, 1.5, w - 3.0, h - 3.0)
+        p.setPen(QPen(ink, 4.0))
+        p.setBrush(yellow)
+        p.drawRoundedRect(body.adjusted(2, 2, -2, -2), 8, 8)
+        # Band: hazard stripes, the stall number and the word on yellow plates.
+        band_h = divert_band_h(h)
+        band = QRectF(body.left() + 4, body.top() + 4, body.width() - 8, band_h)
+        p.save()
+        p.setClipRect(band)
+        p.fillRect(band, ink)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(yellow)
+        step = max(12.0, band_h * 0.8)
+        x = band.left() - band_h
+        while x < band.right():
+            p.drawPolygon(
+                QPolygonF(
+                    [
+                        QPointF(x, band.bottom()),
+                        QPointF(x + step / 2, band.bottom()),
+                        QPointF(x + step / 2 + band_h, band.top()),
+                        QPointF(x + band_h, band.top()),
+                    ]
+                )
+            )
+            x += step
+        p.restore()
+        p.setFont(f.band)
+        num = str(self.stall)
+        plate = QRectF(band.left(), band.top(), f.band_m.horizontalAdvance(num) + pad * 2, band_h)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(yellow)
+        p.drawRect(plate)
+        p.setPen(ink)
+        p.drawText(plate, Qt.AlignmentFlag.AlignCenter, num)
+        p.setFont(f.state)
+        icon_px = round(band_h * 0.72)
+        label_w = f.state_m.horizontalAdvance(DIVERT_WORD) + icon_px + pad * 2.5
+        word = QRectF(band.right() - label_w, band.top(), label_w, band_h)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.drawRect(word)
+        p.setPen(ink)
+        p.drawPixmap(
+            QPointF(word.left() + pad, band.top() + (band_h - icon_px) / 2),
+            icon_pixmap("divert", DIVERT_INK, icon_px, DIVERT_YELLOW),
+        )
+        p.drawText(
+            word.adjusted(0, 0, -pad, 0),
+            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
+            DIVERT_WORD,
+        )
+        inner = QRectF(
+            body.left() + pad + 3, band.bottom() + pad * 0.3, body.width() - 2 * pad - 6, 0
+        )
+        inner.setBottom(body.bottom() - pad)
+        # The cow, then DIVERT huge, then why and until when.
+        p.setPen(ink)
+        p.setFont(f.cow)
+        cow_h = divert_cow_h(h)
+        cow = f.cow_m.elidedText(
+            self.identity.line, Qt.TextElideMode.ElideRight, int(inner.width())
+        )
+        p.drawText(
+            QRectF(inner.left(), inner.top(), inner.width(), cow_h),
+            Qt.AlignmentFlag.AlignVCenter,
+            cow,
+        )
+        y = inner.top() + cow_h
+        big_h = f.divert_m.height() * 0.92
+        p.setFont(f.divert)
+        p.drawText(
+            QRectF(inner.left(), y, inner.width(), big_h),
+            Qt.AlignmentFlag.AlignCenter,
+            DIVERT_WORD,
+        )
+        y += big_h
+        lines = [self.divert.short_text or "diverted by the operator", self.divert_until]
+        if self.meter_state == "offline":
+            lines.append("METER OFFLINE")
+        elif self.yield_l is not None:
+            litres = f"{self.yield_l:.1f} L"
+            hint = f"{litres} · tap when diverted"
+            fits = f.divert_line_m.horizontalAdvance(hint) <= inner.width()
+            lines.append(hint if fits else litres)
+        p.setFont(f.divert_line)
+        line_h = f.divert_line_m.height()
+        for text in lines:
+            if not text or y + line_h > inner.bottom() + 1:
+                break
+            shown = f.divert_line_m.elidedText(
+                text, Qt.TextElideMode.ElideRight, int(inner.width())
+            )
+            p.drawText(
+                QRectF(inner.left(), y, inner.width(), line_h), Qt.AlignmentFlag.AlignCenter, shown
+            )
+            y += line_h
+        if self.hasFocus():
+            p.setBrush(Qt.BrushStyle.NoBrush)
+            p.setPen(QPen(QColor(t.focus), 5.0))
+            p.drawRoundedRect(body.adjusted(2.5, 2.5, -2.5, -2.5), 8, 8)
+        p.end()
 
     def _paint_curve(self, p: QPainter, r: QRectF) -> None:
         t = self._theme

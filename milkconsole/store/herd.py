@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from milkconsole.herd import HerdRow, ImportReport, RowProblem, tag_text
 from milkconsole.rfid import InvalidTag, normalize_tag
+from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_animal_fields, queue_animal_tag
 from milkconsole.store.schema import Animal, AnimalTag, SyncState, append_audit
 
@@ -459,3 +460,9 @@ def set_keep_out(
         queue_animal_fields(tx, animal.id, {"milk_withheld_reason": reason})
     bump_herd_version(tx)
     return before
+
+
+def current_herd_version(db: Database) -> int:
+    """`herd.version` now (a cheap read a console makes every few seconds)."""
+    with db.read() as tx:
+        return herd_version(tx)
