@@ -229,7 +229,7 @@ def test_a_resumed_milking_of_a_cow_named_by_hand_shows_divert_from_the_database
         win.tasks.wait_for_done(5)
 
 
-# -- confirming, the end shown ahead, back to the tank ----------------------------------------------
+# -- confirming, the end shown ahead, back to the tank --------------------------------------------
 
 
 def test_pressing_d_records_the_diversion_and_the_tile_says_diverted(qtbot, window, db):
@@ -285,7 +285,7 @@ def test_the_actions_of_a_divert_tile_offer_milk_diverted_first(qtbot, window):
     dlg.close()
 
 
-# -- the herd screen ---------------------------------------------------------------------------------
+# -- the herd screen ------------------------------------------------------------------------------
 
 
 def test_the_herd_screen_finds_a_cow_by_tag_and_shows_her_card(qtbot, window):
