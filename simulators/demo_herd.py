@@ -134,60 +134,80 @@ def seed_demo_herd(
     is milked at `start + attach_s` (the console's clock, `milkconsole.clock.ScaledClock`)."""
     rows = demo_herd_rows(scenario, today=start)
     first = _first_milkings(scenario, set(sick_cows or {}))
-    treated_h, fresh_a, treated_m, fresh_b, back = (first[i] for i in (0, 1, 3, 5, 7))
     at = {m.cow_index: start + timedelta(seconds=m.attach_s) for m in first}
-    fresh = {fresh_a.cow_index, fresh_b.cow_index}
+    # The special cows come from the first milkings (so the demo shows them soon); a herd too
+    # small for all five gets none: its cows keep to the tank.
+    special = len(first) > max(ROLES.values())
+    role = {name: first[i] for name, i in ROLES.items()} if special else {}
+    fresh = {role[r].cow_index for r in ("fresh_a", "fresh_b") if r in role}
     rows = [
         _fresh(r, at, scenario.herd) if _index_of(r, scenario.herd) in fresh else r for r in rows
     ]
     import_herd(db, HerdFile("demo herd", COLUMNS, tuple(rows)), grant=None, actor=DEMO_ACTOR)
     herd = load_herd(db)
     ids = {a.number: a.id for a in herd.animals.values()}
+    number = {m.cow_index: str(scenario.herd[m.cow_index].herd_number) for m in first}
+    if special:
+        seed_treatments(db, _treatments(role, at, ids, number), actor=DEMO_ACTOR)
+    past = _past_milkings(scenario, ids, start, days, seed, sick_cows or {}, fresh, at)
+    SessionStore(db).add_past_milkings(past)
 
-    def cow_id(m: PlannedMilking) -> int:
-        return ids[str(scenario.herd[m.cow_index].herd_number)]
+    def numbers(*names: str) -> tuple[str, ...]:
+        return tuple(number[role[n].cow_index] for n in names if n in role)
 
-    def key(n: int) -> str:
-        return f"DEMO-TRT-{n}"
+    return DemoHerd(
+        animals=len(rows),
+        treated=numbers("treated_hours", "treated_milkings"),
+        fresh=numbers("fresh_a", "fresh_b"),
+        back_to_tank=numbers("back"),
+        past_milkings=len(past),
+    )
 
-    treatments = [
+
+# Which of the first milkings of the plan are special (by position).
+ROLES = {"treated_hours": 0, "fresh_a": 1, "treated_milkings": 3, "fresh_b": 5, "back": 7}
+
+
+def _treatments(
+    role: Mapping[str, PlannedMilking],
+    at: Mapping[int, datetime],
+    ids: Mapping[str, int],
+    number: Mapping[int, str],
+) -> list[Treatment]:
+    def cow(name: str) -> tuple[int, datetime]:
+        m = role[name]
+        return ids[number[m.cow_index]], at[m.cow_index]
+
+    hours_cow, hours_at = cow("treated_hours")
+    milk_cow, milk_at = cow("treated_milkings")
+    back_cow, back_at = cow("back")
+    return [
         # Tubes yesterday evening: 84 h, so today's milk stays out and the end shows ahead.
         Treatment(
-            key=key(1),
-            animal_id=cow_id(treated_h),
+            key="DEMO-TRT-1",
+            animal_id=hours_cow,
             product="Mastiplan LC",
-            start=at[treated_h.cow_index] - timedelta(hours=14),
+            start=hours_at - timedelta(hours=14),
             withdrawal_hours=84,
             note="left front quarter",
         ),
-        # An injection two days ago, withdrawal in milkings: she is on her last one or two.
+        # An injection a day and a half ago, withdrawal in milkings: a few more to go.
         Treatment(
-            key=key(2),
-            animal_id=cow_id(treated_m),
+            key="DEMO-TRT-2",
+            animal_id=milk_cow,
             product="Cobactan LC",
-            start=at[treated_m.cow_index] - timedelta(hours=36),
+            start=milk_at - timedelta(hours=36),
             withdrawal_milkings=4,
         ),
         # Ended half an hour before today's milking: her milk may go back in the tank.
         Treatment(
-            key=key(3),
-            animal_id=cow_id(back),
+            key="DEMO-TRT-3",
+            animal_id=back_cow,
             product="Synulox",
-            start=at[back.cow_index] - timedelta(hours=60, minutes=30),
+            start=back_at - timedelta(hours=60, minutes=30),
             withdrawal_hours=60,
         ),
     ]
-    seed_treatments(db, treatments, actor=DEMO_ACTOR)
-    past = _past_milkings(scenario, ids, start, days, seed, sick_cows or {}, fresh, at)
-    SessionStore(db).add_past_milkings(past)
-    number = {m.cow_index: str(scenario.herd[m.cow_index].herd_number) for m in first}
-    return DemoHerd(
-        animals=len(rows),
-        treated=(number[treated_h.cow_index], number[treated_m.cow_index]),
-        fresh=(number[fresh_a.cow_index], number[fresh_b.cow_index]),
-        back_to_tank=(number[back.cow_index],),
-        past_milkings=len(past),
-    )
 
 
 def _index_of(row: HerdRow, herd: list[Cow]) -> int:
