@@ -135,13 +135,16 @@ class DivertDecision:
         """'Mastiplan LC + colostrum 3/8': the reasons in as few words as a tile has room for."""
         return " + ".join(r.short or r.text for r in self.reasons)
 
-    def until_text(self, zone: tzinfo | None = None, now: datetime | None = None) -> str:
-        """When the milk may go back, in words: 'until 18:00', 'until ~Tue 06:00 (2 more
-        milkings)', 'until the keep-out flag is cleared'; '' when nothing is diverted."""
+    def until_text(
+        self, zone: tzinfo | None = None, now: datetime | None = None, *, short: bool = False
+    ) -> str:
+        """When the milk may go back, in words: 'until 18:00', 'until ~Tue 06:00 (2 milkings
+        incl. this)', 'until the keep-out flag is cleared'; '' when nothing is diverted.
+        `short`: without the count of milkings (a tile's line)."""
         if not self.divert:
             return ""
         if self.open_ended or self.until is None:
-            return "until the keep-out flag is cleared"
+            return "until the flag is cleared" if short else "until the keep-out flag is cleared"
         if self.last_milking:
             if self.estimated:
                 return "last one: the next milking goes to the tank"
@@ -150,7 +153,7 @@ class DivertDecision:
         left = max((r.milkings_left or 0 for r in self.reasons if r.until == self.until), default=0)
         if self.estimated:
             more = f" ({left} milking{'s' if left != 1 else ''} incl. this)" if left else ""
-            return f"until ~{when}{more}"
+            return f"until ~{when}" + ("" if short else more)
         return f"until {when}"
 
     def banner(self, zone: tzinfo | None = None, now: datetime | None = None) -> str:

@@ -423,7 +423,9 @@ class StallViewWidget(QScrollArea):
         decision = self.herd.decide(animal_id, session.started_at, zone=self.zone)
         # One repaint: the cow's name never shows without her DIVERT.
         tile.set_divert(
-            decision, decision.until_text(self.zone, self.now()), self.confirmed_by(session.key)
+            decision,
+            decision.until_text(self.zone, self.now(), short=True),
+            self.confirmed_by(session.key),
         )
         tile.set_identity(identity)
         tile.set_expected(expected)
