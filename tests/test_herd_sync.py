@@ -211,3 +211,81 @@ def test_a_cow_odoo_does_not_know_keeps_her_tags_and_treatments_until_it_does(si
     assert [r["product"] for r in sim.records("farm.animal.treatment")] == ["Synulox"]
     with db.read() as tx:
         assert tx.scalar(select(Animal.odoo_id).where(Animal.id == juno.id)) is not None
+
+
+def test_every_field_the_herd_models_read_is_in_the_payloads_the_builder_makes(db):
+    from milkconsole.store.outbound import (
+        animal_payload,
+        queue_animal_fields,
+        queue_animal_tag,
+        queue_treatment,
+    )
+    from milkconsole.store.schema import TreatmentRow
+    from milkconsole.sync.contract import CONTRACT, Refs
+
+    with db.write() as tx:
+        tx.add(Animal(id=1, odoo_id=7, number="1042", name="Bella", rfid_tag="982000000000001"))
+        tx.flush()
+        row = TreatmentRow(
+            key="TRT-1",
+            animal_id=1,
+            product="Cobactan",
+            started_at=NOW,
+            withdrawal_milkings=4,
+            created_at=NOW,
+        )
+        tx.add(row)
+        queue_treatment(tx, row)
+        queue_animal_tag(tx, 1, "ASCII:C0000001")
+        queue_animal_fields(tx, 1, {"rfid_tag": "982000000000009", "milk_withheld_reason": "x"})
+        assert animal_payload(tx, 1)["animal_number"] == "1042"
+    import json
+
+    with db.read() as tx:
+        rows = {r.model: json.loads(r.payload) for r in tx.scalars(select(OutboxRow))}
+    refs = Refs(animals={1: 7})
+    contract = Contract()
+    for model, outbox in (
+        ("treatment", "farm.animal.treatment"),
+        ("animal_rfid", "farm.animal.rfid"),
+    ):
+        payload = rows[outbox]
+        for f in CONTRACT[model].fields:
+            missing = [k for k in f.keys if k not in payload]
+            assert not missing, f"{model}.{f.name} reads {missing}, which the builder never writes"
+        assert contract.vals(model, payload, refs)["animal_id"] == 7
+    vals = contract.vals("animal", rows["farm.animal"], refs, "write")
+    assert vals == {
+        "rfid_tag": "982000000000009",
+        "milk_withheld": True,
+        "milk_withheld_reason": "x",
+    }
+
+
+def test_a_cows_write_waits_while_odoo_lacks_her_and_leaves_out_a_field_odoo_has_not(vault, db):
+    from dataclasses import replace as dc_replace
+
+    from simulators.odoo_server import contract_models
+
+    models = contract_models()
+    animal = models["farm.animal"]
+    fields = {k: v for k, v in animal.fields.items() if k != "milk_withheld_reason"}
+    models["farm.animal"] = dc_replace(animal, fields=fields)
+    with OdooSimulator(version="17.0", models=models) as sim:
+        sim.seed_devices([f"M{i:02d}" for i in range(1, 3)])
+        ids, local, engine, _ = herd_from_odoo(sim, vault, db, cows=2)
+        change_keep_out(db, local[ids[0]], "high SCC", MARY)
+        change_keep_out(db, local[ids[1]], "blood", MARY)
+        sim.store.unlink("farm.animal", [ids[1]])  # gone from Odoo meanwhile
+        report = engine.run_once()
+        assert report.dead == 0 and report.deferred == 1  # she may come back: waiting
+        [cow] = sim.records("farm.animal", domain=[["id", "=", ids[0]]], fields=["milk_withheld"])
+        assert cow["milk_withheld"] is True
+        with db.read() as tx:
+            waiting = tx.scalars(
+                select(OutboxRow).where(
+                    OutboxRow.model == "farm.animal", OutboxRow.state == "pending"
+                )
+            ).one()
+        assert waiting.record_key == str(local[ids[1]])
+        assert "not in Odoo" in (waiting.last_error or "")
