@@ -159,16 +159,20 @@ def note_conflict(tx: Session, animal: Animal, field: str, local: Any, odoo: Any
     return True
 
 
-def find_local_twin(tx: Session, number: str | None, tag: str | None) -> Animal | None:
+def find_local_twin(
+    tx: Session, number: str | None, tag: str | None, claims: dict[str, set[int]] | None = None
+) -> Animal | None:
     """A cow known only here (no Odoo id) who is the Odoo cow with this number, else with this
-    tag: the same cow, recorded twice."""
+    tag: the same cow, recorded twice. `claims`: `tag_claims` already at hand (a pull reads
+    them once per page, not once per cow)."""
     local = select(Animal).where(Animal.odoo_id.is_(None))
     if number:
         found = tx.scalars(local.where(Animal.number == number).order_by(Animal.id)).first()
         if found is not None:
             return found
     if tag:
-        for aid in sorted(tag_claims(tx).get(tag, set())):
+        owners = (claims if claims is not None else tag_claims(tx)).get(tag, set())
+        for aid in sorted(owners):
             animal = tx.get(Animal, aid)
             if animal is not None and animal.odoo_id is None:
                 return animal

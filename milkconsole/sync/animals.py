@@ -343,7 +343,7 @@ def _upsert_animals(tx: Session, records: list[dict[str, Any]], fmap: dict[str, 
         row = existing.get(odoo_id)
         adopted = False
         if row is None:
-            row = find_local_twin(tx, number or name, tag)
+            row = find_local_twin(tx, number or name, tag, claims)
             if row is not None:
                 adopt(tx, row, odoo_id)
                 queue_console_treatments(tx, row.id)
