@@ -304,6 +304,13 @@ def _upsert_animals(tx: Session, records: list[dict[str, Any]], fmap: dict[str, 
     existing = {a.odoo_id: a for a in tx.scalars(select(Animal).where(Animal.odoo_id.in_(ids)))}
     unsent = _unsent_fields(tx, [a.id for a in existing.values()])
     claims = tag_claims(tx)
+    # Cows known only here, by number: usually none, so the common pull asks nothing per cow.
+    local_only = {
+        a.number: a
+        for a in tx.scalars(
+            select(Animal).where(Animal.odoo_id.is_(None)).order_by(Animal.id.desc())
+        )
+    }
     changed = 0
     for rec in records:
         odoo_id = int(rec["id"])
@@ -342,9 +349,12 @@ def _upsert_animals(tx: Session, records: list[dict[str, Any]], fmap: dict[str, 
         tag = canonical_or_none(text("rfid_tag"))
         row = existing.get(odoo_id)
         adopted = False
-        if row is None:
-            row = find_local_twin(tx, number or name, tag, claims)
+        if row is None and (local_only or (tag is not None and tag in claims)):
+            row = local_only.pop(number or name or str(odoo_id), None) or find_local_twin(
+                tx, None, tag, claims
+            )
             if row is not None:
+                local_only.pop(row.number, None)
                 adopt(tx, row, odoo_id)
                 queue_console_treatments(tx, row.id)
                 existing[odoo_id] = row
@@ -352,11 +362,15 @@ def _upsert_animals(tx: Session, records: list[dict[str, Any]], fmap: dict[str, 
         if row is None:
             row = Animal(odoo_id=odoo_id, **values)
             tx.add(row)
-            tx.flush()
             changed += 1
+            if tag is None or not claims.get(tag):
+                if tag is not None:
+                    claims[tag] = set()  # hers; her id is known after the flush
+                continue
+            tx.flush()  # her id, to take the tag off the cow that had it
         elif _merge(tx, row, values, adopted=adopted, unsent=unsent.get(row.id, set())) or adopted:
             changed += 1
-        if tag is not None and claims.get(tag, set()) != {row.id}:
+        if tag is not None and claims.get(tag, set()) - {row.id}:
             _take_tag(tx, row, tag, claims)
     tx.flush()
     return changed
