@@ -407,7 +407,7 @@ def test_screenshot_divert_among_normal_tiles(qtbot, db, stalls):
             view.set_side(0)
             assert divert_stall in view.hidden_attention()
             win._update_side_button()
-            assert f"stall {divert_stall}" in win.side_button.text()
+            assert f"DIVERT on side B: stall {divert_stall}" in win.side_button.text()
             assert win.grab().save(str(ARTIFACTS / "divert_80_stalls_side_a.png"))
             view.set_side(1)
             qtbot.wait(100)

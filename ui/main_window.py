@@ -248,10 +248,17 @@ class MainWindow(QMainWindow):
         view = self.stall_view
         text = view.side_label(view.side)
         waiting = view.hidden_attention()
+        divert = [s for s in waiting if view.tiles[s].display_state == "divert"]
         if waiting:
             other = "AB"[1 - view.side] if view.side is not None else ""
-            text += f" · ⚠ {len(waiting)} on side {other}: stall {', '.join(map(str, waiting[:4]))}"
-            text += "…" if len(waiting) > 4 else ""
+            if divert:
+                # Milk to keep out of the tank is named first, in so many words.
+                text += f" · ⚠ DIVERT on side {other}: stall {', '.join(map(str, divert[:4]))}"
+                rest = len(waiting) - len(divert)
+                text += f" (+{rest} more)" if rest else ""
+            else:
+                text += f" · ⚠ {len(waiting)} on side {other}: stall "
+                text += ", ".join(map(str, waiting[:4])) + ("…" if len(waiting) > 4 else "")
         if self.side_button.text() != text:
             self.side_button.setText(text)
             # The tab bar sizes its corner once: have it take the new width.
@@ -264,8 +271,14 @@ class MainWindow(QMainWindow):
                 "Show one side of the pit, or both (F6). Stalls on the hidden side that need "
                 "someone are named here."
             )
-            warn = self.theme.state("alert").color if waiting else ""
-            self.side_button.setStyleSheet(f"color: {warn};" if warn else "")
+            if divert:
+                divert_style = self.theme.state("divert")
+                style = f"color: {divert_style.on_color}; background: {divert_style.color};"
+            elif waiting:
+                style = f"color: {self.theme.state('alert').color};"
+            else:
+                style = ""
+            self.side_button.setStyleSheet(style)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
