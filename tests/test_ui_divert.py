@@ -243,7 +243,7 @@ def test_pressing_d_records_the_diversion_and_the_tile_says_diverted(qtbot, wind
     tile = window.stall_view.tiles[9]
     qtbot.waitUntil(lambda: tile.display_state == "divert", timeout=2000)
     tile.setFocus()
-    with qtbot.waitSignal(window.divert_recorded, timeout=5000):
+    with qtbot.waitSignal(window.herd_actions.divert_recorded, timeout=5000):
         qtbot.keyClick(tile, Qt.Key.Key_D)
     assert tile.display_state == "diverted"
     assert "confirmed by operator" in tile.summary()
@@ -319,7 +319,7 @@ def test_a_supervisor_records_a_treatment_from_the_herd_screen_with_a_pin(qtbot,
     window.tabs.setCurrentWidget(herd)
     herd.search.setText("1002")
     herd.list.setCurrentRow(0)
-    dlg = window.open_treatment(herd.selected or 0)
+    dlg = window.herd_actions.open_treatment(herd.selected or 0)
     assert dlg is not None
     dlg.product.setText("Cobactan LC")
     dlg.by_milkings.setChecked(True)
@@ -330,7 +330,7 @@ def test_a_supervisor_records_a_treatment_from_the_herd_screen_with_a_pin(qtbot,
     assert pin is not None
     for key in PIN:
         qtbot.mouseClick(pin.key_buttons[key], Qt.MouseButton.LeftButton)
-    with qtbot.waitSignal(window.treatment_recorded, timeout=10000) as rec:
+    with qtbot.waitSignal(window.herd_actions.treatment_recorded, timeout=10000) as rec:
         qtbot.mouseClick(pin.ok_button, Qt.MouseButton.LeftButton)
     assert rec.args[0].recorded_by == SUPERVISOR
     with db.read() as tx:

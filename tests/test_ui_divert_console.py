@@ -176,7 +176,7 @@ def test_confirming_records_the_destination_and_raises_nothing(qtbot, parlour):
     qtbot.waitUntil(lambda: tile.display_state == "divert", timeout=10000)
     key = tile.session_key
     tile.setFocus()
-    with qtbot.waitSignal(parlour.console.window.divert_recorded, timeout=10000):
+    with qtbot.waitSignal(parlour.console.window.herd_actions.divert_recorded, timeout=10000):
         qtbot.keyClick(tile, Qt.Key.Key_D)
     assert tile.display_state == "diverted"
     parlour.milk(1, DAISY, 6.0)
@@ -264,7 +264,7 @@ def test_registering_an_unknown_tag_at_the_stall_takes_the_session_and_is_audite
     dlg = window.findChild(RegisterTagDialog)
     assert dlg is not None
     qtbot.keyClicks(dlg.entry, "1002")
-    with qtbot.waitSignal(window.tag_registered, timeout=10000):
+    with qtbot.waitSignal(window.herd_actions.tag_registered, timeout=10000):
         qtbot.keyClick(dlg.entry, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: tile.identity.number == "1002", timeout=10000)
     row = session_row(parlour.db, key)
@@ -337,7 +337,7 @@ def test_a_console_restarted_mid_milking_shows_divert_again_and_keeps_the_confir
         qtbot.waitUntil(lambda: p.tile(1).display_state == "divert", timeout=10000)
         keys = (p.tile(1).session_key, p.tile(2).session_key)
         p.tile(2).setFocus()
-        with qtbot.waitSignal(first.window.divert_recorded, timeout=10000):
+        with qtbot.waitSignal(first.window.herd_actions.divert_recorded, timeout=10000):
             qtbot.keyClick(p.tile(2), Qt.Key.Key_D)
         p.milk(1, DAISY, 3.0)
         p.milk(2, DAISY, 3.0)

@@ -30,17 +30,9 @@ from PySide6.QtWidgets import QHBoxLayout, QMainWindow, QMenu, QPushButton, QTab
 
 from milkconsole.alerts import AlertMarks, alert_marks
 from milkconsole.config import ParlourConfig
-from milkconsole.herd_changes import (
-    change_keep_out,
-    confirm_divert,
-    new_treatment_key,
-    record_treatment,
-    register_stall_tag,
-)
 from milkconsole.production import (
     AnimalInfo,
     HerdDirectory,
-    display_tag,
     load_herd,
     production_snapshot,
 )
@@ -54,21 +46,20 @@ from milkconsole.roles import (
 )
 from milkconsole.separation import SeparationRules
 from milkconsole.store.db import Database
-from milkconsole.store.herd import TagChange, current_herd_version
+from milkconsole.store.herd import current_herd_version
 from milkconsole.store.sessions import SessionRecord, SessionStore
 from milkconsole.sync.status import SyncStatus
-from milkconsole.withdrawal import Treatment
 from ui.alert_review import AlertReviewWidget, AskPin
 from ui.bridge import EventBridge
 from ui.dashboard import DashboardRefresher, DashboardWidget
+from ui.herd_actions import HerdActions
 from ui.herd_view import HerdWidget
-from ui.manual_id_dialog import ManualIdDialog, RegisterTagDialog, StallActionsDialog
+from ui.manual_id_dialog import ManualIdDialog, StallActionsDialog
 from ui.pin_dialog import PinDialog
 from ui.stall_view import StallViewWidget
 from ui.status_bar import ParlourStatusBar
 from ui.sync_panel import SyncPanelDialog
 from ui.theme import DARK, THEMES, Theme, apply_theme
-from ui.treatment_dialog import KeepOutDialog, TreatmentDialog
 from ui.workers import CoalescedReader, LoopWorkerThread, TaskRunner
 
 log = logging.getLogger(__name__)
@@ -87,10 +78,6 @@ class MainWindow(QMainWindow):
 
     manual_id_recorded = Signal(str, object)  # session key, SessionRecord
     reattach_recorded = Signal(str)  # session key
-    divert_recorded = Signal(str, object)  # session key, SessionRecord
-    tag_registered = Signal(str, object)  # session key ('' without one), TagChange
-    treatment_recorded = Signal(object)  # Treatment
-    keep_out_changed = Signal(int, object)  # animal id, reason (None: back in the tank)
     herd_loaded = Signal(object)  # HerdDirectory
     action_failed = Signal(str)  # message shown to the operator
 
@@ -218,9 +205,11 @@ class MainWindow(QMainWindow):
         self.stall_view.tile_activated.connect(self.open_stall_actions)
         self.stall_view.manual_id_requested.connect(self.open_manual_id)
         self.stall_view.reattach_requested.connect(self.mark_reattached)
-        self.stall_view.divert_confirm_requested.connect(self.confirm_divert)
-        self.herd_view.treatment_requested.connect(self.open_treatment)
-        self.herd_view.keep_out_requested.connect(self.open_keep_out)
+        # Milk separation and the herd: confirming, tags, treatments, the keep-out flag.
+        self.herd_actions = HerdActions(self)
+        self.stall_view.divert_confirm_requested.connect(self.herd_actions.confirm_divert)
+        self.herd_view.treatment_requested.connect(self.herd_actions.open_treatment)
+        self.herd_view.keep_out_requested.connect(self.herd_actions.open_keep_out)
         self.action_failed.connect(lambda msg: self.status.showMessage(msg, 15000))
 
         QShortcut(QKeySequence("F11"), self, self.toggle_fullscreen)
@@ -457,9 +446,9 @@ class MainWindow(QMainWindow):
             elif dlg.choice == "reattach":
                 self.mark_reattached(stall)
             elif dlg.choice == "divert":
-                self.confirm_divert(stall)
+                self.herd_actions.confirm_divert(stall)
             elif dlg.choice == "register_tag":
-                self.open_register_tag(stall)
+                self.herd_actions.open_register_tag(stall)
 
         dlg.finished.connect(finished)
         dlg.open()
@@ -510,181 +499,6 @@ class MainWindow(QMainWindow):
             self.action_failed.emit(f"Stall {stall}: manual ID not recorded: {exc}")
 
         self.tasks.submit(write, done, failed, name=f"manual id stall {stall}")
-
-    @Slot(int)
-    def confirm_divert(self, stall: int) -> None:
-        """The operator's "milk diverted" for the stall's milking (recorded off the GUI thread;
-        a milking seconds old may reach the database just after, so the write waits for it)."""
-        session = self.stall_view.session_of(stall)
-        if session is None:
-            self.action_failed.emit(f"Stall {stall}: no cow in the stall")
-            return
-        key, db, actor = session.key, self.db, self.actor
-
-        def write() -> SessionRecord:
-            deadline = time.monotonic() + MANUAL_ID_ROW_WAIT_S
-            while True:
-                try:
-                    return confirm_divert(db, key, actor)
-                except LookupError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
-
-        def done(record: SessionRecord) -> None:
-            self.stall_view.set_confirmed(key, actor)
-            self.status.showMessage(
-                f"Stall {stall}: milk diverted ({record.divert_reason}), recorded", 10000
-            )
-            self.divert_recorded.emit(key, record)
-            self.refresher.request()
-
-        def failed(exc: BaseException) -> None:
-            self.action_failed.emit(f"Stall {stall}: 'milk diverted' NOT recorded: {exc}")
-
-        self.tasks.submit(write, done, failed, name=f"divert stall {stall}")
-
-    @Slot(int)
-    def open_register_tag(self, stall: int) -> RegisterTagDialog | None:
-        tile = self.stall_view.tiles[stall]
-        session = self.stall_view.session_of(stall)
-        tag = session.rfid if session is not None else None
-        if session is None or not tag or tile.identity.status != "unknown_tag":
-            self.action_failed.emit(f"Stall {stall}: no unknown tag to register")
-            return None
-        dlg = RegisterTagDialog(stall, self.stall_view.herd, tag, self)
-        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-        key = session.key
-
-        def finished(result: int) -> None:
-            if result == RegisterTagDialog.DialogCode.Accepted and dlg.animal is not None:
-                self.register_tag(stall, key, tag, dlg.animal, dlg.make_primary)
-
-        dlg.finished.connect(finished)
-        dlg.open()
-        return dlg
-
-    def register_tag(
-        self,
-        stall: int,
-        session_key: str,
-        tag: str,
-        animal: AnimalInfo,
-        primary: bool | None,
-    ) -> None:
-        """Give the tag to `animal` and the stall's milking to her (pool thread), then show it."""
-        db, actor = self.db, self.actor
-
-        def write() -> TagChange:
-            deadline = time.monotonic() + MANUAL_ID_ROW_WAIT_S
-            while True:
-                try:
-                    return register_stall_tag(
-                        db,
-                        animal_id=animal.id,
-                        tag=tag,
-                        primary=primary,
-                        session_key=session_key,
-                        actor=actor,
-                    )
-                except LookupError as exc:
-                    # The milking's row may be a moment behind; the cow must exist.
-                    if "no cow" in str(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
-
-        def done(change: TagChange) -> None:
-            kind = "main tag" if change.primary else "other tag"
-            self.status.showMessage(
-                f"Stall {stall}: tag {display_tag(change.tag)} is now cow {change.animal_label}'s"
-                f" ({kind})",
-                10000,
-            )
-            self.tag_registered.emit(session_key, change)
-            self.reload_herd()
-            self.refresher.request()
-
-        def failed(exc: BaseException) -> None:
-            self.action_failed.emit(f"Stall {stall}: tag not registered: {exc}")
-
-        self.tasks.submit(write, done, failed, name=f"register tag stall {stall}")
-
-    # -- the supervisor's herd actions ------------------------------------------------------------
-    @Slot(int)
-    def open_treatment(self, animal_id: int) -> TreatmentDialog | None:
-        animal = self.stall_view.herd.animals.get(animal_id)
-        if animal is None:
-            return None
-        farm = self.config.farm_code
-        dlg = TreatmentDialog(
-            animal, lambda at: new_treatment_key(farm, at), now=self.now, parent=self
-        )
-        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-
-        def finished(result: int) -> None:
-            treatment = dlg.treatment
-            if result == TreatmentDialog.DialogCode.Accepted and treatment is not None:
-                self.ask_pin(
-                    "record_treatment", lambda grant: self.record_treatment(treatment, grant)
-                )
-
-        dlg.finished.connect(finished)
-        dlg.open()
-        return dlg
-
-    def record_treatment(self, treatment: Treatment, grant: Grant) -> None:
-        db = self.db
-
-        def done(saved: Treatment) -> None:
-            self.status.showMessage(
-                f"Treatment recorded: {saved.product}, {saved.withdrawal_text} withdrawal", 10000
-            )
-            self.treatment_recorded.emit(saved)
-            self.reload_herd()
-
-        self.tasks.submit(
-            lambda: record_treatment(db, treatment, grant),
-            done,
-            lambda exc: self.action_failed.emit(f"Treatment NOT recorded: {exc}"),
-            name="record treatment",
-        )
-
-    @Slot(int)
-    def open_keep_out(self, animal_id: int) -> KeepOutDialog | None:
-        animal = self.stall_view.herd.animals.get(animal_id)
-        if animal is None:
-            return None
-        dlg = KeepOutDialog(animal, self)
-        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
-
-        def finished(result: int) -> None:
-            if result == KeepOutDialog.DialogCode.Accepted:
-                reason = dlg.reason
-                self.ask_pin(
-                    "keep_milk_out", lambda grant: self.change_keep_out(animal_id, reason, grant)
-                )
-
-        dlg.finished.connect(finished)
-        dlg.open()
-        return dlg
-
-    def change_keep_out(self, animal_id: int, reason: str | None, grant: Grant) -> None:
-        db = self.db
-
-        def done(_: object) -> None:
-            self.status.showMessage(
-                f"Kept out of the tank: {reason}" if reason else "Her milk may go in the tank",
-                10000,
-            )
-            self.keep_out_changed.emit(animal_id, reason)
-            self.reload_herd()
-
-        self.tasks.submit(
-            lambda: change_keep_out(db, animal_id, reason, grant),
-            done,
-            lambda exc: self.action_failed.emit(f"Not changed: {exc}"),
-            name="keep milk out",
-        )
 
     @Slot(int)
     def mark_reattached(self, stall: int) -> None:

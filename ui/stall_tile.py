@@ -41,6 +41,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from milkconsole.production import display_tag
 from milkconsole.separation import NOT_DIVERTED, DivertDecision
+from ui.divert_sign import SignFonts, SignText, paint_sign
 from ui.theme import DARK, DIVERT_INK, DIVERT_YELLOW, Theme, icon_pixmap
 
 # Flow that fills the gauge; typical peak flow of a high-yielding cow is 4-5 L/min.
@@ -52,7 +53,6 @@ CURVE_POINTS = 256
 TILE_STATES = ("idle", "milking", "done", "incomplete", "alert", "offline", "divert", "diverted")
 # The states someone has to see to: a thicker frame, and named even when their side is hidden.
 ATTENTION_STATES = frozenset({"alert", "incomplete", "offline", "divert"})
-DIVERT_WORD = "DIVERT"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,14 +120,6 @@ class FlowCurve:
         return self.values[: self.n]
 
 
-def divert_band_h(h: float) -> float:
-    return max(24.0, h * 0.17)
-
-
-def divert_cow_h(h: float) -> float:
-    return max(14.0, h * 0.11)
-
-
 def font_scale(w: float, h: float) -> float:
     """How big a w x h tile draws its text (1.0: 62-px yield digits, at 260 x 220)."""
     return min(h / 220.0, w / 260.0)
@@ -145,19 +137,8 @@ class _Fonts:
         self.unit = self._make(base, max(10, round(20 * unit)), bold=True)
         self.small = self._make(base, max(9, round(13 * unit)), bold=False)
         self.chip = self._make(base, max(9, round(12 * unit)), bold=True)
-        # DIVERT as big as the tile holds once the cow, why and until when have their lines:
-        # 88 % of its width at most.
-        self.divert_line = self._make(base, max(12, round(23 * unit)), bold=True)
-        self.divert_line_m = QFontMetrics(self.divert_line)
-        probe_m = QFontMetrics(self._make(base, 100, bold=True))
-        lines = 3 if h >= 180 else 2  # why, until when (and the litres, when there is room)
-        room = h - divert_band_h(h) - divert_cow_h(h) - lines * self.divert_line_m.height()
-        room -= max(3.0, w * 0.025) * 2 + 10
-        by_width = 100 * (w * 0.88) / max(1, probe_m.horizontalAdvance(DIVERT_WORD))
-        by_height = 100 * room / max(1, probe_m.height() * 0.92)
-        self.divert = self._make(base, max(14, int(min(by_width, by_height))), bold=True)
+        self.sign = SignFonts(base, w, h, self.band, self.state, self.cow)
         self.band_m = QFontMetrics(self.band)
-        self.divert_m = QFontMetrics(self.divert)
         self.state_m = QFontMetrics(self.state)
         self.cow_m = QFontMetrics(self.cow)
         self.big_m = QFontMetrics(self.big)
@@ -410,7 +391,9 @@ class StallTileWidget(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:
         self.paint_count += 1
         if self.display_state == "divert":
-            self._paint_divert()
+            p = QPainter(self)
+            paint_sign(p, self._sign_text(), self._fonts.sign, self._theme, focused=self.hasFocus())
+            p.end()
             return
         t = self._theme
         f = self._fonts
@@ -587,6 +570,23 @@ class StallTileWidget(QWidget):
             text,
         )
 
+    def _sign_text(self) -> SignText:
+        """What the hazard sign says (`ui.divert_sign`)."""
+        foot = None
+        if self.meter_state == "offline":
+            foot = "METER OFFLINE"
+        elif self.yield_l is not None:
+            foot = f"{self.yield_l:.1f} L"
+        return SignText(
+            stall=self.stall,
+            cow=self.identity.line,
+            why=self.divert.short_text or "diverted by the operator",
+            until=self.divert_until,
+            foot=foot,
+            hint=self.meter_state != "offline",
+            size=(self.width(), self.height()),
+        )
+
     def _chips(self) -> list[tuple[str, str, str]]:
         """(words, background, ink) of each chip: the divert line first, then alerts."""
         t = self._theme
@@ -621,119 +621,6 @@ class StallTileWidget(QWidget):
             p.setPen(QColor(ink))
             p.drawText(chip, Qt.AlignmentFlag.AlignCenter, label)
             x += cw + 4
-
-    def _paint_divert(self) -> None:
-        """The hazard sign: see the module docstring. Black on safety yellow, DIVERT as big as
-        the tile holds, why and until when under it, the yield small at the foot."""
-        t = self._theme
-        f = self._fonts
-        w, h = self.width(), self.height()
-        ink, yellow = QColor(DIVERT_INK), QColor(DIVERT_YELLOW)
-        p = QPainter(self)
-        p.fillRect(0, 0, w, h, QColor(t.window))
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        pad = max(3.0, w * 0.025)
-        body = QRectF(1.5, 1.5, w - 3.0, h - 3.0)
-        p.setPen(QPen(ink, 4.0))
-        p.setBrush(yellow)
-        p.drawRoundedRect(body.adjusted(2, 2, -2, -2), 8, 8)
-        # Band: hazard stripes, the stall number and the word on yellow plates.
-        band_h = divert_band_h(h)
-        band = QRectF(body.left() + 4, body.top() + 4, body.width() - 8, band_h)
-        p.save()
-        p.setClipRect(band)
-        p.fillRect(band, ink)
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(yellow)
-        step = max(12.0, band_h * 0.8)
-        x = band.left() - band_h
-        while x < band.right():
-            p.drawPolygon(
-                QPolygonF(
-                    [
-                        QPointF(x, band.bottom()),
-                        QPointF(x + step / 2, band.bottom()),
-                        QPointF(x + step / 2 + band_h, band.top()),
-                        QPointF(x + band_h, band.top()),
-                    ]
-                )
-            )
-            x += step
-        p.restore()
-        p.setFont(f.band)
-        num = str(self.stall)
-        plate = QRectF(band.left(), band.top(), f.band_m.horizontalAdvance(num) + pad * 2, band_h)
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(yellow)
-        p.drawRect(plate)
-        p.setPen(ink)
-        p.drawText(plate, Qt.AlignmentFlag.AlignCenter, num)
-        p.setFont(f.state)
-        icon_px = round(band_h * 0.72)
-        label_w = f.state_m.horizontalAdvance(DIVERT_WORD) + icon_px + pad * 2.5
-        word = QRectF(band.right() - label_w, band.top(), label_w, band_h)
-        p.setPen(Qt.PenStyle.NoPen)
-        p.drawRect(word)
-        p.setPen(ink)
-        p.drawPixmap(
-            QPointF(word.left() + pad, band.top() + (band_h - icon_px) / 2),
-            icon_pixmap("divert", DIVERT_INK, icon_px, DIVERT_YELLOW),
-        )
-        p.drawText(
-            word.adjusted(0, 0, -pad, 0),
-            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
-            DIVERT_WORD,
-        )
-        inner = QRectF(
-            body.left() + pad + 3, band.bottom() + pad * 0.3, body.width() - 2 * pad - 6, 0
-        )
-        inner.setBottom(body.bottom() - pad)
-        # The cow, then DIVERT huge, then why and until when.
-        p.setPen(ink)
-        p.setFont(f.cow)
-        cow_h = divert_cow_h(h)
-        cow = f.cow_m.elidedText(
-            self.identity.line, Qt.TextElideMode.ElideRight, int(inner.width())
-        )
-        p.drawText(
-            QRectF(inner.left(), inner.top(), inner.width(), cow_h),
-            Qt.AlignmentFlag.AlignVCenter,
-            cow,
-        )
-        y = inner.top() + cow_h
-        big_h = f.divert_m.height() * 0.92
-        p.setFont(f.divert)
-        p.drawText(
-            QRectF(inner.left(), y, inner.width(), big_h),
-            Qt.AlignmentFlag.AlignCenter,
-            DIVERT_WORD,
-        )
-        y += big_h
-        lines = [self.divert.short_text or "diverted by the operator", self.divert_until]
-        if self.meter_state == "offline":
-            lines.append("METER OFFLINE")
-        elif self.yield_l is not None:
-            litres = f"{self.yield_l:.1f} L"
-            hint = f"{litres} · tap when diverted"
-            fits = f.divert_line_m.horizontalAdvance(hint) <= inner.width()
-            lines.append(hint if fits else litres)
-        p.setFont(f.divert_line)
-        line_h = f.divert_line_m.height()
-        for text in lines:
-            if not text or y + line_h > inner.bottom() + 1:
-                break
-            shown = f.divert_line_m.elidedText(
-                text, Qt.TextElideMode.ElideRight, int(inner.width())
-            )
-            p.drawText(
-                QRectF(inner.left(), y, inner.width(), line_h), Qt.AlignmentFlag.AlignCenter, shown
-            )
-            y += line_h
-        if self.hasFocus():
-            p.setBrush(Qt.BrushStyle.NoBrush)
-            p.setPen(QPen(QColor(t.focus), 5.0))
-            p.drawRoundedRect(body.adjusted(2.5, 2.5, -2.5, -2.5), 8, 8)
-        p.end()
 
     def _paint_curve(self, p: QPainter, r: QRectF) -> None:
         t = self._theme
