@@ -293,6 +293,8 @@ class TestMilking:
     state: str
     reattached: bool
     flags: tuple[str, ...] = ()
+    # Its milk went to the divert line (treated, colostrum, kept out): not in the bulk tank.
+    diverted: bool = False
 
     @property
     def excluded_reason(self) -> str | None:
@@ -430,6 +432,7 @@ class CalibrationStore:
                     state=r.state,
                     reattached=r.reattached,
                     flags=_flags(r.flags),
+                    diverted=r.destination == "diverted",
                 )
                 for r in tx.scalars(query)
             ]
@@ -649,6 +652,10 @@ class TankReconciliation:
     sessions: int
     parlour_error_pct: float | None
     rows: tuple[TankMeterRow, ...]
+    # Milkings whose milk went to the divert line: left out of the meters' sum (the tank
+    # never had it); `withheld_l` is milk kept out that the console does not know of.
+    diverted_l: float = 0.0
+    diverted_sessions: int = 0
 
 
 def reconcile_bulk_tank(
@@ -662,8 +669,9 @@ def reconcile_bulk_tank(
     meter_ids: Collection[str] | None = None,
     min_sessions: int = 30,
 ) -> TankReconciliation:
-    """Compare what the meters recorded from `start` to `end` with the tank (plus any milk
-    withheld from it: colostrum, treated cows). A meter is *drifting* when its estimated error
+    """Compare what the meters recorded from `start` to `end` with the tank. Milkings the
+    console diverted are left out on both sides; `withheld_l` is any other milk kept out of the
+    tank (milk taken for calves by hand). A meter is *drifting* when its estimated error
     is beyond `mean_limit_pct` and more than twice its standard error, with at least
     `min_sessions` milkings; only drifting meters get a proposed factor."""
     if not end > start:
@@ -675,8 +683,11 @@ def reconcile_bulk_tank(
     store = CalibrationStore(db)
     meters = {m.meter_id: m for m in store.meters(meter_ids)}
     by_meter: dict[str, list[float]] = {mid: [] for mid in meters}
+    diverted: list[float] = []
     for t in store.test_milkings(list(meters), start, end):
-        if t.state != "interrupted" and t.measured_l > 0:
+        if t.diverted:
+            diverted.append(t.measured_l)
+        elif t.state != "interrupted" and t.measured_l > 0:
             by_meter[t.meter_id].append(t.measured_l)
     total = sum(sum(v) for v in by_meter.values())
     n_all = sum(len(v) for v in by_meter.values())
@@ -724,6 +735,8 @@ def reconcile_bulk_tank(
         sessions=n_all,
         parlour_error_pct=(total / truth_l - 1.0) * 100.0 if n_all else None,
         rows=tuple(sorted(rows, key=lambda r: r.stall)),
+        diverted_l=sum(diverted),
+        diverted_sessions=len(diverted),
     )
 
 

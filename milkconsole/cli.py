@@ -68,6 +68,7 @@ def parse_since(text: str) -> datetime:
 
 def build_parser() -> argparse.ArgumentParser:
     from milkconsole.health.cli import add_health_arguments
+    from milkconsole.herd_cli import add_herd_arguments
     from milkconsole.mqtt.cli import add_mqtt_arguments
     from milkconsole.reports.cli import add_report_arguments
     from milkconsole.roles import add_users_arguments
@@ -129,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_health_arguments(sub)
     add_report_arguments(sub, _common)
+    add_herd_arguments(sub)
     add_users_arguments(sub)
     add_sync_arguments(sub, _common)
     add_odoo_arguments(sub, _common)
@@ -182,6 +184,10 @@ def _run(args: argparse.Namespace) -> int:
         from milkconsole.roles import run_users
 
         return run_users(args)
+    if cmd == "herd":
+        from milkconsole.herd_cli import run_herd
+
+        return run_herd(args)
     if cmd == "sync":
         from milkconsole.sync.cli import run_sync
 
@@ -257,19 +263,38 @@ def _other_owner(path: Path) -> str | None:
 
 
 def _run_headless_demo(args: argparse.Namespace) -> int:
+    from milkconsole.clock import ScaledClock
     from milkconsole.gateway import run_gateway
+    from milkconsole.store.db import open_database
     from simulators.cli import SimulatedParlour
     from simulators.demo import make_demo_config
+    from simulators.demo_herd import seed_demo_herd
 
     with tempfile.TemporaryDirectory(prefix="milkconsole-demo-") as tmp:
         work = Path(tmp)
-        cfg = load_config(make_demo_config(work, stalls=24, time_scale=args.time_scale))
+        cfg = load_config(
+            make_demo_config(work, stalls=24, time_scale=args.time_scale, simulated_clock=True)
+        )
         if args.config is not None:
             cfg = with_sections_of(cfg, args.config)
         db = args.db or work / "demo.sqlite"
-        print(f"demo parlour: {len(cfg.meters)} meters, database {db}", flush=True)
-        with SimulatedParlour(cfg, cows=args.cows, seed=1, time_scale=args.time_scale):
-            return run_gateway(cfg, db)
+        # Milkings are read in the scenario's own time: a 6-minute milking lasts 6 minutes in
+        # the record whatever --time-scale plays it at.
+        clock = ScaledClock(args.time_scale)
+        parlour = SimulatedParlour(cfg, cows=args.cows, seed=1, time_scale=args.time_scale)
+        database = open_database(db)
+        try:
+            herd = seed_demo_herd(database, parlour.scenario, start=clock.now())
+        finally:
+            database.close()
+        print(
+            f"demo parlour: {len(cfg.meters)} meters, {herd.animals} cows in the herd list "
+            f"(treated: {', '.join(herd.treated)}; fresh: {', '.join(herd.fresh)}), "
+            f"database {db}",
+            flush=True,
+        )
+        with parlour:
+            return run_gateway(cfg, db, clock=clock)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

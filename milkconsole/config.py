@@ -28,6 +28,7 @@ _SECTIONS = {
     "calibration",
     "ui",
     "web",
+    "separation",
 }
 _PARLOUR_KEYS = {"name", "farm_code", "poll_interval_s", "layout", "profiles_dir", "timezone"}
 _TRACKING_KEYS = {
@@ -387,6 +388,10 @@ def _check_sections(config: ParlourConfig) -> None:
         numbers_from_table(
             DetectorParams(), health.get("mastitis"), config.source, "health.mastitis"
         )
+    if "separation" in extra:
+        from milkconsole.separation import SeparationRules
+
+        SeparationRules.from_parlour(config)
 
 
 # The parts of a config that describe the parlour itself; the rest are optional sections.

@@ -15,24 +15,33 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from milkconsole.clock import SYSTEM_CLOCK, Clock
 from milkconsole.config import ParlourConfig
 from milkconsole.events import SessionCompleted, SessionSnapshot
 from milkconsole.runtime import ParlourRuntime
 from milkconsole.store.db import open_database
+from milkconsole.store.sessions import SessionRecord
 from milkconsole.web.service import WebError
 
 log = logging.getLogger(__name__)
 
 
-def session_line(s: SessionSnapshot) -> str:
-    """One human line per finished milking (the gateway's only stdout output)."""
+def session_line(s: SessionSnapshot, record: SessionRecord | None = None) -> str:
+    """One human line per finished milking (the gateway's only stdout output). With the stored
+    `record`: the cow's herd number, and where her milk went when it was diverted."""
     end = s.ended_at.strftime("%Y-%m-%dT%H:%M:%SZ") if s.ended_at else "-"
     cow = s.rfid or "no-id"
+    if record is not None and record.animal_number:
+        cow = record.animal_number
     flags = f" [{','.join(s.flags)}]" if s.flags else ""
-    return (
+    line = (
         f"{end} stall {s.stall:>2} {s.meter_id} cow {cow} {s.yield_l:6.2f} L "
         f"peak {s.peak_flow_l_min:4.2f} L/min {s.duration_s:5.0f} s {s.state}{flags}"
     )
+    if record is not None and record.destination == "diverted":
+        who = record.divert_confirmed_by or "NOT CONFIRMED"
+        line += f" -> DIVERTED ({record.divert_reason}; {who})"
+    return line
 
 
 def run_gateway(
@@ -42,18 +51,21 @@ def run_gateway(
     out: TextIO = sys.stdout,
     stop_event: threading.Event | None = None,
     on_started: Callable[[ParlourRuntime], None] | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> int:
-    """Run until SIGINT/SIGTERM (or `stop_event`). Returns the process exit status."""
+    """Run until SIGINT/SIGTERM (or `stop_event`). Returns the process exit status.
+    `clock` stamps the readings (the demo's simulated time; see `milkconsole.clock`)."""
     stop = stop_event or threading.Event()
     db = open_database(db_path)
-    runtime = ParlourRuntime(config, db)
+    runtime = ParlourRuntime(config, db, clock=clock)
     print_lock = threading.Lock()
 
     def print_completed(events: list[object]) -> None:
         for e in events:
             if isinstance(e, SessionCompleted):
+                record = runtime.store.record(e.session.key)
                 with print_lock:
-                    out.write(session_line(e.session) + "\n")
+                    out.write(session_line(e.session, record) + "\n")
                     out.flush()
 
     runtime.add_committed_listener(print_completed)

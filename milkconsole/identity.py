@@ -5,7 +5,8 @@
   unknown tag gives None: the session keeps its raw tag and shows as unknown.
 * `associate_pending(tx)` gives every session still without an animal the one its tag now
   points to (a new cow was added, the herd list was refreshed) and tells Odoo through the
-  outbox (the pending create is amended, so it goes out associated). A session whose identity
+  outbox (the pending create is amended, so it goes out associated), and rules again on where
+  a finished one's milk should have gone. A session whose identity
   a person set (`id_source` 'manual') is never touched: the console's choice wins.
 * `swap_suspect(...)` / `check_cow_swap(tx, session)`: a milking whose yield and time fit
   another cow of the same group far better than the cow the tag named (tags swapped in the
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 from milkconsole.rfid import AnimalTags, InvalidTag, TagForm, TagIndex, TagMatch, normalize_tag
 from milkconsole.store.outbound import queue_session_identity
 from milkconsole.store.schema import Animal, AnimalTag, MilkSession
+from milkconsole.store.separation import review_destination
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,9 @@ def associate_pending(tx: Session, *, since: datetime | None = None) -> list[str
             continue
         row.animal_id, row.id_source = animal_id, "rfid"
         queue_session_identity(tx, row)
+        # A finished milking of a cow whose milk had to be kept out: ruled again (the alert
+        # is raised now if nobody diverted it).
+        review_destination(tx, row)
         done.append(row.key)
     if done:
         tx.flush()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from milkconsole.clock import SYSTEM_CLOCK, Clock
 from milkconsole.config import BusConfig, MeterConfig
 from milkconsole.decode import decode_reading
 from milkconsole.errors import TransportError
@@ -87,6 +88,7 @@ class BusPoller:
         calibration: Callable[[str], float] = lambda _id: 1.0,
         conductivity_offset: Callable[[str], float] = lambda _id: 0.0,
         transport_factory: Callable[[BusConfig], Transport] = open_transport,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if poll_interval_s <= 0:
             raise ValueError(f"poll_interval_s must be positive, not {poll_interval_s!r}")
@@ -105,6 +107,8 @@ class BusPoller:
         self._calibration = calibration
         self._conductivity_offset = conductivity_offset
         self._transport_factory = transport_factory
+        # Readings' times (a milking's duration); polling itself keeps to the wall clock.
+        self._clock = clock
         self._transport: Transport | None = None
         self._blocks: dict[str, list[Block]] = {m.config.id: m.profile.blocks() for m in meters}
         self._trackers = {m.config.id: MeterHealthTracker(m.config.id) for m in meters}
@@ -252,8 +256,8 @@ class BusPoller:
                 return True  # interrupted by stop(): not the meter's fault
             self._on_failure(meter, exc)
             return False
-        t_mono = time.monotonic()
-        t_utc = datetime.now(UTC)
+        t_mono = self._clock.monotonic()
+        t_utc = self._clock.now()
         # Read every cycle so a factor the technician just calibrated applies at once.
         factor = self._calibration(cfg.id)
         reading, refusals = decode_reading(
@@ -267,7 +271,7 @@ class BusPoller:
             conductivity_offset_ms_cm=self._conductivity_offset(cfg.id),
         )
         tracker = self._trackers[cfg.id]
-        self._publish_change(tracker.on_success(t_utc))
+        self._publish_change(tracker.on_success(datetime.now(UTC)))
         if refusals:
             tracker.on_refused(len(refusals))
             for r in refusals:
@@ -314,18 +318,17 @@ class BusPoller:
 
     def _on_failure(self, meter: PolledMeter, exc: TransportError) -> None:
         cfg = meter.config
-        t_utc = datetime.now(UTC)
         tracker = self._trackers[cfg.id]
         if tracker.snapshot().consecutive_failures == 0:
             self._first_failures.append((cfg.id, exc.kind, str(exc)))
-        change = tracker.on_failure(exc.kind, str(exc), t_utc, log_first=False)
+        change = tracker.on_failure(exc.kind, str(exc), datetime.now(UTC), log_first=False)
         self._update_health(cfg.id)
         self._publish_change(change)
         failed = MeterPollFailed(
             meter_id=cfg.id,
             stall=cfg.stall,
-            t_mono=time.monotonic(),
-            t_utc=t_utc,
+            t_mono=self._clock.monotonic(),
+            t_utc=self._clock.now(),
             kind=exc.kind,
             message=str(exc),
         )

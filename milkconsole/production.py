@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from milkconsole.events import SessionSnapshot
 from milkconsole.rfid import InvalidTag, format_display, normalize_tag
+from milkconsole.separation import DivertDecision, SeparationBook, SeparationRules
 from milkconsole.store.db import Database
 from milkconsole.store.history import (
     EXPECTED_FROM_SESSIONS,
@@ -27,6 +28,7 @@ from milkconsole.store.history import (
     expected_yields_tx,
 )
 from milkconsole.store.schema import Alert, Animal, AnimalTag, MilkSession
+from milkconsole.store.treatments import separation_inputs
 
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
 GRADES = ("A", "B", "C", "reject")
@@ -41,22 +43,36 @@ LOW_YIELD_RATIO = 0.7
 
 @dataclass(frozen=True, slots=True)
 class AnimalInfo:
-    """One cow of the herd list."""
+    """One cow of the herd list (her card on the herd screen: tags, lactation, calving)."""
 
     id: int
     number: str
     name: str | None = None
     rfid_tag: str | None = None
     group_name: str | None = None
+    other_tags: tuple[str, ...] = ()
+    birth_date: date | None = None
+    lactation_number: int | None = None
+    last_calving_date: date | None = None
+    withheld_reason: str | None = None
+    in_odoo: bool = False
 
     @property
     def label(self) -> str:
         return f"{self.number} {self.name}" if self.name else self.number
 
+    @property
+    def tags(self) -> tuple[str, ...]:
+        """Every tag she wears, canonical, her primary one first."""
+        primary = canonical_tag(self.rfid_tag)
+        return ((primary,) if primary else ()) + tuple(t for t in self.other_tags if t != primary)
+
 
 @dataclass(frozen=True, slots=True)
 class HerdDirectory:
-    """The herd as the console needs it: find a cow by tag or number, and what she usually gives.
+    """The herd as the console needs it: find a cow by tag or number, what she usually gives,
+    and whether her milk must be kept out of the tank (`separation`, read in the same
+    transaction, so a cow is never shown known but without it).
 
     `expected_yield_l` is the median yield of her last completed sessions (absent without
     history; defined in `milkconsole.store.history.expected_yields`).
@@ -65,6 +81,14 @@ class HerdDirectory:
     animals: Mapping[int, AnimalInfo] = field(default_factory=dict)
     by_tag: Mapping[str, int] = field(default_factory=dict)
     expected_yield_l: Mapping[int, float] = field(default_factory=dict)
+    separation: SeparationBook = field(default_factory=SeparationBook)
+    loaded_at: datetime | None = None
+
+    def decide(
+        self, animal_id: int | None, started_at: datetime, *, zone: tzinfo | None = None
+    ) -> DivertDecision:
+        """Is her milk, in the milking that started at `started_at`, to be kept out?"""
+        return self.separation.decide(animal_id, started_at, zone=zone)
 
     def find_tag(self, rfid: str | None) -> AnimalInfo | None:
         tag = canonical_tag(rfid)
@@ -137,6 +161,13 @@ class SessionRow:
     abnormal: bool = False
     reattached: bool = False
     flags: tuple[str, ...] = ()
+    destination: str | None = None
+    divert_reason: str | None = None
+    divert_confirmed_by: str | None = None
+
+    @property
+    def diverted(self) -> bool:
+        return self.destination == "diverted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +214,11 @@ class ProductionSnapshot:
     open_sessions: tuple[SessionRow, ...]
     recent: tuple[SessionRow, ...]
     alerts: tuple[AlertRow, ...]
+    # Milk kept out of the tank today (not in total_yield_l): litres, milkings, and how many
+    # of them nobody confirmed at the stall.
+    diverted_l: float = 0.0
+    diverted_sessions: int = 0
+    diverted_unconfirmed: int = 0
 
     def session_alerts(self) -> dict[str, tuple[str, ...]]:
         """Alert kinds by session key (for the stall tiles)."""
@@ -199,22 +235,50 @@ def local_zone() -> tzinfo:
     return zone if zone is not None else UTC
 
 
-def load_herd(db: Database, *, history_sessions: int = EXPECTED_FROM_SESSIONS) -> HerdDirectory:
-    """The active herd, every tag each cow wears, and each cow's expected yield."""
+def load_herd(
+    db: Database,
+    *,
+    history_sessions: int = EXPECTED_FROM_SESSIONS,
+    now: datetime | None = None,
+    rules: SeparationRules | None = None,
+) -> HerdDirectory:
+    """The active herd, every tag each cow wears, each cow's expected yield, and what milk
+    separation needs to know of the cows it concerns at `now` (default: the clock now)."""
+    now = now or datetime.now(UTC)
+    rules = rules or SeparationRules()
     with db.read() as tx:
+        others: dict[int, list[str]] = {}
+        for t in tx.scalars(select(AnimalTag)):
+            alt = canonical_tag(t.rfid_tag)
+            if alt:
+                others.setdefault(t.animal_id, []).append(alt)
         animals: dict[int, AnimalInfo] = {}
         by_tag: dict[str, int] = {}
         for a in tx.scalars(select(Animal).where(Animal.active.is_(True))):
-            animals[a.id] = AnimalInfo(a.id, a.number, a.name, a.rfid_tag, a.group_name)
+            animals[a.id] = AnimalInfo(
+                a.id,
+                a.number,
+                a.name,
+                a.rfid_tag,
+                a.group_name,
+                other_tags=tuple(sorted(others.get(a.id, ()))),
+                birth_date=a.birth_date,
+                lactation_number=a.lactation_number,
+                last_calving_date=a.last_calving_date,
+                withheld_reason=a.milk_withheld_reason,
+                in_odoo=a.odoo_id is not None,
+            )
             tag = canonical_tag(a.rfid_tag)
             if tag:
                 by_tag[tag] = a.id
-        for t in tx.scalars(select(AnimalTag)):
-            alt = canonical_tag(t.rfid_tag)
-            if alt and t.animal_id in animals:
-                by_tag.setdefault(alt, t.animal_id)
+        for animal_id, tags in others.items():
+            if animal_id in animals:
+                for alt in tags:
+                    by_tag.setdefault(alt, animal_id)
+        # One definition of a cow's expected yield (store/history.py), shared with the reports.
         expected = expected_yields_tx(tx, animal_ids=list(animals), per_cow=history_sessions)
-    return HerdDirectory(animals, by_tag, expected)
+        book = SeparationBook(separation_inputs(tx, now, rules), rules)
+    return HerdDirectory(animals, by_tag, expected, book, now)
 
 
 def _session_row(s: MilkSession, animals: Mapping[int, str]) -> SessionRow:
@@ -238,6 +302,9 @@ def _session_row(s: MilkSession, animals: Mapping[int, str]) -> SessionRow:
         abnormal=bool(s.abnormal),
         reattached=bool(s.reattached),
         flags=tuple(f for f in (s.flags or "").split(",") if f),
+        destination=s.destination,
+        divert_reason=s.divert_reason,
+        divert_confirmed_by=s.divert_confirmed_by,
     )
 
 
@@ -294,25 +361,29 @@ def production_snapshot(
         for r in rows
         if r.state in FINISHED_STATES and r.ended_at is not None and r.ended_at >= day_start_utc
     ]
-    total = sum(r.yield_l for r in finished_today)
+    # The tank's milk: diverted milk (treated cows, colostrum, kept out) is counted apart.
+    tank_today = [r for r in finished_today if not r.diverted]
+    diverted_today = [r for r in finished_today if r.diverted]
+    total = sum(r.yield_l for r in tank_today)
     quality = {g: 0 for g in GRADES}
     for r in finished_today:
         if r.quality_grade in quality:
             quality[r.quality_grade] += 1
     hourly: dict[datetime, list[float]] = {}
-    for r in finished_today:
+    for r in tank_today:
         assert r.ended_at is not None
         hour = r.ended_at.astimezone(zone).replace(minute=0, second=0, microsecond=0)
         hourly.setdefault(hour, []).append(r.yield_l)
     milking = _current_milking(rows)
     milking_finished = [r for r in milking if r.state in FINISHED_STATES]
+    milking_tank = [r for r in milking_finished if not r.diverted]
     milking_started = milking[0].started_at if milking else None
     milk_rate: float | None = None
     cow_rate: float | None = None
     if milking_started is not None:
         span = max(now - milking_started, MIN_RATE_SPAN)
         hours = span.total_seconds() / 3600.0
-        milk_rate = sum(r.yield_l for r in milking_finished) / hours
+        milk_rate = sum(r.yield_l for r in milking_tank) / hours
         cow_rate = len(milking_finished) / hours
     open_rows = [r for r in rows if r.state == "in_progress"]
     open_rows += [_session_row(s, labels) for s in old_open]
@@ -325,12 +396,12 @@ def production_snapshot(
         day_start=day_start,
         total_yield_l=total,
         finished_sessions=len(finished_today),
-        average_yield_l=(total / len(finished_today)) if finished_today else None,
+        average_yield_l=(total / len(tank_today)) if tank_today else None,
         unidentified_sessions=sum(1 for r in finished_today if r.animal_id is None),
         quality=quality,
         hourly=tuple(HourBucket(h, sum(v), len(v)) for h, v in sorted(hourly.items())),
         milking_started_at=milking_started,
-        milking_yield_l=sum(r.yield_l for r in milking_finished),
+        milking_yield_l=sum(r.yield_l for r in milking_tank),
         milking_sessions=len(milking_finished),
         milk_per_hour_l=milk_rate,
         cows_per_hour=cow_rate,
@@ -350,6 +421,9 @@ def production_snapshot(
             )
             for a in alerts
         ),
+        diverted_l=sum(r.yield_l for r in diverted_today),
+        diverted_sessions=len(diverted_today),
+        diverted_unconfirmed=sum(1 for r in diverted_today if r.divert_confirmed_by is None),
     )
 
 

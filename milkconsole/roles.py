@@ -78,6 +78,10 @@ PERMISSIONS: Mapping[str, frozenset[Role]] = {
     # Phones (milkconsole.web): who may hand out or take back access, and acknowledge from one.
     "web_access": frozenset({"supervisor"}),
     "remote_acknowledge": frozenset({"supervisor"}),
+    # Milk kept out of the tank: the supervisor's call (and the herd list it works from).
+    "record_treatment": frozenset({"supervisor"}),
+    "keep_milk_out": frozenset({"supervisor"}),
+    "import_herd": frozenset({"supervisor"}),
 }
 
 ACTION_LABELS: Mapping[str, str] = {
@@ -91,6 +95,9 @@ ACTION_LABELS: Mapping[str, str] = {
     "view_audit": "read the audit log",
     "web_access": "give or revoke phone access",
     "remote_acknowledge": "acknowledge alerts from a phone",
+    "record_treatment": "record a treatment",
+    "keep_milk_out": "keep a cow's milk out of the tank",
+    "import_herd": "import the herd",
 }
 
 _PIN = re.compile(r"^[0-9]{4,8}$")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from milkconsole.clock import SYSTEM_CLOCK, Clock
 from milkconsole.config import ParlourConfig
 from milkconsole.diagnostics import EquipmentMonitor, EquipmentRanges, raise_equipment_alerts
 from milkconsole.events import (
@@ -31,11 +32,13 @@ from milkconsole.events import (
 from milkconsole.health.hook import HealthHook
 from milkconsole.poller import BusPoller, PolledMeter
 from milkconsole.readings import Reading
+from milkconsole.separation import SeparationRules
 from milkconsole.stall_tracker import LastFinished, StallTracker, effective_detection
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import meter_registration, set_mqtt
 from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import Meter
+from milkconsole.store.separation import SeparationHook, set_rules
 from milkconsole.store.sessions import SessionStore
 
 if TYPE_CHECKING:
@@ -72,9 +75,11 @@ class _PerMeter:
 class ParlourRuntime:
     """Builds and owns the pollers and the recorder for one parlour config and database."""
 
-    def __init__(self, config: ParlourConfig, db: Database) -> None:
+    def __init__(self, config: ParlourConfig, db: Database, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
         self.db = db
+        # The readings' clock: the system's, or the demo's simulated one (`milkconsole.clock`).
+        self.clock = clock
         self.store = SessionStore(db)
         self._listeners: list[Listener] = []
         self._committed_listeners: list[Callable[[list[object]], None]] = []
@@ -88,6 +93,12 @@ class ParlourRuntime:
         # transaction as the completed session they come from.
         self.health = HealthHook.from_database(db, config)
         self.recorder.add_completion_hook(self.health)
+        # Where each milking's milk went (tank or diverted), ruled on in the same transaction,
+        # after the health hook has identified the cow; the rules are kept for every writer.
+        self.separation_rules = SeparationRules.from_parlour(config)
+        with db.write() as tx:
+            set_rules(tx, self.separation_rules)
+        self.recorder.add_completion_hook(SeparationHook())
         self.sync: SyncWorker | None = None
         self.web: WebView | None = None
         # MQTT messages are queued with their records from the first session on, while the
@@ -126,6 +137,7 @@ class ParlourRuntime:
                 sink=self._publish,
                 calibration=self.factors,
                 conductivity_offset=self.offsets,
+                clock=clock,
             )
         self._threads: list[threading.Thread] = []
 

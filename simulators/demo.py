@@ -51,13 +51,20 @@ def make_demo_config(
     stalls: int = 24,
     tcp_port_base: int | None = None,
     time_scale: float = 20.0,
+    simulated_clock: bool = False,
 ) -> Path:
     """Write `workdir/parlour.toml` for a herringbone parlour of `stalls` stalls; its path.
 
     Stalls 1..stalls/2 are TCP meters (DeLaval then GEA) behind gateways of up to four units;
     the other half sit on two RS-485 buses (`workdir/ttyMILK-A`: Afimilk, `workdir/ttyMILK-B`:
-    DeLaval) at 19200 8E1. Tracking thresholds suit a scenario run at `time_scale`. Free TCP
-    ports are picked when `tcp_port_base` is None. The file is validated before returning.
+    DeLaval) at 19200 8E1. Free TCP ports are picked when `tcp_port_base` is None. The file is
+    validated before returning.
+
+    Tracking thresholds: with `simulated_clock` the console stamps readings with the scenario's
+    own time (`milkconsole.clock.ScaledClock(time_scale)`), so the farm's thresholds apply as
+    they are (a milking under 2 minutes is short) and only the meter-silence timeout is
+    stretched to ten wall seconds. Without it (tests that compare with the scenario's wall-time
+    truth) the thresholds are shrunk to suit a scenario run at `time_scale` on the wall clock.
     """
     if not 4 <= stalls <= 200 or stalls % 2:
         raise ValueError(f"stalls must be an even number from 4 to 200, not {stalls}")
@@ -82,15 +89,26 @@ def make_demo_config(
         f"poll_interval_s = {poll_s}",
         'layout = "herringbone"',
         "",
-        f"# Thresholds for a scenario at {time_scale:g} simulated seconds per wall second.",
-        "[tracking]",
-        "comm_timeout_s = 10.0",
-        f"min_duration_s = {_clamp(60.0 / time_scale, 0.5, 60.0):.3f}",
-        "min_yield_l = 2.0",
-        f"sample_interval_s = {poll_s}",
-        f"end_after_s = {_clamp(20.0 / time_scale, 1.0, 20.0):.3f}",
-        "",
     ]
+    if simulated_clock:
+        lines += [
+            f"# Readings carry the scenario's own time ({time_scale:g} x the wall clock): the",
+            "# farm's thresholds as they are; a meter is silent after ten wall seconds.",
+            "[tracking]",
+            f"comm_timeout_s = {_clamp(10.0 * time_scale, 60.0, 3600.0):.1f}",
+            "",
+        ]
+    else:
+        lines += [
+            f"# Thresholds for a scenario at {time_scale:g} simulated seconds per wall second.",
+            "[tracking]",
+            "comm_timeout_s = 10.0",
+            f"min_duration_s = {_clamp(60.0 / time_scale, 0.5, 60.0):.3f}",
+            "min_yield_l = 2.0",
+            f"sample_interval_s = {poll_s}",
+            f"end_after_s = {_clamp(20.0 / time_scale, 1.0, 20.0):.3f}",
+            "",
+        ]
     for g, port in enumerate(ports):
         lines += [
             "[[bus]]",

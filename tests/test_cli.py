@@ -161,3 +161,66 @@ def test_main_in_process_exports_checks_and_maps_errors_to_exit_statuses(
     with pytest.raises(SystemExit) as exit_:
         main(["sessions", "export", "--since", "not-a-time", "--db", str(db)])
     assert exit_.value.code == 2
+
+
+def test_the_headless_demo_records_its_cows_in_simulated_time(tmp_path: Path) -> None:
+    """At --time-scale 120 a 6-minute milking is recorded as 6 minutes (not 3 wall seconds,
+    as 'incomplete [short]' at hundreds of L/min), every cow of the herd list by her number,
+    and the treated and fresh cows' milk as diverted."""
+    import signal
+
+    db = tmp_path / "demo.sqlite"
+    env = {**__import__("os").environ, "MILKCONSOLE_LOG_DIR": str(tmp_path / "logs")}
+    argv = ["demo", "--headless", "--cows", "30", "--time-scale", "120", "--db", str(db)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "milkconsole", *argv],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        header = proc.stdout.readline()
+        deadline = time.monotonic() + 150
+        while len(lines) < 30 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "29 cows in the herd list" in header
+    treated = header.split("treated: ")[1].split(";")[0].split(", ")
+    fresh = header.split("fresh: ")[1].split(")")[0].split(", ")
+    assert len(lines) == 30, err[-2000:]
+    proc = cli("sessions", "export", "--db", str(db))
+    rows = [r for r in csv.DictReader(io.StringIO(proc.stdout)) if "HIST" not in r["key"]]
+    assert len(rows) == 30
+    assert all(r["state"] == "completed" for r in rows), [r["flags"] for r in rows]
+    durations = [float(r["duration_s"]) for r in rows]
+    assert min(durations) >= 180 and max(durations) <= 660  # the plan's 4-10 minute milkings
+    flows = [float(r["avg_flow_l_min"]) for r in rows]
+    assert min(flows) >= 1.0 and max(flows) <= 5.0
+    # One cow of the 30 is left out of the herd list on purpose (cow index 22).
+    assert sum(1 for r in rows if not r["animal"]) == 1
+    diverted = [line for line in lines if "-> DIVERTED" in line]
+    cows = {line.split(" cow ")[1].split()[0] for line in diverted}
+    assert cows == set(treated) | set(fresh)
+    assert all("NOT CONFIRMED" in line for line in diverted)  # nobody stands at a headless stall
+
+
+def test_a_scaled_clock_runs_the_scenarios_time() -> None:
+    from milkconsole.clock import ScaledClock
+
+    wall = [100.0]
+    clock = ScaledClock(120.0, start_utc=T0, wall=lambda: wall[0])
+    wall[0] += 3.0
+    assert clock.monotonic() - 100.0 == pytest.approx(360.0)
+    assert clock.now() == T0 + timedelta(minutes=6)
+    with pytest.raises(ValueError):
+        ScaledClock(0)

@@ -140,6 +140,9 @@ def test_cli_check_config_accepts_a_good_file(tmp_path: Path) -> None:
             '[odoo]\nurl = "https://odoo.example.com"\ndatabase = "farm"\nlogin = "x"\nspeed = 1\n',
             "odoo.speed",
         ),
+        ("[separation]\ncolostrum = 8\n", "separation.colostrum"),
+        ("[separation]\ncolostrum_milkings = 'eight'\n", "separation.colostrum_milkings"),
+        ("[separation]\ncolostrum_milkings = 99\n", "separation"),
     ],
 )
 def test_sections_other_modules_own_are_checked_at_load(
@@ -149,3 +152,11 @@ def test_sections_other_modules_own_are_checked_at_load(
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert err.value.key == key
+
+
+def test_the_colostrum_period_is_read_from_separation(tmp_path: Path) -> None:
+    from milkconsole.separation import SeparationRules
+
+    cfg = load_config(write(tmp_path, GOOD + "\n[separation]\ncolostrum_milkings = 6\n"))
+    assert SeparationRules.from_parlour(cfg).colostrum_milkings == 6
+    assert SeparationRules.from_parlour(load_config(write(tmp_path, GOOD))).colostrum_milkings == 8

@@ -330,11 +330,14 @@ def test_manual_id_after_the_session_was_sent_enqueues_a_write(db):
     rows = {i.model: i for i in outbox.claim(None, 10, LATER)}
     write = rows["milk.session"]
     assert write.operation == "write" and write.record_key == "a"
+    # Her milk went to the tank (nothing keeps it out): the session learns that too.
     assert write.payload == {
         "animal_id": 2,
         "animal_number": "1043",
         "animal_tag": None,
         "id_source": "manual",
+        "destination": "tank",
+        "divert_reason": None,
     }
     # Now that she is known, the milking gets its production record (after the session).
     production = rows["farm.milk.production"]

@@ -14,20 +14,20 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
+from milkconsole.clock import SYSTEM_CLOCK, Clock, ScaledClock
 from milkconsole.config import ParlourConfig, load_config, with_sections_of
 from milkconsole.diagnostics import SelfTestResult, self_test
 from milkconsole.paths import default_config_path, default_db_path
 from milkconsole.runtime import ParlourRuntime
-from milkconsole.store.db import Database, open_database
+from milkconsole.store.db import open_database
 from ui.bridge import EventBridge
 from ui.main_window import MainWindow
 from ui.tech_actions import TechActions
@@ -81,6 +81,7 @@ class Console:
         theme: str = "dark",
         simulator: Any = None,
         workdir: Path | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.app = ensure_app()
         self.theme = get_theme(theme)
@@ -89,11 +90,14 @@ class Console:
         self.simulator = simulator
         self.workdir = workdir
         self.db = open_database(db_path)
-        self.runtime = ParlourRuntime(config, self.db)
+        self.clock = clock
+        self.runtime = ParlourRuntime(config, self.db, clock=clock)
         self.bridge = EventBridge()
         self.bridge.attach(self.runtime)
         self.tasks = TaskRunner(max_threads=2)
-        self.window = MainWindow(config, self.bridge, self.db, theme=self.theme, tasks=self.tasks)
+        self.window = MainWindow(
+            config, self.bridge, self.db, theme=self.theme, tasks=self.tasks, now=clock.now
+        )
         self.workers = [
             LoopWorkerThread(f"poller {bus_id}", poller.run, poller.stop)
             for bus_id, poller in self.runtime.pollers.items()
@@ -107,8 +111,9 @@ class Console:
         self._install_technician_tools()
         self.started = False
         self.report: ShutdownReport | None = None
-        # Cow indexes the demo made sick (see `open_demo_console`).
+        # Cow indexes the demo made sick, and its special cows (see `open_demo_console`).
         self.sick_cows: tuple[int, ...] = ()
+        self.demo_herd: Any = None
         # Called at start before the pollers (the demo starts its simulated parlour here).
         self.before_start: list[Callable[[], object]] = []
 
@@ -247,161 +252,6 @@ class Console:
         return self.report
 
 
-DEMO_COW_NAMES = (
-    "Daisy",
-    "Bella",
-    "Molly",
-    "Rosie",
-    "Clover",
-    "Buttercup",
-    "Luna",
-    "Maisy",
-    "Hazel",
-    "Poppy",
-    "Bramble",
-    "Dot",
-    "Flora",
-    "Ivy",
-    "Juno",
-    "Lottie",
-    "Mabel",
-    "Nell",
-    "Olive",
-    "Pearl",
-    "Ruby",
-    "Tilly",
-    "Willow",
-    "Primrose",
-)
-# Every this-many-th cow is left out of the demo herd list, so "unknown tag" shows up.
-DEMO_UNLISTED_EVERY = 23
-# Days of past milkings per cow: more than the mastitis detector's minimum baseline (6).
-DEMO_HISTORY_DAYS = 8
-DEMO_SICK_COWS = 2
-# A clinical case: the sick quarter's conductivity half as high again.
-DEMO_SICK_FACTOR = 1.5
-
-
-def seed_demo_herd(
-    db: Database,
-    scenario: Any,
-    *,
-    seed: int = 1,
-    days: int = DEMO_HISTORY_DAYS,
-    sick_cows: Mapping[int, float] | None = None,
-) -> int:
-    """Put the simulated herd in the demo database, with one past milking a day for `days` days.
-
-    The console then shows numbers and names instead of raw tags, and an expected yield (so the
-    target mark, the percentage and LOW YIELD have something to work with). The past milkings
-    carry her conductivity (cow and quarters, as her simulated meter shows it), so the health
-    hook's mastitis detector has a baseline for every cow from the start. A cow in `sick_cows`
-    (index -> factor, as `ParlourScenario.make_sick`) already showed the first signs
-    yesterday: her milking today is then enough to raise an alert. A few cows are left out on
-    purpose. Returns how many animals were written.
-    """
-    import random
-
-    from milkconsole.events import SessionSnapshot
-    from milkconsole.rfid import fdx_b_to_iso, normalize_tag
-    from milkconsole.store.schema import Animal, AnimalTag
-    from milkconsole.store.sessions import new_session_row
-
-    rng = random.Random(seed)
-    now = datetime.now(UTC)
-    planned: dict[int, Any] = {}
-    for milking in scenario.plan:
-        planned.setdefault(milking.cow_index, milking)
-    written = 0
-    with db.write() as tx:
-        for cow in scenario.herd:
-            if cow.index % DEMO_UNLISTED_EVERY == DEMO_UNLISTED_EVERY - 1:
-                continue
-            animal = Animal(
-                number=str(cow.herd_number),
-                name=DEMO_COW_NAMES[cow.index % len(DEMO_COW_NAMES)],
-                rfid_tag=fdx_b_to_iso(cow.fdx_code),
-                group_name=f"Group {1 + cow.index % 4}",
-                active=True,
-            )
-            tx.add(animal)
-            tx.flush()
-            # Afimilk meters read the cow's 8-character ASCII tag, not her ISO tag.
-            tx.add(
-                AnimalTag(animal_id=animal.id, rfid_tag=normalize_tag(f"C{cow.herd_number:07d}"))
-            )
-            written += 1
-            milking = planned.get(cow.index)
-            if milking is None:
-                continue
-            # Her past milkings at the wall-clock time the demo will milk her today, so the
-            # cow-swap check sees her usual time of day, not a stranger's.
-            today = now + timedelta(seconds=milking.attach_s / scenario.time_scale)
-            for day in range(days, 0, -1):
-                started = today - timedelta(days=day, minutes=rng.uniform(-10.0, 10.0))
-                duration_s = milking.curve.duration_s * rng.uniform(0.95, 1.05)
-                factor = (sick_cows or {}).get(cow.index, 1.0) if day == 1 else 1.0
-                ec = _demo_conductivity(cow, rng, factor)
-                snap = SessionSnapshot(
-                    key=f"DEMO-HIST-{cow.index}-{day}",
-                    meter_id=milking.meter_id,
-                    stall=milking.stall,
-                    started_at=started,
-                    state="completed",
-                    rfid=animal.rfid_tag,
-                    ended_at=started + timedelta(seconds=duration_s),
-                    duration_s=round(duration_s, 1),
-                    yield_l=round(milking.yield_l * rng.uniform(0.97, 1.03), 2),
-                    conductivity_mean_ms_cm=ec[0],
-                    conductivity_max_ms_cm=ec[0] + 0.1,
-                    ec_lf_ms_cm=ec[1],
-                    ec_rf_ms_cm=ec[2],
-                    ec_lr_ms_cm=ec[3],
-                    ec_rr_ms_cm=ec[4],
-                    temperature_c=round(cow.temperature_c + rng.uniform(0.0, 0.08), 2),
-                )
-                row = new_session_row(snap, now)
-                row.animal_id = animal.id
-                row.id_source = "rfid"
-                row.quality_grade = rng.choice(("A", "A", "A", "B"))
-                tx.add(row)
-    return written
-
-
-def _demo_conductivity(
-    cow: Any, rng: Any, factor: float
-) -> tuple[float, float, float, float, float]:
-    """A past milking's conductivity as the simulator would show it for `cow`: cow mean, then
-    LF, RF, LR, RR (a sick quarter's raised by `factor`, see `simulators.parlour`)."""
-    from simulators.parlour import CONDUCTIVITY_RANGE_MS_CM, SICK_QUARTER
-
-    lo, hi = CONDUCTIVITY_RANGE_MS_CM
-    base = cow.conductivity_ms_cm
-    quarters = [base + off for off in cow.quarter_offsets_ms_cm]
-    rise = quarters[SICK_QUARTER] * (factor - 1.0)
-    quarters[SICK_QUARTER] += rise
-    shown = [round(min(max(q + rng.uniform(-0.1, 0.1), lo), hi * factor), 3) for q in quarters]
-    mean = round(base + rise / 4.0 + rng.uniform(-0.03, 0.03), 3)
-    return mean, shown[0], shown[1], shown[2], shown[3]
-
-
-def pick_sick_cows(scenario: Any, config: ParlourConfig, count: int) -> dict[int, float]:
-    """The first `count` listed cows the plan milks on meters that report each quarter's
-    conductivity (the detector is surest there), each with the factor DEMO_SICK_FACTOR."""
-    quarter_meters = {
-        m.id for m in config.meters if "ec_lf_ms_cm" in config.profiles[m.profile].fields
-    }
-    out: dict[int, float] = {}
-    for milking in sorted(scenario.plan, key=lambda p: p.attach_s):
-        if len(out) >= count:
-            break
-        listed = milking.cow_index % DEMO_UNLISTED_EVERY != DEMO_UNLISTED_EVERY - 1
-        # Her tag must be read and known, or no cow is there to alert about.
-        if milking.meter_id in quarter_meters and listed and "missed_rfid" not in milking.faults:
-            out.setdefault(milking.cow_index, DEMO_SICK_FACTOR)
-    return out
-
-
 def open_demo_console(
     *,
     theme: str = "dark",
@@ -411,25 +261,35 @@ def open_demo_console(
     seed: int = 1,
     db_path: Path | None = None,
     faults: Any = "typical",
-    sick_cows: int = DEMO_SICK_COWS,
+    sick_cows: int = 2,
     sections_from: Path | None = None,
+    simulated_clock: bool = True,
 ) -> Console:
     """A console on a simulated parlour in a temporary directory (removed at shutdown).
 
+    `simulated_clock`: the console reads the cows in the scenario's time, so a milking lasts
+    minutes however fast the demo runs (tests that compare with the scenario's wall-time truth
+    turn it off).
     `faults`: "typical" (a fault in about one milking in three), None, or a `FaultPlan`.
     `sick_cows`: how many cows come in with mastitis (`pick_sick_cows`; their indexes are in
     `console.sick_cows`), so the supervisor's alert review has something to show.
     `sections_from`: a config file whose optional sections ([odoo], ...) the demo takes.
-    The herd is written to the database first (see `seed_demo_herd`); the simulated cows start
+    The herd is written to the database first (`simulators.demo_herd.seed_demo_herd`: the herd
+    import and treatment records, with a few treated and fresh cows); the simulated cows start
     walking in when the console starts.
     """
     from simulators.demo import SimulatedParlour, make_demo_config
+    from simulators.demo_herd import pick_sick_cows, seed_demo_herd
     from simulators.parlour import FaultPlan
 
     workdir = Path(tempfile.mkdtemp(prefix="milkconsole-demo-"))
     simulator: Any = None
     try:
-        config = load_config(make_demo_config(workdir, stalls=stalls, time_scale=time_scale))
+        config = load_config(
+            make_demo_config(
+                workdir, stalls=stalls, time_scale=time_scale, simulated_clock=simulated_clock
+            )
+        )
         if sections_from is not None:
             config = with_sections_of(config, sections_from)
         plan = FaultPlan.typical(seed) if faults == "typical" else faults
@@ -439,17 +299,24 @@ def open_demo_console(
         sick = pick_sick_cows(simulator.scenario, config, sick_cows)
         for cow_index, factor in sick.items():
             simulator.scenario.make_sick(cow_index, factor)
+        # The console reads the cows in the scenario's own time (see milkconsole.clock).
+        clock: Clock = ScaledClock(time_scale) if simulated_clock else SYSTEM_CLOCK
         path = db_path or workdir / "demo.sqlite"
         db = open_database(path)
         try:
-            seed_demo_herd(db, simulator.scenario, seed=seed, sick_cows=sick)
+            demo_herd = seed_demo_herd(
+                db, simulator.scenario, start=clock.now(), seed=seed, sick_cows=sick
+            )
         finally:
             db.close()
-        console = Console(config, path, theme=theme, simulator=simulator, workdir=workdir)
+        console = Console(
+            config, path, theme=theme, simulator=simulator, workdir=workdir, clock=clock
+        )
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     console.sick_cows = tuple(sorted(sick))
+    console.demo_herd = demo_herd
     console.before_start.append(simulator.start)
     return console
 

@@ -134,8 +134,10 @@ class DashboardWidget(QWidget):
         self.theme = theme
         self.snapshot: ProductionSnapshot | None = None
         self.live: dict[int, SessionSnapshot] = {}
-        # How the stall view names the cow of a live session (it knows manual corrections).
+        # How the stall view names the cow of a live session (it knows manual corrections),
+        # and whether its milk goes to the divert line (left out of "milk today").
         self.cow_text: Callable[[SessionSnapshot], str] | None = None
+        self.is_diverted: Callable[[SessionSnapshot], bool] | None = None
         self._live_dirty = False
         self._snap_dirty = False
         self.snapshots_applied = 0
@@ -151,6 +153,7 @@ class DashboardWidget(QWidget):
         self.kpi_milk_rate = _Kpi("L / hour (this milking)")
         self.kpi_cow_rate = _Kpi("Cows / hour (this milking)")
         self.kpi_unidentified = _Kpi("Cows with no ID today")
+        self.kpi_diverted = _Kpi("Diverted today (L)")
         for i, k in enumerate(
             (
                 self.kpi_total,
@@ -160,6 +163,7 @@ class DashboardWidget(QWidget):
                 self.kpi_milk_rate,
                 self.kpi_cow_rate,
                 self.kpi_unidentified,
+                self.kpi_diverted,
             )
         ):
             kpis.addWidget(k, 0, i)
@@ -286,19 +290,33 @@ class DashboardWidget(QWidget):
             ax.setStyle(tickFont=f)
         self._bars.setOpts(brush=pg.mkBrush(t.curve), pen=pg.mkPen(t.text_dim))
 
+    def _diverted(self, s: SessionSnapshot) -> bool:
+        return self.is_diverted is not None and self.is_diverted(s)
+
     def live_yield_l(self) -> float:
-        return sum(s.yield_l for s in self.live.values())
+        """Milk of the milkings under way that goes to the tank."""
+        return sum(s.yield_l for s in self.live.values() if not self._diverted(s))
+
+    def live_diverted_l(self) -> float:
+        return sum(s.yield_l for s in self.live.values() if self._diverted(s))
 
     def _render_kpis(self) -> None:
         snap = self.snapshot
         in_progress = self.live_yield_l()
-        self.kpi_active.set(str(len(self.live)), f"{in_progress:.1f} L so far")
+        diverting = self.live_diverted_l()
+        self.kpi_active.set(str(len(self.live)), f"{in_progress + diverting:.1f} L so far")
         if snap is None:
             return
         self.kpi_total.set(
             f"{snap.total_yield_l + in_progress:.1f}",
             f"incl. {in_progress:.1f} L in progress" if in_progress else "",
         )
+        note = f"{snap.diverted_sessions} milkings"
+        if snap.diverted_unconfirmed:
+            note += f", {snap.diverted_unconfirmed} NOT confirmed"
+        if diverting:
+            note += f"; {diverting:.1f} L going now"
+        self.kpi_diverted.set(f"{snap.diverted_l + diverting:.1f}", note)
         self.kpi_sessions.set(str(snap.finished_sessions))
         self.kpi_average.set(f"{snap.average_yield_l:.1f}" if snap.average_yield_l else "–")
         since = f"since {_hm(snap.milking_started_at)}" if snap.milking_started_at else ""
@@ -338,6 +356,8 @@ class DashboardWidget(QWidget):
         t.setRowCount(len(rows))
         alert_bg = QBrush(QColor(self.theme.states["alert"].color))
         white = QBrush(QColor("#ffffff"))
+        divert_bg = QBrush(QColor(self.theme.states["divert"].color))
+        divert_ink = QBrush(QColor(self.theme.states["divert"].on_color))
         for i, r in enumerate(rows):
             notes = []
             if r.abnormal:
@@ -348,6 +368,9 @@ class DashboardWidget(QWidget):
                 notes.append("BLOOD")
             if r.reattached:
                 notes.append("re-attached")
+            if r.diverted:
+                who = r.divert_confirmed_by or "NOT confirmed"
+                notes.append(f"DIVERTED ({r.divert_reason or 'operator'}; {who})")
             notes.extend(f for f in r.flags if f not in ("abnormal",))
             values = (
                 _hm(r.ended_at),
@@ -364,6 +387,9 @@ class DashboardWidget(QWidget):
                 if r.abnormal:
                     it.setBackground(alert_bg)
                     it.setForeground(white)
+                elif r.diverted:
+                    it.setBackground(divert_bg)
+                    it.setForeground(divert_ink)
                 t.setItem(i, j, it)
 
     def _fill_alerts(self, snap: ProductionSnapshot) -> None:

@@ -6,6 +6,12 @@ runner (production snapshot, herd list, the alert marks on the tiles) and record
 actions (manual ID, re-attach) on a pool thread. It owns no threads of its own; `ui.app.Console`
 starts and stops the pollers and the sync and calls `on_close` when the window closes.
 
+Milk separation at the stall: a tile says DIVERT the moment its cow is known to need it; the
+operator confirms "milk diverted" (key D on the tile, or the stall's actions) and registers an
+unknown tag to a cow from the same actions. The Herd tab shows a cow's card; the supervisor
+records treatments and the keep-out flag there. The herd (with what separation needs) is read
+again whenever the database's herd version moves (an import, a pull from Odoo, a treatment).
+
 Actions that need a PIN (acknowledging and resolving alerts) go through `ask_pin(action, then)`.
 Until the technician tools are installed (`install_technician`, which also hands over their PIN
 prompt) the window asks with its own `PinDialog` on its `access` lock. The menu bar keeps a place
@@ -17,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, QTimer, Signal, Slot
@@ -25,7 +32,12 @@ from PySide6.QtWidgets import QHBoxLayout, QMainWindow, QMenu, QPushButton, QTab
 
 from milkconsole.alerts import AlertMarks, alert_marks
 from milkconsole.config import ParlourConfig
-from milkconsole.production import AnimalInfo, HerdDirectory, load_herd, production_snapshot
+from milkconsole.production import (
+    AnimalInfo,
+    HerdDirectory,
+    load_herd,
+    production_snapshot,
+)
 from milkconsole.roles import (
     AccessControl,
     AccessDenied,
@@ -34,12 +46,16 @@ from milkconsole.roles import (
     UserInfo,
     UserStore,
 )
+from milkconsole.separation import SeparationRules
 from milkconsole.store.db import Database
+from milkconsole.store.herd import current_herd_version
 from milkconsole.store.sessions import SessionRecord, SessionStore
 from milkconsole.sync.status import SyncStatus
 from ui.alert_review import AlertReviewWidget, AskPin
 from ui.bridge import EventBridge
 from ui.dashboard import DashboardRefresher, DashboardWidget
+from ui.herd_actions import HerdActions
+from ui.herd_view import HerdWidget
 from ui.history_view import HistoryWidget
 from ui.manual_id_dialog import ManualIdDialog, StallActionsDialog
 from ui.pin_dialog import PinDialog
@@ -56,6 +72,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HERD_REFRESH_S = 120.0
+HERD_VERSION_POLL_S = 3.0
 # The recorder commits a new session within a moment; a manual ID typed in the first second of
 # a milking may reach the database before the session row does, so the write waits that long.
 MANUAL_ID_ROW_WAIT_S = 5.0
@@ -68,6 +85,7 @@ class MainWindow(QMainWindow):
 
     manual_id_recorded = Signal(str, object)  # session key, SessionRecord
     reattach_recorded = Signal(str)  # session key
+    herd_loaded = Signal(object)  # HerdDirectory
     action_failed = Signal(str)  # message shown to the operator
 
     def __init__(
@@ -80,8 +98,11 @@ class MainWindow(QMainWindow):
         tasks: TaskRunner | None = None,
         actor: str = "operator",
         access: AccessControl | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         super().__init__()
+        self.now = now  # the parlour's clock (the demo's runs faster than the wall's)
+        self.separation_rules = SeparationRules.from_parlour(config)
         self.config = config
         self.bridge = bridge
         self.db = db
@@ -99,9 +120,11 @@ class MainWindow(QMainWindow):
 
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
-        self.stall_view = StallViewWidget(config, theme)
+        self.stall_view = StallViewWidget(config, theme, now=now)
         self.dashboard = DashboardWidget(theme)
         self.dashboard.cow_text = lambda s: self.stall_view.identity_for(s)[0].line
+        self.dashboard.is_diverted = lambda s: self.stall_view.decision_for(s).divert
+        self.herd_view = HerdWidget(now=now)
         self.alert_review = AlertReviewWidget(
             db, self.tasks, ask_pin=lambda action, then: self.ask_pin(action, then), theme=theme
         )
@@ -114,6 +137,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.dashboard, "Production")
         self.alerts_tab = self.tabs.addTab(self.alert_review, "Alerts")
         self.tabs.addTab(self.history, "History")
+        self.tabs.addTab(self.herd_view, "Herd")
         corner = QWidget()
         cl = QHBoxLayout(corner)
         cl.setContentsMargins(0, 0, 6, 0)
@@ -143,7 +167,7 @@ class MainWindow(QMainWindow):
         self._update_side_button()
 
         self.refresher = DashboardRefresher(
-            lambda: production_snapshot(self.db), self.tasks, parent=self
+            lambda: production_snapshot(self.db, now=self.now()), self.tasks, parent=self
         )
         self.refresher.refreshed.connect(self.dashboard.apply_snapshot)
         self.refresher.refreshed.connect(self.stall_view.apply_production)
@@ -162,6 +186,16 @@ class MainWindow(QMainWindow):
         self._herd_timer.setInterval(int(HERD_REFRESH_S * 1000))
         self._herd_timer.timeout.connect(self.reload_herd)
         self.herd_loads = 0
+        # The herd version: a cheap read every few seconds; the herd is read again when it moves.
+        self._herd_version: int | None = None
+        self.herd_watch = CoalescedReader(
+            lambda: current_herd_version(self.db),
+            self.tasks,
+            name="herd version",
+            idle_s=HERD_VERSION_POLL_S,
+            parent=self,
+        )
+        self.herd_watch.refreshed.connect(self._on_herd_version)
 
         b = bridge
         for sig in (b.session_started, b.session_updated, b.session_completed):
@@ -191,6 +225,11 @@ class MainWindow(QMainWindow):
         self.stall_view.tile_activated.connect(self.open_stall_actions)
         self.stall_view.manual_id_requested.connect(self.open_manual_id)
         self.stall_view.reattach_requested.connect(self.mark_reattached)
+        # Milk separation and the herd: confirming, tags, treatments, the keep-out flag.
+        self.herd_actions = HerdActions(self)
+        self.stall_view.divert_confirm_requested.connect(self.herd_actions.confirm_divert)
+        self.herd_view.treatment_requested.connect(self.herd_actions.open_treatment)
+        self.herd_view.keep_out_requested.connect(self.herd_actions.open_keep_out)
         self.action_failed.connect(lambda msg: self.status.showMessage(msg, 15000))
 
         QShortcut(QKeySequence("F11"), self, self.toggle_fullscreen)
@@ -199,6 +238,7 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+2"), self, lambda: self.tabs.setCurrentIndex(1))
         QShortcut(QKeySequence("Ctrl+3"), self, self.show_alerts)
         QShortcut(QKeySequence("Ctrl+4"), self, lambda: self.tabs.setCurrentWidget(self.history))
+        QShortcut(QKeySequence("Ctrl+5"), self, lambda: self.tabs.setCurrentWidget(self.herd_view))
         self._build_menus()
         self.resize(1600, 950)
 
@@ -218,10 +258,17 @@ class MainWindow(QMainWindow):
         view = self.stall_view
         text = view.side_label(view.side)
         waiting = view.hidden_attention()
+        divert = [s for s in waiting if view.tiles[s].display_state == "divert"]
         if waiting:
             other = "AB"[1 - view.side] if view.side is not None else ""
-            text += f" · ⚠ {len(waiting)} on side {other}: stall {', '.join(map(str, waiting[:4]))}"
-            text += "…" if len(waiting) > 4 else ""
+            if divert:
+                # Milk to keep out of the tank is named first, in so many words.
+                text += f" · ⚠ DIVERT on side {other}: stall {', '.join(map(str, divert[:4]))}"
+                rest = len(waiting) - len(divert)
+                text += f" (+{rest} more)" if rest else ""
+            else:
+                text += f" · ⚠ {len(waiting)} on side {other}: stall "
+                text += ", ".join(map(str, waiting[:4])) + ("…" if len(waiting) > 4 else "")
         if self.side_button.text() != text:
             self.side_button.setText(text)
             # The tab bar sizes its corner once: have it take the new width.
@@ -234,8 +281,14 @@ class MainWindow(QMainWindow):
                 "Show one side of the pit, or both (F6). Stalls on the hidden side that need "
                 "someone are named here."
             )
-            warn = self.theme.state("alert").color if waiting else ""
-            self.side_button.setStyleSheet(f"color: {warn};" if warn else "")
+            if divert:
+                divert_style = self.theme.state("divert")
+                style = f"color: {divert_style.on_color}; background: {divert_style.color};"
+            elif waiting:
+                style = f"color: {self.theme.state('alert').color};"
+            else:
+                style = ""
+            self.side_button.setStyleSheet(style)
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -276,6 +329,7 @@ class MainWindow(QMainWindow):
         self.marks.start()
         self.reload_herd()
         self._herd_timer.start()
+        self.herd_watch.start()
         # After the first paint: the chart's import is the slowest part of starting up.
         QTimer.singleShot(300, self.dashboard.build_chart)
 
@@ -285,6 +339,7 @@ class MainWindow(QMainWindow):
         self.marks.stop()
         self.alert_review.stop()
         self._herd_timer.stop()
+        self.herd_watch.stop()
         if self.sync_panel is not None:
             self.sync_panel.reader.stop()
 
@@ -417,20 +472,39 @@ class MainWindow(QMainWindow):
         def done(herd: HerdDirectory) -> None:
             self.herd_loads += 1
             self.stall_view.set_herd(herd)
+            self.herd_view.set_herd(herd)
+            self.herd_loaded.emit(herd)
 
+        rules = self.separation_rules
         self.tasks.submit(
-            lambda: load_herd(self.db),
+            lambda: load_herd(self.db, now=self.now(), rules=rules),
             done,
             lambda exc: self.status.showMessage(f"Herd list: {exc}", 10000),
             name="herd list",
         )
+
+    def _on_herd_version(self, version: object) -> None:
+        if version != self._herd_version:
+            first = self._herd_version is None
+            self._herd_version = version if isinstance(version, int) else None
+            if not first:
+                self.reload_herd()
 
     # -- operator actions ---------------------------------------------------------------------
     @Slot(int)
     def open_stall_actions(self, stall: int) -> StallActionsDialog:
         tile = self.stall_view.tiles[stall]
         session = self.stall_view.session_of(stall)
-        dlg = StallActionsDialog(stall, tile.summary(), session is not None, self)
+        unknown = tile.identity.rfid if tile.identity.status == "unknown_tag" else None
+        dlg = StallActionsDialog(
+            stall,
+            tile.summary(),
+            session is not None,
+            self,
+            divert=tile.divert.divert,
+            diverted=tile.divert_confirmed_by is not None,
+            unknown_tag=unknown,
+        )
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
 
         def finished(_result: int) -> None:
@@ -438,6 +512,10 @@ class MainWindow(QMainWindow):
                 self.open_manual_id(stall)
             elif dlg.choice == "reattach":
                 self.mark_reattached(stall)
+            elif dlg.choice == "divert":
+                self.herd_actions.confirm_divert(stall)
+            elif dlg.choice == "register_tag":
+                self.herd_actions.open_register_tag(stall)
 
         dlg.finished.connect(finished)
         dlg.open()

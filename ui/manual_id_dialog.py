@@ -10,6 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QGridLayout,
     QHBoxLayout,
@@ -22,14 +23,33 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from milkconsole.production import AnimalInfo, HerdDirectory
+from milkconsole.production import AnimalInfo, HerdDirectory, display_tag
+
+# The divert button looks like the tile it answers: black on safety yellow.
+DIVERT_BUTTON_QSS = (
+    "QPushButton { background: #ffd600; color: #111111; border: 3px solid #111111;"
+    " font-weight: bold; }"
+)
 
 
 class StallActionsDialog(QDialog):
-    """What the operator can do on one stall. `choice` is `manual_id`, `reattach` or None."""
+    """What the operator can do on one stall. `choice` is `manual_id`, `reattach`, `divert`,
+    `register_tag` or None.
+
+    `divert`: the tile says DIVERT (the button to confirm comes first, yellow); else the
+    operator may still divert a milking for a reason of their own. `unknown_tag`: the tag read
+    that no cow has (offered for registering)."""
 
     def __init__(
-        self, stall: int, summary: str, has_session: bool, parent: QWidget | None = None
+        self,
+        stall: int,
+        summary: str,
+        has_session: bool,
+        parent: QWidget | None = None,
+        *,
+        divert: bool = False,
+        diverted: bool = False,
+        unknown_tag: str | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Stall {stall}")
@@ -43,25 +63,64 @@ class StallActionsDialog(QDialog):
         text = QLabel(summary if has_session else f"{summary}\nNo cow in this stall.")
         text.setWordWrap(True)
         lay.addWidget(text)
+        if diverted:
+            label = "Milk diverted ✓ (recorded)"
+        elif divert:
+            label = "Milk &diverted ✓ (it goes to the divert line)"
+        else:
+            label = "&Divert this milk (blood, clots…)"
+        self.divert_button = QPushButton(label)
+        if divert and not diverted:
+            self.divert_button.setStyleSheet(DIVERT_BUTTON_QSS)
+        self.register_button = QPushButton(
+            f"Register &tag {display_tag(unknown_tag)} to a cow…" if unknown_tag else "Register tag"
+        )
         self.manual_button = QPushButton("&Cow number… (manual ID)")
         self.manual_button.setObjectName("primary")
         self.reattach_button = QPushButton("&Re-attach / kick-off")
         self.close_button = QPushButton("Close")
-        for b in (self.manual_button, self.reattach_button, self.close_button):
+        buttons = [
+            self.divert_button,
+            self.register_button,
+            self.manual_button,
+            self.reattach_button,
+            self.close_button,
+        ]
+        for b in buttons:
             b.setMinimumHeight(72)
             lay.addWidget(b)
+        self.register_button.setVisible(bool(unknown_tag))
         self.manual_button.setEnabled(has_session)
         self.reattach_button.setEnabled(has_session)
+        self.divert_button.setEnabled(has_session and not diverted)
+        self.register_button.setEnabled(has_session and bool(unknown_tag))
         self.manual_button.clicked.connect(lambda: self._choose("manual_id"))
         self.reattach_button.clicked.connect(lambda: self._choose("reattach"))
+        self.divert_button.clicked.connect(lambda: self._choose("divert"))
+        self.register_button.clicked.connect(lambda: self._choose("register_tag"))
         self.close_button.clicked.connect(self.reject)
         QShortcut(QKeySequence("M"), self, lambda: self._choose("manual_id"))
         QShortcut(QKeySequence("R"), self, lambda: self._choose("reattach"))
-        (self.manual_button if has_session else self.close_button).setFocus()
-        self.resize(520, 420)
+        QShortcut(QKeySequence("D"), self, lambda: self._choose("divert"))
+        QShortcut(QKeySequence("T"), self, lambda: self._choose("register_tag"))
+        if not has_session:
+            self.close_button.setFocus()
+        elif divert and not diverted:
+            self.divert_button.setFocus()
+        elif unknown_tag:
+            self.register_button.setFocus()
+        else:
+            self.manual_button.setFocus()
+        self.resize(560, 520)
 
     def _choose(self, choice: str) -> None:
-        if choice in ("manual_id", "reattach") and not self.manual_button.isEnabled():
+        button = {
+            "manual_id": self.manual_button,
+            "reattach": self.reattach_button,
+            "divert": self.divert_button,
+            "register_tag": self.register_button,
+        }.get(choice)
+        if button is not None and not button.isEnabled():
             return
         self.choice = choice
         self.accept()
@@ -170,3 +229,28 @@ class ManualIdDialog(QDialog):
         if animal is not None:
             self.animal = animal
             self.accept()
+
+
+class RegisterTagDialog(ManualIdDialog):
+    """Whose is the tag a stall just read? Pick her like a manual ID; `make_primary` says
+    whether it becomes her main ear tag (True) or is left to the store: her main one if she
+    has none, else another tag (None)."""
+
+    def __init__(
+        self, stall: int, herd: HerdDirectory, tag: str, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(stall, herd, f"unknown tag {display_tag(tag)}", parent)
+        self.tag = tag
+        self.setWindowTitle(f"Stall {stall}: whose tag is {display_tag(tag)}?")
+        title = self.findChild(QLabel, "dialogTitle")
+        if title is not None:
+            title.setText(f"Tag {display_tag(tag)}: whose is it?")
+        self.primary_box = QCheckBox("Her new main ear tag (the old one stays as another tag)")
+        self.primary_box.setMinimumHeight(48)
+        lay = self.layout()
+        if isinstance(lay, QVBoxLayout):
+            lay.insertWidget(2, self.primary_box)
+
+    @property
+    def make_primary(self) -> bool | None:
+        return True if self.primary_box.isChecked() else None

@@ -7,6 +7,13 @@ and layout work. What it shows is held in plain attributes and changed only thro
 
 State is shown by the colour of the top band AND an icon AND a word (IDLE, MILKING, DONE,
 INCOMPLETE, ALERT, METER OFFLINE); alerts are chips with words; a focused tile has a thick ring.
+
+A cow whose milk must be kept out of the tank turns the whole tile into a hazard sign: black on
+safety yellow, hazard stripes across the band, DIVERT in the biggest letters the tile holds,
+why and until when under it (`set_divert`). It beats every other state: an offline meter or an
+alert never hides it. Once the operator confirms "milk diverted" (key D, or the stall's
+actions) the band says DIVERTED and the tile calms down, with a yellow chip keeping the reason
+in sight. The first milking after a withdrawal gets a green "may go back in the tank" chip.
 """
 
 from __future__ import annotations
@@ -33,7 +40,9 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from milkconsole.production import display_tag
-from ui.theme import DARK, Theme, icon_pixmap
+from milkconsole.separation import NOT_DIVERTED, DivertDecision
+from ui.divert_sign import SignFonts, SignText, paint_sign
+from ui.theme import DARK, DIVERT_INK, DIVERT_YELLOW, Theme, icon_pixmap
 
 # Flow that fills the gauge; typical peak flow of a high-yielding cow is 4-5 L/min.
 GAUGE_MAX_L_MIN = 6.0
@@ -41,9 +50,9 @@ GAUGE_MAX_L_MIN = 6.0
 # stays visible at half the resolution; memory per tile stays fixed.
 CURVE_POINTS = 256
 
-TILE_STATES = ("idle", "milking", "done", "incomplete", "alert", "offline")
+TILE_STATES = ("idle", "milking", "done", "incomplete", "alert", "offline", "divert", "diverted")
 # The states someone has to see to: a thicker frame, and named even when their side is hidden.
-ATTENTION_STATES = frozenset({"alert", "incomplete", "offline"})
+ATTENTION_STATES = frozenset({"alert", "incomplete", "offline", "divert"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +137,7 @@ class _Fonts:
         self.unit = self._make(base, max(10, round(20 * unit)), bold=True)
         self.small = self._make(base, max(9, round(13 * unit)), bold=False)
         self.chip = self._make(base, max(9, round(12 * unit)), bold=True)
+        self.sign = SignFonts(base, w, h, self.band, self.state, self.cow)
         self.band_m = QFontMetrics(self.band)
         self.state_m = QFontMetrics(self.state)
         self.cow_m = QFontMetrics(self.cow)
@@ -149,6 +159,7 @@ class StallTileWidget(QWidget):
     activated = Signal(int)  # click/tap, Enter or Space: open the stall's actions
     manual_id_requested = Signal(int)  # key M
     reattach_requested = Signal(int)  # key R
+    divert_confirm_requested = Signal(int)  # key D: "milk diverted"
 
     def __init__(self, stall: int, meter_id: str, theme: Theme = DARK) -> None:
         super().__init__()
@@ -170,6 +181,11 @@ class StallTileWidget(QWidget):
         self.expected_l: float | None = None
         self.alerts: tuple[str, ...] = ()
         self.note = ""  # an operator's mark on this session, e.g. "re-attached"
+        # Milk separation (see the module docstring): the decision for this milking, when the
+        # milk may go back (in words), who confirmed it went to the divert line.
+        self.divert: DivertDecision = NOT_DIVERTED
+        self.divert_until = ""
+        self.divert_confirmed_by: str | None = None
         self.curve = FlowCurve()
         self.paint_count = 0
         self._fonts = _Fonts(self.font(), self.width(), self.height())
@@ -178,7 +194,12 @@ class StallTileWidget(QWidget):
     # -- what is shown ------------------------------------------------------------------------
     @property
     def display_state(self) -> str:
-        """The one state the band shows: offline beats alert beats the session's state."""
+        """The one state the band shows: divert beats offline beats alert beats the session's
+        state (a cow whose milk must be kept out is never shown as anything else)."""
+        if self.divert_confirmed_by is not None:
+            return "diverted"
+        if self.divert.divert:
+            return "divert"
         if self.meter_state == "offline":
             return "offline"
         if self.alerts:
@@ -200,6 +221,7 @@ class StallTileWidget(QWidget):
         self.expected_l = None
         self.alerts = ()
         self.note = ""
+        self.divert, self.divert_until, self.divert_confirmed_by = NOT_DIVERTED, "", None
         self.curve.clear()
         self._changed()
 
@@ -259,6 +281,19 @@ class StallTileWidget(QWidget):
             self.alerts = alerts
             self._changed()
 
+    def set_divert(
+        self, decision: DivertDecision, until: str = "", confirmed_by: str | None = None
+    ) -> None:
+        """Whether this milking's milk must be kept out of the tank (and why, until when in
+        words), and who confirmed it went to the divert line."""
+        if (decision, until, confirmed_by) != (
+            self.divert,
+            self.divert_until,
+            self.divert_confirmed_by,
+        ):
+            self.divert, self.divert_until, self.divert_confirmed_by = decision, until, confirmed_by
+            self._changed()
+
     def set_note(self, note: str) -> None:
         if note != self.note:
             self.note = note
@@ -280,6 +315,7 @@ class StallTileWidget(QWidget):
             self.alerts = ()
             self.note = ""
             self.flow_l_min = 0.0
+            self.divert, self.divert_until, self.divert_confirmed_by = NOT_DIVERTED, "", None
             self.curve.clear()
             self._changed()
 
@@ -291,6 +327,14 @@ class StallTileWidget(QWidget):
         """The tile in words (accessibility, tests, the details dialog)."""
         parts = [f"Stall {self.stall}", self._theme.state(self.display_state).label]
         parts.append(self.identity.line)
+        if self.divert.divert or self.divert_confirmed_by:
+            why = self.divert.reason_text or "diverted by the operator"
+            if self.divert_confirmed_by:
+                parts.append(f"milk diverted ({why}), confirmed by {self.divert_confirmed_by}")
+            else:
+                parts.append(f"DIVERT the milk: {why}, {self.divert_until}")
+        elif self.divert.back_to_tank:
+            parts.append("milk may go back in the tank")
         if self.yield_l is not None:
             parts.append(f"{self.yield_l:.1f} L")
         if self.expected_l:
@@ -321,6 +365,8 @@ class StallTileWidget(QWidget):
             self.manual_id_requested.emit(self.stall)
         elif key == Qt.Key.Key_R:
             self.reattach_requested.emit(self.stall)
+        elif key == Qt.Key.Key_D:
+            self.divert_confirm_requested.emit(self.stall)
         else:
             super().keyPressEvent(event)
             return
@@ -344,6 +390,11 @@ class StallTileWidget(QWidget):
     # -- painting -----------------------------------------------------------------------------
     def paintEvent(self, event: QPaintEvent) -> None:
         self.paint_count += 1
+        if self.display_state == "divert":
+            p = QPainter(self)
+            paint_sign(p, self._sign_text(), self._fonts.sign, self._theme, focused=self.hasFocus())
+            p.end()
+            return
         t = self._theme
         f = self._fonts
         w, h = self.width(), self.height()
@@ -356,7 +407,7 @@ class StallTileWidget(QWidget):
         body = QRectF(1.5, 1.5, w - 3.0, h - 3.0)
         state_color = QColor(style.color)
         # Body with a state-coloured frame (thicker when something needs attention).
-        frame = 5.0 if state in ATTENTION_STATES else 2.0
+        frame = 5.0 if state in ATTENTION_STATES else (4.0 if state == "diverted" else 2.0)
         p.setPen(QPen(state_color if frame > 2 else QColor(t.tile_border), frame))
         p.setBrush(QColor(t.tile))
         p.drawRoundedRect(body.adjusted(frame / 2, frame / 2, -frame / 2, -frame / 2), 8, 8)
@@ -440,10 +491,11 @@ class StallTileWidget(QWidget):
         y += exp_h
 
         # Alert chips, else the flow figure (small tiles drop the figure: the gauge shows it).
-        line_h = max(14.0, h * 0.10) if self.alerts or self.note or not compact else 0.0
+        chips = self._chips()
+        line_h = max(14.0, h * 0.10) if chips or self.note or not compact else 0.0
         line = QRectF(inner_l, y, inner_r - inner_l, line_h)
-        if self.alerts:
-            self._paint_chips(p, line)
+        if chips:
+            self._paint_chips(p, line, chips)
         elif self.session_state == "milking" and line_h:
             p.setFont(f.small)
             p.setPen(QColor(t.text_dim))
@@ -452,7 +504,7 @@ class StallTileWidget(QWidget):
                 Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
                 f"flow {self.flow_l_min:.1f} L/min",
             )
-        if self.note and not self.alerts:
+        if self.note and not chips:
             p.setFont(f.small)
             p.setPen(QColor(t.text))
             p.drawText(
@@ -518,22 +570,55 @@ class StallTileWidget(QWidget):
             text,
         )
 
-    def _paint_chips(self, p: QPainter, r: QRectF) -> None:
+    def _sign_text(self) -> SignText:
+        """What the hazard sign says (`ui.divert_sign`)."""
+        foot = None
+        if self.meter_state == "offline":
+            foot = "METER OFFLINE"
+        elif self.yield_l is not None:
+            foot = f"{self.yield_l:.1f} L"
+        return SignText(
+            stall=self.stall,
+            cow=self.identity.line,
+            why=self.divert.short_text or "diverted by the operator",
+            until=self.divert_until,
+            foot=foot,
+            hint=self.meter_state != "offline",
+            size=(self.width(), self.height()),
+        )
+
+    def _chips(self) -> list[tuple[str, str, str]]:
+        """(words, background, ink) of each chip: the divert line first, then alerts."""
         t = self._theme
+        out: list[tuple[str, str, str]] = []
+        if self.divert_confirmed_by is not None:
+            why = self.divert.short_text or "operator"
+            out.append((f"→ DIVERT LINE · {why}", DIVERT_YELLOW, DIVERT_INK))
+        elif self.divert.back_to_tank:
+            out.append(("✓ MAY GO BACK IN THE TANK", t.state("done").color, "#ffffff"))
+        alert = t.state("alert").color
+        out.extend((f"! {a}", alert, "#ffffff") for a in self.alerts)
+        return out
+
+    def _paint_chips(self, p: QPainter, r: QRectF, chips: list[tuple[str, str, str]]) -> None:
         f = self._fonts
-        color = QColor(t.state("alert").color)
         x = r.left()
         p.setFont(f.chip)
-        for text in self.alerts:
-            label = f"! {text}"
-            cw = f.chip_m.horizontalAdvance(label) + 10
+        for label, back, ink in chips:
+            cw: float = f.chip_m.horizontalAdvance(label) + 10
             if x + cw > r.right():
-                break
+                if x == r.left():  # the first chip always shows, cut to the room there is
+                    label = f.chip_m.elidedText(
+                        label, Qt.TextElideMode.ElideRight, int(r.width()) - 10
+                    )
+                    cw = r.width()
+                else:
+                    break
             chip = QRectF(x, r.top() + 1, cw, r.height() - 2)
             p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(color)
+            p.setBrush(QColor(back))
             p.drawRoundedRect(chip, 4, 4)
-            p.setPen(QColor("#ffffff"))
+            p.setPen(QColor(ink))
             p.drawText(chip, Qt.AlignmentFlag.AlignCenter, label)
             x += cw + 4
 

@@ -13,6 +13,12 @@ identity, the tag through the herd list, or "unknown tag"/"no ID"), what she is 
 give, and which alert chips apply: the tile's own thresholds on the live figures, the alerts the
 health module stored for this session, and the cow's stored alerts that still need someone (an
 open mastitis alert from yesterday shows while she is milked today).
+
+And whether her milk must be kept out of the tank: the moment a session event names a cow (a
+tag, late or changed, a manual ID, a resumed session's stored identity), the same refresh asks
+the herd's separation book (`milkconsole.separation`, loaded with the herd in one read) and the
+tile shows DIVERT in that same repaint; who confirmed "milk diverted" comes from this console or
+the database (after a restart).
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
 
 from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QKeyEvent, QPainter, QPaintEvent, QResizeEvent
@@ -39,6 +46,7 @@ from milkconsole.events import (
     SessionUpdated,
 )
 from milkconsole.production import AnimalInfo, HerdDirectory, ProductionSnapshot, tile_alerts
+from milkconsole.separation import DivertDecision
 from ui.stall_tile import ATTENTION_STATES, NO_ID, CowIdentity, StallTileWidget, font_scale
 from ui.theme import DARK, Theme
 
@@ -218,10 +226,20 @@ class StallViewWidget(QScrollArea):
     tile_activated = Signal(int)
     manual_id_requested = Signal(int)
     reattach_requested = Signal(int)
+    divert_confirm_requested = Signal(int)
 
-    def __init__(self, config: ParlourConfig, theme: Theme = DARK) -> None:
+    def __init__(
+        self,
+        config: ParlourConfig,
+        theme: Theme = DARK,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        zone: tzinfo | None = None,
+    ) -> None:
         super().__init__()
         self.theme = theme
+        self.now = now
+        self.zone = zone
         self.layout_name = config.layout
         self.shape = "rows"
         self.setWidgetResizable(False)
@@ -236,6 +254,7 @@ class StallViewWidget(QScrollArea):
             tile.activated.connect(self.tile_activated)
             tile.manual_id_requested.connect(self.manual_id_requested)
             tile.reattach_requested.connect(self.reattach_requested)
+            tile.divert_confirm_requested.connect(self.divert_confirm_requested)
             self.tiles[m.stall] = tile
             self.stall_of_meter[m.id] = m.stall
         self.placements: dict[int, TilePlacement] = {}
@@ -248,6 +267,9 @@ class StallViewWidget(QScrollArea):
         self._db_identity: dict[str, tuple[int | None, str | None]] = {}
         self._stored_alerts: dict[str, tuple[str, ...]] = {}
         self._cow_alerts: Mapping[int, tuple[str, ...]] = {}
+        # Who confirmed "milk diverted", by session key: here, or stored (after a restart).
+        self._confirmed: dict[str, str] = {}
+        self._db_confirmed: dict[str, str] = {}
         self._idle_timer = QTimer(self)
         self._idle_timer.setInterval(5000)
         self._idle_timer.timeout.connect(self._expire_done)
@@ -374,6 +396,14 @@ class StallViewWidget(QScrollArea):
             return CowIdentity("unknown_tag", rfid=session.rfid), None
         return NO_ID, None
 
+    def decision_for(self, session: SessionSnapshot) -> DivertDecision:
+        """Must this session's milk be kept out of the tank (why, until when)?"""
+        _, animal_id = self.identity_for(session)
+        return self.herd.decide(animal_id, session.started_at, zone=self.zone)
+
+    def confirmed_by(self, session_key: str) -> str | None:
+        return self._confirmed.get(session_key) or self._db_confirmed.get(session_key)
+
     def _refresh_tile(self, stall: int) -> None:
         session = self._sessions.get(stall)
         tile = self.tiles.get(stall)
@@ -381,6 +411,13 @@ class StallViewWidget(QScrollArea):
             return
         identity, animal_id = self.identity_for(session)
         expected = self.herd.expected_for(animal_id)
+        decision = self.herd.decide(animal_id, session.started_at, zone=self.zone)
+        # One repaint: the cow's name never shows without her DIVERT.
+        tile.set_divert(
+            decision,
+            decision.until_text(self.zone, self.now(), short=True),
+            self.confirmed_by(session.key),
+        )
         tile.set_identity(identity)
         tile.set_expected(expected)
         stored = self._stored_alerts.get(session.key, ())
@@ -437,13 +474,21 @@ class StallViewWidget(QScrollArea):
     def apply_production(self, snap: ProductionSnapshot) -> None:
         """Identity the database holds for open and recent sessions, and their stored alerts."""
         ident: dict[str, tuple[int | None, str | None]] = {}
+        confirmed: dict[str, str] = {}
         for row in (*snap.open_sessions, *snap.recent):
             ident[row.key] = (row.animal_id, row.id_source)
+            if row.divert_confirmed_by:
+                confirmed[row.key] = row.divert_confirmed_by
         alerts = snap.session_alerts()
-        if ident == self._db_identity and alerts == self._stored_alerts:
+        if (
+            ident == self._db_identity
+            and alerts == self._stored_alerts
+            and confirmed == self._db_confirmed
+        ):
             return
         self._db_identity = ident
         self._stored_alerts = alerts
+        self._db_confirmed = confirmed
         for stall in self._sessions:
             self._refresh_tile(stall)
 
@@ -454,6 +499,13 @@ class StallViewWidget(QScrollArea):
         self._cow_alerts = by_animal
         for stall in self._sessions:
             self._refresh_tile(stall)
+
+    def set_confirmed(self, session_key: str, actor: str) -> None:
+        """The operator's "milk diverted" was recorded: the tile calms down at once."""
+        self._confirmed[session_key] = actor
+        for stall, s in self._sessions.items():
+            if s.key == session_key:
+                self._refresh_tile(stall)
 
     def set_manual_identity(self, session_key: str, animal: AnimalInfo) -> None:
         """The operator's correction was recorded: show it on the tile at once."""
@@ -470,6 +522,10 @@ class StallViewWidget(QScrollArea):
                 del self._finished_at[stall]
                 self._sessions.pop(stall, None)
                 self.tiles[stall].go_idle()
+        # "until 18:00" becomes "until tomorrow 06:00"... as the clock moves on.
+        for stall, tile in self.tiles.items():
+            if tile.divert.divert and stall in self._sessions:
+                self._refresh_tile(stall)
 
     def stalls_by_state(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}

@@ -121,7 +121,7 @@ class BulkTankDialog(QDialog):
         form.addRow(form_label("From"), self.start)
         form.addRow(form_label("To"), self.end)
         form.addRow(form_label("Tank received"), self.tank)
-        form.addRow(form_label("Milk kept out of the tank"), self.withheld)
+        form.addRow(form_label("Other milk kept out (not diverted here)"), self.withheld)
         lay.addLayout(form)
         row = QHBoxLayout()
         self.compare_button = QPushButton("Compare")
@@ -173,9 +173,16 @@ class BulkTankDialog(QDialog):
     def _show(self, rec: TankReconciliation) -> None:
         self.reconciliation = rec
         err = "—" if rec.parlour_error_pct is None else f"{rec.parlour_error_pct:+.2f} %"
+        diverted = (
+            f" {rec.diverted_l:,.1f} L of {rec.diverted_sessions} diverted milking(s) left out "
+            "(the tank never had it)."
+            if rec.diverted_sessions
+            else ""
+        )
         self.summary.setText(
             f"Meters {rec.meters_sum_l:,.1f} L over {rec.sessions} milkings; tank "
             f"{rec.tank_l:,.1f} L + {rec.withheld_l:,.1f} L kept out: the meters read {err}."
+            + diverted
         )
         self.table.setRowCount(len(rec.rows))
         for i, r in enumerate(rec.rows):

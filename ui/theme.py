@@ -59,6 +59,12 @@ class Theme:
         return self.states[name]
 
 
+# Milk to keep out of the tank: safety yellow with black, the look of a hazard sign, which no
+# other state uses (and a word and an icon of its own, like every state).
+DIVERT_YELLOW = "#ffd600"
+DIVERT_INK = "#111111"
+
+
 def _states(
     idle: str, milking: str, done: str, incomplete: str, alert: str, offline: str, dark: str
 ) -> dict[str, StateStyle]:
@@ -70,6 +76,9 @@ def _states(
         "incomplete": StateStyle(incomplete, dark, "incomplete", "INCOMPLETE"),
         "alert": StateStyle(alert, "#ffffff", "alert", "ALERT"),
         "offline": StateStyle(offline, "#ffffff", "offline", "METER OFFLINE"),
+        # Her milk must go to the divert line, and nobody has confirmed it yet / someone has.
+        "divert": StateStyle(DIVERT_YELLOW, DIVERT_INK, "divert", "DIVERT"),
+        "diverted": StateStyle(DIVERT_YELLOW, DIVERT_INK, "diverted", "DIVERTED"),
     }
 
 

@@ -16,6 +16,12 @@ What goes to Odoo (channel 'odoo'), by outbox model:
 - `farm.milk.production` (key: session key): a finished milking of a known cow whose milk went
   to the tank, waiting for its session to land.
 - `iot.device.alert` (key: alert key) and its state changes; `farm.health.event` (key).
+- `farm.animal.rfid` (key: the canonical tag): a tag registered at the stall, or a cow's other
+  tags once Odoo knows her; it needs her Odoo id, looked up when it is sent.
+- `farm.animal` (writes only, key: the local animal id): what the console changed on a cow
+  Odoo keeps (a new primary tag, the keep-out flag); her Odoo id is looked up when sent.
+- `farm.animal.treatment` (key: the treatment key, Odoo's `source_reference`): a treatment
+  a supervisor recorded at the console.
 
 What goes to MQTT (channel 'mqtt', only while the runtime has called `set_mqtt` with a farm
 code, i.e. the parlour config has `[mqtt]`), each row's model being the topic's last level:
@@ -52,6 +58,7 @@ from milkconsole.store.schema import (
     MilkSession,
     OutboxRow,
     SyncState,
+    TreatmentRow,
 )
 
 if TYPE_CHECKING:
@@ -62,6 +69,9 @@ PRODUCTION = "farm.milk.production"
 ALERT = "iot.device.alert"
 HEALTH_EVENT = "farm.health.event"
 METER = "iot.milk_meter"
+ANIMAL = "farm.animal"
+ANIMAL_TAG = "farm.animal.rfid"
+TREATMENT = "farm.animal.treatment"
 
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
 _MQTT_FARM = "mqtt.farm_code"  # sync_state: set while the parlour config has [mqtt]
@@ -469,6 +479,46 @@ def _meter_of(meter_id: str | None) -> tuple[str, str] | None:
     return (METER, meter_id) if meter_id else None
 
 
+# -- the herd: tags, cows' fields, treatments -------------------------------------------------
+
+
+def queue_animal_tag(tx: Session, animal_id: int, tag: str) -> None:
+    """A cow's other tag for Odoo's `farm.animal.rfid` (one create per canonical tag; waits
+    while Odoo does not know the cow)."""
+    enqueue(tx, ANIMAL_TAG, tag, {"tag": tag, **animal_payload(tx, animal_id)})
+
+
+def queue_animal_fields(tx: Session, animal_id: int, changed: Mapping[str, Any]) -> None:
+    """What the console changed on a cow, for Odoo's `farm.animal` (a write, merged with one
+    still waiting): `rfid_tag` (canonical), `milk_withheld` and `milk_withheld_reason`."""
+    fields = dict(changed)
+    if "milk_withheld_reason" in fields:
+        fields["milk_withheld"] = fields["milk_withheld_reason"] is not None
+    enqueue(
+        tx, ANIMAL, str(animal_id), {**animal_payload(tx, animal_id), **fields}, operation="write"
+    )
+
+
+def treatment_payload(tx: Session, row: TreatmentRow) -> dict[str, Any]:
+    """The `farm.animal.treatment` payload of a treatment recorded at the console."""
+    return {
+        "key": row.key,
+        "product": row.product,
+        "started_at": iso_z(row.started_at),
+        "withdrawal_hours": row.withdrawal_hours,
+        "withdrawal_milkings": row.withdrawal_milkings,
+        "note": row.note,
+        "recorded_by": row.recorded_by,
+        **animal_payload(tx, row.animal_id),
+    }
+
+
+def queue_treatment(tx: Session, row: TreatmentRow) -> None:
+    """A treatment recorded at the console, for Odoo (one create per treatment key)."""
+    tx.flush()
+    enqueue(tx, TREATMENT, row.key, treatment_payload(tx, row))
+
+
 # -- catching up ------------------------------------------------------------------------------
 
 
@@ -612,6 +662,8 @@ __all__ = [
     "meter_registration",
     "production_payload",
     "queue_alert",
+    "queue_animal_fields",
+    "queue_animal_tag",
     "queue_health_event",
     "queue_meter",
     "queue_meter_calibrated",
@@ -621,7 +673,9 @@ __all__ = [
     "queue_session_fields",
     "queue_session_identity",
     "queue_sessions",
+    "queue_treatment",
     "queue_unqueued",
     "session_payload",
     "set_mqtt",
+    "treatment_payload",
 ]

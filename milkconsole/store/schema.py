@@ -122,6 +122,27 @@ class AnimalTag(Base):
     rfid_tag: Mapped[str] = mapped_column(String, unique=True)
 
 
+class TreatmentRow(Base):
+    """A treatment with a milk withdrawal (hours or milkings), from the console or Odoo."""
+
+    __tablename__ = "treatments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String, unique=True)  # Odoo's source_reference
+    odoo_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    animal_id: Mapped[int] = mapped_column(ForeignKey("animals.id", ondelete="CASCADE"), index=True)
+    product: Mapped[str] = mapped_column(String)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    withdrawal_hours: Mapped[float | None] = mapped_column(Float)
+    withdrawal_milkings: Mapped[int | None] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text)
+    recorded_by: Mapped[str | None] = mapped_column(String)
+    source: Mapped[str] = mapped_column(String, default="console", server_default="console")
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("1"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    write_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class MilkSession(Base):
     __tablename__ = "milk_sessions"
     __table_args__ = (

@@ -8,6 +8,7 @@ here, so the recorder and the corrections agree on them; what goes to Odoo is bu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -19,6 +20,7 @@ from milkconsole.events import FlowSample, SessionSnapshot, SessionState
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_session_fields, queue_session_identity
 from milkconsole.store.schema import Animal, FlowSampleRow, MilkSession, append_audit
+from milkconsole.store.separation import review_destination
 
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
 
@@ -87,14 +89,26 @@ class SessionRecord:
     reattached: bool
     created_at: datetime
     updated_at: datetime
-    # Milk separation: 'tank' | 'diverted' | None (not known), and why it was diverted.
+    # Milk separation: 'tank' | 'diverted' (None while unknown), why, who confirmed it.
     destination: str | None = None
     divert_reason: str | None = None
+    divert_confirmed_by: str | None = None
+    divert_confirmed_at: datetime | None = None
 
     def snapshot(self) -> SessionSnapshot:
         """The session as a core snapshot (what the tracker and health modules speak)."""
         values = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
         return SessionSnapshot(key=self.key, flags=self.flags, **values)
+
+
+@dataclass(frozen=True, slots=True)
+class PastMilking:
+    """A finished milking recorded elsewhere, for `SessionStore.add_past_milkings`."""
+
+    session: SessionSnapshot
+    animal_id: int | None = None
+    quality_grade: str | None = None
+    destination: str | None = "tank"
 
 
 def record_from_row(row: MilkSession, animal: Animal | None) -> SessionRecord:
@@ -262,6 +276,8 @@ class SessionStore:
             )
             tx.flush()
             queue_session_identity(tx, row)
+            # Another cow: her milk may have had to be kept out (or this one's may go back).
+            review_destination(tx, row)
             animal = tx.get(Animal, animal_id) if animal_id is not None else None
             return record_from_row(row, animal)
 
@@ -291,6 +307,21 @@ class SessionStore:
             raise LookupError(f"no milk session with key {key!r}")
         return row
 
+    def add_past_milkings(self, milkings: Sequence[PastMilking]) -> int:
+        """Store finished milkings recorded elsewhere (another program's history, the demo's
+        past days): identified as given, graded, and not sent to Odoo (it has them, or never
+        will). One transaction; returns how many."""
+        now = datetime.now(UTC)
+        with self._db.write() as tx:
+            for m in milkings:
+                row = new_session_row(m.session, now)
+                row.animal_id = m.animal_id
+                row.id_source = "rfid" if m.animal_id is not None else None
+                row.quality_grade = m.quality_grade
+                row.destination = m.destination
+                tx.add(row)
+        return len(milkings)
+
     def count(self, state: str | None = None) -> int:
         """How many sessions are stored (in one state, when given)."""
         query = select(func.count()).select_from(MilkSession)
@@ -301,6 +332,7 @@ class SessionStore:
 
 
 __all__ = [
+    "PastMilking",
     "SessionRecord",
     "SessionStore",
     "iso_z",

@@ -10,11 +10,20 @@ only what really changed. A deletion leaves no write_date, so a full pull now an
 id sets: an animal gone from Odoo is marked inactive (its sessions still point at it), a tag
 gone is removed.
 
+Cows recorded at the console first (a herd file, before Odoo was set up) merge with Odoo's:
+an Odoo cow nobody here has yet is matched with a cow known only here by herd number, else by
+tag, and that cow takes the Odoo id (`store.herd.adopt`). Odoo wins where both have a value
+(a disagreement at the merge is logged once), a value only one of them has is kept, and a field
+the console changed and has not sent yet (a new primary tag, the keep-out flag) is not undone
+by a pull that comes before the change reaches Odoo. A tag Odoo gives one cow is taken off any
+other cow here.
+
 The network calls happen between the local transactions, never inside one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,7 +34,18 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Animal, AnimalTag, SyncState
+from milkconsole.store.herd import (
+    adopt,
+    bump_herd_version,
+    canonical_or_none,
+    find_local_twin,
+    label,
+    note_conflict,
+    tag_claims,
+)
+from milkconsole.store.outbound import ANIMAL, queue_animal_fields
+from milkconsole.store.schema import Animal, AnimalTag, OutboxRow, SyncState
+from milkconsole.store.treatments import queue_console_treatments
 from milkconsole.sync.client import OdooClient
 from milkconsole.sync.contract import (
     ODOO_DATETIME,
@@ -67,7 +87,7 @@ def state_set(tx: Session, key: str, value: str | None) -> None:
         row.value = value
 
 
-def _pages(
+def pull_pages(
     client: OdooClient,
     db: Database,
     model: str,
@@ -127,10 +147,13 @@ def pull_animals(
     animal_model = contract.model("animal")
     fields = sorted(set(fmap.values()))
     n_animals = 0
-    for records, cursor in _pages(client, db, animal_model, fields, CURSOR_ANIMALS, page):
+    for records, cursor in pull_pages(client, db, animal_model, fields, CURSOR_ANIMALS, page):
         with db.write() as tx:
-            n_animals += _upsert_animals(tx, records, fmap)
+            done = _upsert_animals(tx, records, fmap)
             state_set(tx, CURSOR_ANIMALS, cursor)
+            if done:
+                bump_herd_version(tx)
+        n_animals += done
 
     n_tags = skipped = 0
     tag_model: str | None = contract.model("animal_rfid")
@@ -138,12 +161,14 @@ def pull_animals(
     if available is not None and "animal_rfid" not in available:
         tag_model = None  # the server has no tag model; canonical tags still work
     if tag_model is not None:
-        for records, cursor in _pages(
+        for records, cursor in pull_pages(
             client, db, tag_model, sorted(set(tmap.values())), CURSOR_TAGS, page
         ):
             with db.write() as tx:
                 done, missed = _upsert_tags(tx, records, tmap)
                 state_set(tx, CURSOR_TAGS, cursor)
+                if done:
+                    bump_herd_version(tx)
             n_tags += done
             skipped += missed
 
@@ -160,10 +185,12 @@ def pull_animals(
                     animal.active = False
                     deactivated += 1
             if tag_texts is not None:
-                gone = [t for t in tx.scalars(select(AnimalTag.rfid_tag)) if t not in tag_texts]
+                gone = _tags_gone(tx, tag_texts)
                 if gone:
                     tx.execute(delete(AnimalTag).where(AnimalTag.rfid_tag.in_(gone)))
                 removed = len(gone)
+            if deactivated or removed:
+                bump_herd_version(tx)
     if n_animals or n_tags or deactivated or removed:
         log.info(
             "herd from Odoo: %d animals, %d tags updated; %d deactivated, %d tags removed",
@@ -175,10 +202,115 @@ def pull_animals(
     return PullReport(n_animals, n_tags, deactivated, removed, skipped)
 
 
+def _tags_gone(tx: Session, in_odoo: set[str]) -> list[str]:
+    """Other tags Odoo no longer has: those of cows Odoo keeps, except tags the console sent
+    or is sending (Odoo may just not have them yet)."""
+    unsent = {
+        key
+        for (key,) in tx.execute(
+            select(OutboxRow.record_key).where(
+                OutboxRow.model == "farm.animal.rfid",
+                OutboxRow.operation == "create",
+                OutboxRow.state != "sent",
+            )
+        )
+    }
+    known = {canonical_or_none(t) or t for t in in_odoo} | set(in_odoo)
+    gone = []
+    for tag, odoo_id in tx.execute(
+        select(AnimalTag.rfid_tag, Animal.odoo_id).join(Animal, Animal.id == AnimalTag.animal_id)
+    ):
+        if odoo_id is None or tag in unsent or tag in known:
+            continue
+        if canonical_or_none(tag) not in known:
+            gone.append(tag)
+    return gone
+
+
+def _unsent_fields(tx: Session, animal_ids: list[int]) -> dict[int, set[str]]:
+    """Fields of these cows the console changed and Odoo has not got yet."""
+    out: dict[int, set[str]] = {}
+    for key, payload in tx.execute(
+        select(OutboxRow.record_key, OutboxRow.payload).where(
+            OutboxRow.model == ANIMAL,
+            OutboxRow.state != "sent",
+            OutboxRow.record_key.in_([str(i) for i in animal_ids]),
+        )
+    ):
+        out.setdefault(int(key), set()).update(json.loads(payload))
+    if any("milk_withheld" in f for f in out.values()):
+        for f in out.values():
+            if "milk_withheld" in f:
+                f.add("milk_withheld_reason")
+    return out
+
+
+# Odoo's own say on these, whatever the console had (the keep-out flag is a yes or no there).
+_ODOO_DECIDES = ("milk_withheld_reason", "active", "write_date")
+
+
+def _same(field: str, a: Any, b: Any) -> bool:
+    if field == "rfid_tag":
+        return (canonical_or_none(a) or a) == (canonical_or_none(b) or b)
+    return bool(a == b)
+
+
+def _merge(
+    tx: Session, row: Animal, values: dict[str, Any], *, adopted: bool, unsent: set[str]
+) -> bool:
+    """Odoo's values onto a cow; True when something changed (see the module docstring)."""
+    changed = False
+    for k, v in values.items():
+        current = getattr(row, k)
+        if k in unsent or _same(k, current, v):
+            continue
+        if k in _ODOO_DECIDES:
+            if adopted and k == "milk_withheld_reason" and v is None and current is not None:
+                # Kept out here before Odoo knew her: Odoo learns it rather than undoing it.
+                queue_animal_fields(tx, row.id, {"milk_withheld_reason": current})
+                continue
+            setattr(row, k, v)
+            changed = True
+            continue
+        if v is None:
+            continue  # Odoo has no value: the console's stays
+        if adopted and current is not None:
+            note_conflict(tx, row, k, current, v)
+        setattr(row, k, v)
+        changed = True
+    return changed
+
+
+def _take_tag(tx: Session, row: Animal, tag: str, claims: dict[str, set[int]]) -> None:
+    """Odoo says `tag` is this cow's: off every other cow here."""
+    owners = claims.get(tag, set()) - {row.id}
+    for aid in sorted(owners):
+        other = tx.get(Animal, aid)
+        if other is None:
+            continue
+        if canonical_or_none(other.rfid_tag) == tag:
+            other.rfid_tag = None
+        for alt in tx.scalars(select(AnimalTag).where(AnimalTag.animal_id == aid)):
+            if canonical_or_none(alt.rfid_tag) == tag:
+                tx.delete(alt)
+        note_conflict(tx, other, "rfid_tag", tag, f"cow {label(row)}'s in Odoo")
+    claims[tag] = {row.id}
+
+
 def _upsert_animals(tx: Session, records: list[dict[str, Any]], fmap: dict[str, str]) -> int:
-    """Insert or update the animals of `records`; returns how many were new or changed."""
+    """Insert or update the animals of `records`, merging with cows known only here; returns
+    how many were new or changed."""
     ids = [int(r["id"]) for r in records]
     existing = {a.odoo_id: a for a in tx.scalars(select(Animal).where(Animal.odoo_id.in_(ids)))}
+    unsent = _unsent_fields(tx, [a.id for a in existing.values()])
+    claims = tag_claims(tx)
+    # Cows known only here, by number: usually none, so the common pull asks nothing per cow.
+    local_only = {
+        a.number: a
+        for a in tx.scalars(
+            select(Animal).where(Animal.odoo_id.is_(None)).order_by(Animal.id.desc())
+        )
+    }
     changed = 0
     for rec in records:
         odoo_id = int(rec["id"])
@@ -214,14 +346,32 @@ def _upsert_animals(tx: Session, records: list[dict[str, Any]], fmap: dict[str, 
             "active": bool(rec.get(fmap["active"], True)) if "active" in fmap else True,
             "write_date": from_odoo_datetime(rec.get("write_date")),
         }
+        tag = canonical_or_none(text("rfid_tag"))
         row = existing.get(odoo_id)
+        adopted = False
+        if row is None and (local_only or (tag is not None and tag in claims)):
+            row = local_only.pop(number or name or str(odoo_id), None) or find_local_twin(
+                tx, None, tag, claims
+            )
+            if row is not None:
+                local_only.pop(row.number, None)
+                adopt(tx, row, odoo_id)
+                queue_console_treatments(tx, row.id)
+                existing[odoo_id] = row
+                adopted = True
         if row is None:
-            tx.add(Animal(odoo_id=odoo_id, **values))
+            row = Animal(odoo_id=odoo_id, **values)
+            tx.add(row)
             changed += 1
-        elif any(getattr(row, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(row, k, v)
+            if tag is None or not claims.get(tag):
+                if tag is not None:
+                    claims[tag] = set()  # hers; her id is known after the flush
+                continue
+            tx.flush()  # her id, to take the tag off the cow that had it
+        elif _merge(tx, row, values, adopted=adopted, unsent=unsent.get(row.id, set())) or adopted:
             changed += 1
+        if tag is not None and claims.get(tag, set()) - {row.id}:
+            _take_tag(tx, row, tag, claims)
     tx.flush()
     return changed
 

@@ -297,7 +297,8 @@ def _mapped(name: str, key: str, table: Mapping[str, str], default: str | None) 
 CONTRACT: dict[str, ContractModel] = {
     m.name: m
     for m in (
-        # -- pulled: the herd --------------------------------------------------------------------
+        # -- pulled: the herd (the console only writes a new primary tag and the keep-out
+        # flag onto a cow Odoo has; she is found by local id, tag or number when it is sent) --
         ContractModel(
             "animal",
             "farm.animal",
@@ -305,14 +306,14 @@ CONTRACT: dict[str, ContractModel] = {
             (
                 _pulled("name", required=True),
                 _pulled("number"),
-                _pulled("rfid_tag"),
+                _field("rfid_tag", "rfid_tag"),
                 _pulled("conductivity_baseline"),
                 _pulled("herd_group"),
                 _pulled("birth_date"),
                 _pulled("lactation_number"),
                 _pulled("last_calving_date"),
-                _pulled("milk_withheld"),
-                _pulled("milk_withheld_reason"),
+                _field("milk_withheld", "milk_withheld"),
+                _field("milk_withheld_reason", "milk_withheld_reason"),
                 _pulled("active"),
             ),
         ),
@@ -340,6 +341,7 @@ CONTRACT: dict[str, ContractModel] = {
                 _field("note", "note"),
                 _field("recorded_by", "recorded_by"),
                 _const("source", "console", selection=("console",)),
+                _pulled("active"),
             ),
             key_field="source_reference",
         ),
@@ -574,13 +576,15 @@ CONTRACT: dict[str, ContractModel] = {
 }
 
 # Outbox rows carry the contract's default Odoo model names; pushed in this order, so a meter is
-# registered before its sessions and a session lands before its production record.
+# registered before its sessions and a session lands before its production record. `animal`
+# only ever gets writes (a cow's new primary tag, her keep-out flag).
 PUSH_ORDER: tuple[str, ...] = (
     "milk_meter",
     "session",
     "production",
     "alert",
     "health_event",
+    "animal",
     "animal_rfid",
     "treatment",
 )

@@ -5,16 +5,18 @@ A pass, with every network call outside any database transaction:
 1. Connect and log in (`client.connect`); check the contract once per connection
    (`sync.check`): a model missing something, a many2one pointing at another model, a selection
    value the server lacks suspend that model with a message, the others go on.
-2. Pull `farm.animal` / `farm.animal.rfid` into the local herd (every few minutes).
+2. Pull `farm.animal` / `farm.animal.rfid` into the local herd, then `farm.animal.treatment`
+   (every few minutes).
 3. Push the outbox in `PUSH_ORDER` (meters first, then sessions, production, alerts, health
-   events, tags, treatments), in batches of `batch_size`: claim due rows (pending -> in flight;
-   a row whose `after` record is unsent is not claimed), resolve Odoo's ids for the meters and
-   cows the batch links to (`sync.resolve`), look up which stable keys Odoo already has, create
-   only the missing ones in one call with a list, mark them sent. A crash between Odoo's commit
-   and the "sent" mark leaves the rows in flight; at the next start they go back to pending, the
-   look-up finds them, and they are marked sent without a second create. A refused batch is
-   split in halves until the refused record is alone; it goes dead with Odoo's message, the rest
-   land. A record whose required meter or cow is not in Odoo waits (deferred), it is not dead.
+   events, cows' changed fields, tags, treatments), in batches of `batch_size`: claim due rows
+   (pending -> in flight; a row whose `after` record is unsent is not claimed), resolve Odoo's
+   ids for the meters and cows the batch links to (`sync.resolve`), look up which stable keys
+   Odoo already has, create only the missing ones in one call with a list, mark them sent. A
+   crash between Odoo's commit and the "sent" mark leaves the rows in flight; at the next start
+   they go back to pending, the look-up finds them, and they are marked sent without a second
+   create. A refused batch is split in halves until the refused record is alone; it goes dead
+   with Odoo's message, the rest land. A record whose required meter or cow is not in Odoo
+   waits (deferred), it is not dead.
 4. Update the meter devices' `last_seen` (every minute).
 
 The engine only pushes: every payload is built and queued by `milkconsole.store.outbound`.
@@ -66,6 +68,7 @@ from milkconsole.sync.registration import MeterRegistration
 from milkconsole.sync.resolve import Resolver
 from milkconsole.sync.settings import OdooSettings
 from milkconsole.sync.status import SyncReport, SyncStateName, SyncStatus
+from milkconsole.sync.treatments import pull_treatments
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +153,7 @@ class SyncEngine:
         self._available: dict[str, frozenset[str]] = {}
         self._required: dict[str, frozenset[str]] = {}
         self._pulled_at: float | None = None
+        self._treatments_pulled = 0
         self._full_pulled_at: float | None = None
         self._meters_at: float | None = None
         self.last_sync_at: datetime | None = None
@@ -220,6 +224,7 @@ class SyncEngine:
                 "Odoo sync is not set up: the config file has no [odoo] section"
             )
         p = _Pass()
+        self._treatments_pulled = 0
         self.resolver.new_pass()
         try:
             client = self._connected()
@@ -248,6 +253,7 @@ class SyncEngine:
             deferred=p.deferred,
             animals_pulled=pulled[0],
             tags_pulled=pulled[1],
+            treatments_pulled=self._treatments_pulled,
             meters_updated=meters,
             create_calls=p.create_calls,
             warnings=self._warnings,
@@ -324,6 +330,11 @@ class SyncEngine:
         )
         available = {k: set(v) for k, v in self._available.items()}
         report = pull_animals(client, self.db, self.contract, available, full=full)
+        if "treatment" not in self._suspended:
+            # After the herd, so each treatment's cow is here.
+            self._treatments_pulled = pull_treatments(
+                client, self.db, self.contract, available, full=full
+            ).changed
         if report.animals or report.tags or self._pulled_at is None:
             # A cow added or re-tagged in Odoo: sessions recorded under her tag as "unknown"
             # get her now, before they are pushed (their pending creates are amended). Also at
@@ -535,12 +546,22 @@ class SyncEngine:
     ) -> None:
         if not items:
             return
-        outbox_model = OUTBOX_MODEL[model]
-        known = self.outbox.odoo_ids_for(outbox_model, [it.record_key for it in items])
-        unknown = [it.record_key for it in items if it.record_key not in known]
-        found = self._lookup(client, model, unknown) if unknown else {}
+        keyless = CONTRACT[model].key_field is None
+        if keyless:
+            # A cow the console never creates: her Odoo id is found as a link to her is.
+            found = self._cow_ids(client, items)
+            known: dict[str, int] = {}
+        else:
+            outbox_model = OUTBOX_MODEL[model]
+            known = self.outbox.odoo_ids_for(outbox_model, [it.record_key for it in items])
+            unknown = [it.record_key for it in items if it.record_key not in known]
+            found = self._lookup(client, model, unknown) if unknown else {}
         for it in items:
             odoo_id = known.get(it.record_key) or found.get(it.record_key)
+            if odoo_id is None and keyless:
+                who = it.payload.get("animal_number") or it.record_key
+                self._defer(it, model, f"cow {who} is not in Odoo (by id, tag or number)", p, done)
+                continue
             if odoo_id is None:
                 self._dead(it, model, "its record is no longer in Odoo (deleted there?)", p, done)
                 continue
@@ -549,6 +570,9 @@ class SyncEngine:
             except MappingError as exc:
                 self._dead(it, model, f"cannot be sent: {exc}", p, done)
                 continue
+            if keyless and model in self._available:
+                # A pulled model may lack an optional field (the check said so): leave it out.
+                vals = {k: v for k, v in vals.items() if k in self._available[model]}
             waiting = self._missing_link(model, it.payload, vals)
             if waiting is not None:
                 self._defer(it, model, waiting, p, done)
@@ -562,6 +586,16 @@ class SyncEngine:
                 p.written += 1
             self.outbox.mark_sent({it.id: odoo_id})
             done.add(it.id)
+
+    def _cow_ids(self, client: OdooClient, items: list[OutboxItem]) -> dict[str, int]:
+        """Odoo's id of each row's cow (rows keyed by her local id), where Odoo has her."""
+        local: dict[str, int] = {}
+        for it in items:
+            aid = it.payload.get("animal_id")
+            if isinstance(aid, int) and not isinstance(aid, bool):
+                local[it.record_key] = aid
+        ids = self.resolver.animals(client, set(local.values())) if local else {}
+        return {key: odoo for key, aid in local.items() if (odoo := ids.get(aid)) is not None}
 
     def _push_registrations(
         self, client: OdooClient, items: list[OutboxItem], p: _Pass, done: set[int]

@@ -58,6 +58,7 @@ class SyncReport:
     retried: int = 0
     animals_pulled: int = 0
     tags_pulled: int = 0
+    treatments_pulled: int = 0
     meters_updated: int = 0
     create_calls: int = 0
     deferred: int = 0
