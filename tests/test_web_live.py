@@ -128,3 +128,32 @@ def test_a_stalled_server_thread_costs_bounded_memory_and_never_blocks_a_poller(
     items = inbox.take()
     assert len(items) == 10 and inbox.dropped == 990
     assert items[-1].reading.yield_l == 999.0  # the newest kept
+
+
+def test_a_treated_cow_shows_divert_on_the_phone_as_on_her_tile():
+    """The phone takes the tile's own decision (milkconsole.separation), with why and until."""
+    from datetime import timedelta
+
+    from milkconsole.separation import CowSeparation, SeparationBook
+    from milkconsole.withdrawal import Treatment
+
+    treated = Treatment(
+        key="T1",
+        animal_id=7,
+        product="Mastiplan LC",
+        start=T0 - timedelta(hours=12),
+        withdrawal_hours=84.0,
+    )
+    book = SeparationBook({7: CowSeparation(7, "1002 Daisy", treatments=(treated,))})
+    herd = HerdDirectory(
+        {7: AnimalInfo(7, "1002", "Daisy", TAG)}, {TAG: 7}, expected_yield_l={}, separation=book
+    )
+    b = StallBoard([(1, "M1")])
+    b.set_herd(herd)
+    b.apply(SessionStarted(snap()))
+    shown = b.view(1).divert
+    assert shown is not None and "Mastiplan LC" in shown and "until" in shown
+    assert b.view(1).to_json()["divert"] == shown
+    # A cow with nothing on record: no DIVERT.
+    b.set_herd(HerdDirectory({7: AnimalInfo(7, "1002", "Daisy", TAG)}, {TAG: 7}))
+    assert b.view(1).divert is None

@@ -266,6 +266,12 @@ class StallBoard:
             if animal_id is not None:
                 stored = stored + self._cow_alerts.get(animal_id, ())
             alerts = tile_alerts(s, expected, stored)
+        divert = st.divert
+        if divert is None and s is not None and animal_id is not None:
+            # The same decision the stall's tile makes (milkconsole.separation): a treated,
+            # fresh or kept-out cow's milk is to be diverted, with why and until when.
+            decision = self.herd.decide(animal_id, s.started_at)
+            divert = decision.banner() or None
         if st.meter_state == "offline":
             state = "offline"
         elif alerts:
@@ -285,7 +291,7 @@ class StallBoard:
             flow_l_min=st.flow_l_min,
             duration_s=s.duration_s if s is not None else 0.0,
             alerts=alerts,
-            divert=st.divert,
+            divert=divert,
             meter_state=st.meter_state,
             read_at=st.read_at,
         )
