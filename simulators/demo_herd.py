@@ -23,6 +23,7 @@ from milkconsole.herd import COLUMNS, HerdFile, HerdRow
 from milkconsole.herd_changes import import_herd, seed_treatments
 from milkconsole.production import load_herd
 from milkconsole.rfid import fdx_b_to_iso, normalize_tag
+from milkconsole.roles import Grant
 from milkconsole.store.db import Database
 from milkconsole.store.sessions import PastMilking, SessionStore
 from milkconsole.withdrawal import Treatment
@@ -128,10 +129,13 @@ def seed_demo_herd(
     seed: int = 1,
     days: int = DEMO_HISTORY_DAYS,
     sick_cows: Mapping[int, float] | None = None,
+    grant: Grant | None = None,
 ) -> DemoHerd:
     """Put the simulated herd in the demo database (see the module docstring). `start` is the
     time the scenario's simulated clock starts at: a cow planned `attach_s` into the scenario
-    is milked at `start + attach_s` (the console's clock, `milkconsole.clock.ScaledClock`)."""
+    is milked at `start + attach_s` (the console's clock, `milkconsole.clock.ScaledClock`).
+    `grant`: a supervisor's, when the database has supervisors already (the herd import then
+    needs one)."""
     rows = demo_herd_rows(scenario, today=start)
     first = _first_milkings(scenario, set(sick_cows or {}))
     at = {m.cow_index: start + timedelta(seconds=m.attach_s) for m in first}
@@ -143,7 +147,7 @@ def seed_demo_herd(
     rows = [
         _fresh(r, at, scenario.herd) if _index_of(r, scenario.herd) in fresh else r for r in rows
     ]
-    import_herd(db, HerdFile("demo herd", COLUMNS, tuple(rows)), grant=None, actor=DEMO_ACTOR)
+    import_herd(db, HerdFile("demo herd", COLUMNS, tuple(rows)), grant=grant, actor=DEMO_ACTOR)
     herd = load_herd(db)
     ids = {a.number: a.id for a in herd.animals.values()}
     number = {m.cow_index: str(scenario.herd[m.cow_index].herd_number) for m in first}

@@ -61,11 +61,24 @@ def toml_section(section: dict[str, Any]) -> str:
 def subscribe(
     broker: Mosquitto, topic: str = "dairy/#", *, client_id: str = "watcher-1"
 ) -> Subscription:
-    """A persistent subscriber (what arrives while it is away waits for it at the broker)."""
+    """A persistent subscriber (what arrives while it is away waits for it at the broker),
+    stopped at the end of the test (its network thread must not outlive it)."""
     s = parse_mqtt_settings(
         {"host": "127.0.0.1", "port": broker.port, "username": "watcher"}, "watcher.toml", FARM
     )
-    return Subscription(s, "watch-it-9", topic, client_id=client_id).start()
+    sub = Subscription(s, "watch-it-9", topic, client_id=client_id).start()
+    _SUBSCRIPTIONS.append(sub)
+    return sub
+
+
+_SUBSCRIPTIONS: list[Subscription] = []
+
+
+@pytest.fixture(autouse=True)
+def _subscriptions_end_with_their_test() -> Iterator[None]:
+    yield
+    while _SUBSCRIPTIONS:
+        _SUBSCRIPTIONS.pop().stop()
 
 
 class Inbox:

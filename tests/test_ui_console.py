@@ -14,10 +14,14 @@ from ui.app import Console, open_demo_console
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 # Fast enough that the first cows come in within a few wall seconds.
 TIME_SCALE = 30.0
+demo_threads_before: set[threading.Thread] = set()
 
 
 @pytest.fixture
 def demo(qtbot):
+    # Threads that were running before (a session's real Odoo, say) are not the console's.
+    demo_threads_before.clear()
+    demo_threads_before.update(threading.enumerate())
     console = open_demo_console(cows=40, time_scale=TIME_SCALE, seed=3, faults=None)
     qtbot.addWidget(console.window)
     console.window.resize(1600, 950)
@@ -104,7 +108,9 @@ def test_closing_the_window_stops_every_thread(qtbot, demo):
     alive = [
         t.name
         for t in threading.enumerate()
-        if t is not threading.main_thread() and not isinstance(t, threading._DummyThread)
+        if t is not threading.main_thread()
+        and not isinstance(t, threading._DummyThread)
+        and t not in demo_threads_before
     ]
     assert alive == []
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -166,10 +167,10 @@ def png_size(path: Path) -> tuple[int, int]:
 
 
 def test_screenshots_of_a_busy_parlour_at_360_by_800(tmp_path):
-    from ui.app import seed_demo_herd  # the demo's herd: names and yesterday's milkings
+    from simulators.demo_herd import seed_demo_herd  # the demo's herd: names, past milkings
 
     p = Parlour(tmp_path, cows=40, time_scale=30.0, stalls=12)
-    seed_demo_herd(p.db, p.sim.scenario, seed=3)
+    seed_demo_herd(p.db, p.sim.scenario, start=datetime.now(UTC), seed=3, grant=ANN)
     add_cow_alert(p.db, number="1093", name="Clover")
     p.start()
     try:

@@ -271,7 +271,8 @@ class StallBoard:
             # The same decision the stall's tile makes (milkconsole.separation): a treated,
             # fresh or kept-out cow's milk is to be diverted, with why and until when.
             decision = self.herd.decide(animal_id, s.started_at)
-            divert = decision.banner() or None
+            if decision.divert:  # a phone's card is as small as a tile: the short words
+                divert = f"{decision.short_text} · {decision.until_text(short=True)}"
         if st.meter_state == "offline":
             state = "offline"
         elif alerts:
