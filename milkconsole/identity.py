@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,6 +88,24 @@ def identify(
         log.debug("tag not identified: %s", exc)
         return None
     return (cache or _CACHE).index(tx).lookup_canonical(canonical)
+
+
+def animal_resolver(tx: Session) -> Callable[[str | None], int | None]:
+    """`resolve_animal` for many tags in one transaction: the herd's tags are read once (the
+    recorder writes a batch of completions with it, not a read of the herd per session)."""
+    index = _CACHE.index(tx)
+
+    def resolve(rfid: str | None) -> int | None:
+        if not rfid or not rfid.strip():
+            return None
+        try:
+            canonical = normalize_tag(rfid)
+        except InvalidTag:
+            return None
+        match = index.lookup_canonical(canonical)
+        return None if match is None else match.animal_id
+
+    return resolve
 
 
 def resolve_animal(tx: Session, rfid: str | None, *, form: TagForm = "auto") -> int | None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -127,8 +128,11 @@ class MilkSession(Base):
     __table_args__ = (
         Index("ix_milk_sessions_state", "state"),
         Index("ix_milk_sessions_started_at", "started_at"),
-        Index("ix_milk_sessions_meter_id", "meter_id"),
         Index("ix_milk_sessions_ended_at", "ended_at"),
+        # A meter's last milking (stall view start) and a cow's milkings over time (history,
+        # expected yield, the health checks) without reading a year of sessions.
+        Index("ix_milk_sessions_meter_id_started_at", "meter_id", "started_at"),
+        Index("ix_milk_sessions_animal_id_started_at", "animal_id", "started_at"),
     )
 
     key: Mapped[str] = mapped_column(String, primary_key=True)
@@ -177,6 +181,9 @@ class MilkSession(Base):
 
 
 class FlowSampleRow(Base):
+    """One flow-curve sample of a session still in progress (packed into `FlowCurveRow` and
+    deleted when the session completes)."""
+
     __tablename__ = "flow_samples"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -187,6 +194,20 @@ class FlowSampleRow(Base):
     yield_l: Mapped[float] = mapped_column(Float)
     flow_l_min: Mapped[float] = mapped_column(Float)
     conductivity_ms_cm: Mapped[float | None] = mapped_column(Float)
+
+
+class FlowCurveRow(Base):
+    """A finished session's flow curve, packed (`milkconsole.store.curves`)."""
+
+    __tablename__ = "flow_curves"
+
+    session_key: Mapped[str] = mapped_column(
+        ForeignKey("milk_sessions.key", ondelete="CASCADE"), primary_key=True
+    )
+    samples: Mapped[int] = mapped_column(Integer)
+    # None: every sample as recorded; else the curve was thinned to one sample per interval_s.
+    interval_s: Mapped[float | None] = mapped_column(Float)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Alert(Base):
@@ -236,6 +257,8 @@ class OutboxRow(Base):
     __table_args__ = (
         Index("ix_outbox_channel_state_next_attempt_at", "channel", "state", "next_attempt_at"),
         Index("ix_outbox_model_record_key", "model", "record_key"),
+        # Retention finds the sent rows to prune by age.
+        Index("ix_outbox_state_sent_at", "state", "sent_at"),
         # One create per record and channel: the stable key is what makes a retry safe.
         Index(
             "uq_outbox_create_channel_model_record_key",
