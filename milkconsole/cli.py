@@ -1,4 +1,4 @@
-"""The `milkconsole` command: console, demo, gateway, simulators, exports, health, sync.
+"""The `milkconsole` command: console, demo, gateway, simulators, exports, health, sync, backup.
 
 Exit status: 0 ok, 2 bad input (config, profile, CSV: the message names the file and key),
 3 database refused, 1 anything else. The console (Qt) is imported only when it is asked for,
@@ -45,6 +45,7 @@ def parse_since(text: str) -> datetime:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from milkconsole.backup_cli import add_backup_arguments
     from milkconsole.health.cli import add_health_arguments
     from milkconsole.roles import add_users_arguments
     from milkconsole.sync.cli import add_odoo_arguments, add_sync_arguments
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a parlour config and exit")
     p.add_argument("config_file", type=Path)
 
+    add_backup_arguments(sub, _common)
     add_health_arguments(sub)
     add_users_arguments(sub)
     add_sync_arguments(sub, _common)
@@ -126,6 +128,10 @@ def _run(args: argparse.Namespace) -> int:
         store = SessionStore(open_database(args.db or default_db_path()))
         store.export_csv(sys.stdout, args.since)
         return 0
+    if cmd == "backup":
+        from milkconsole.backup_cli import run_backup
+
+        return run_backup(args)
     if cmd == "health":
         from milkconsole.health.cli import run_health
 

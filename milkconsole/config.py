@@ -16,7 +16,18 @@ from milkconsole.errors import ConfigError
 from milkconsole.profiles import Profile, load_profiles
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
-_SECTIONS = {"parlour", "tracking", "bus", "meter", "odoo", "health", "calibration", "ui"}
+_SECTIONS = {
+    "parlour",
+    "tracking",
+    "bus",
+    "meter",
+    "odoo",
+    "health",
+    "calibration",
+    "ui",
+    "retention",
+    "backup",
+}
 _PARLOUR_KEYS = {"name", "farm_code", "poll_interval_s", "layout", "profiles_dir", "timezone"}
 _TRACKING_KEYS = {
     "comm_timeout_s",
@@ -336,6 +347,14 @@ def _check_sections(config: ParlourConfig) -> None:
     """Validate the sections other modules own with their own parsers, so a bad key anywhere
     refuses the file as a whole at load time, not later when that module starts."""
     extra = config.extra
+    if "retention" in extra:
+        from milkconsole.store.retention import RetentionPolicy
+
+        RetentionPolicy.from_table(extra["retention"], config.source)
+    if "backup" in extra:
+        from milkconsole.store.backup import BackupSettings
+
+        BackupSettings.from_table(extra["backup"], config.source)
     if "odoo" in extra:
         from milkconsole.sync.settings import parse_odoo_settings
 

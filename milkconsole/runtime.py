@@ -27,12 +27,16 @@ from milkconsole.events import (
     SessionUpdated,
 )
 from milkconsole.health.hook import HealthHook
+from milkconsole.housekeeping import Housekeeping
 from milkconsole.poller import BusPoller, PolledMeter
 from milkconsole.readings import Reading
 from milkconsole.stall_tracker import LastFinished, StallTracker, effective_detection
+from milkconsole.store.backup import BackupSettings
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import meter_registration
 from milkconsole.store.recorder import Recorder
+from milkconsole.store.retention import RetentionPolicy
+from milkconsole.store.run_lock import RunLock
 from milkconsole.store.schema import Meter
 from milkconsole.store.sessions import SessionStore
 
@@ -73,7 +77,21 @@ class ParlourRuntime:
         self._committed_listeners: list[Callable[[list[object]], None]] = []
         self.factors = _PerMeter(1.0, {m.id: m.calibration_factor for m in config.meters})
         self.offsets = _PerMeter(0.0)
-        self.recorder = Recorder(db, farm_code=config.farm_code, on_committed=self._on_committed)
+        self.recorder = Recorder(
+            db,
+            farm_code=config.farm_code,
+            on_committed=self._on_committed,
+            on_status=self._emit,
+        )
+        # Daily backup and retention; the status bar hears the backup status like any event.
+        self.housekeeping = Housekeeping(
+            db,
+            BackupSettings.from_table(config.extra.get("backup"), config.source),
+            RetentionPolicy.from_table(config.extra.get("retention"), config.source),
+            on_status=self._emit,
+        )
+        # Held while running: a restore must never replace the file under a live console.
+        self.run_lock = RunLock(db.path)
         self.recorder.upsert_meters(
             list(config.meters), {m.id: meter_registration(config, m.id) for m in config.meters}
         )
@@ -135,6 +153,10 @@ class ParlourRuntime:
             self.recorder.submit(event)
         elif isinstance(event, ReadingTaken):
             self._check_equipment(event.reading)
+        self._emit(event)
+
+    def _emit(self, event: object) -> None:
+        """Hand an event to every listener (the storage and backup status come this way too)."""
         for fn in self._listeners:
             try:
                 fn(event)
@@ -190,11 +212,19 @@ class ParlourRuntime:
 
     # -- running ------------------------------------------------------------------------------
     def start_recorder(self) -> None:
+        """Take the database's run lock (`DatabaseInUse` when another console or gateway runs
+        on it), then start the writer."""
+        self.run_lock.acquire()
         self.recorder.start()
 
+    def start_housekeeping(self) -> None:
+        """The daily backup and retention pass (both the console and the gateway run them)."""
+        self.housekeeping.start()
+
     def start_threads(self) -> None:
-        """Headless mode: the recorder plus one plain thread per bus poller."""
+        """Headless mode: the recorder, housekeeping and one plain thread per bus poller."""
         self.start_recorder()
+        self.start_housekeeping()
         for bus_id, poller in self.pollers.items():
             t = threading.Thread(target=poller.run, name=f"poller-{bus_id}", daemon=True)
             t.start()
@@ -208,5 +238,7 @@ class ParlourRuntime:
             t.join(timeout_s)
         self._threads.clear()
         self.recorder.stop(timeout_s)
+        self.housekeeping.stop(timeout_s)
         if self.sync is not None:
             self.sync.stop(timeout_s)
+        self.run_lock.release()

@@ -145,6 +145,7 @@ class Console:
         for fn in self.before_start:
             fn()
         self.runtime.start_recorder()
+        self.runtime.start_housekeeping()
         self.start_sync()
         for w in self.workers:
             w.start()

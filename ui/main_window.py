@@ -163,6 +163,8 @@ class MainWindow(QMainWindow):
         b.sessions_committed.connect(self.marks.request)
         b.sessions_committed.connect(self.alert_review.refresh)
         b.sync_status_changed.connect(self.status.on_sync_status)
+        b.storage_status_changed.connect(self.status.on_storage_status)
+        b.backup_status_changed.connect(self.status.on_backup_status)
         b.sync_status_changed.connect(self._on_sync_status)
         self.status.sync_clicked.connect(self.open_sync_panel)
         self.alert_review.alert_changed.connect(self._on_alert_changed)
