@@ -362,6 +362,7 @@ def queue_session_identity(tx: Session, row: MilkSession) -> None:
     if row.state not in FINISHED_STATES:
         return
     cow = animal_payload(tx, row.animal_id)
+    session_kept = create_row(tx, SESSION, row.key) is not None
     # A finished session was queued when it completed; no create row means it was sent and
     # pruned since, so it is recreated-or-found and written.
     amend(
@@ -372,13 +373,18 @@ def queue_session_identity(tx: Session, row: MilkSession) -> None:
         recreate=session_payload(tx, row),
         after=(METER, row.meter_id),
     )
-    queue_production_change(tx, row)
+    _production_change(tx, row, session_kept)
 
 
 def queue_production_change(tx: Session, row: MilkSession) -> None:
     """Bring a finished session's production record in line with it (cow, destination)."""
-    if row.state not in FINISHED_STATES:
-        return
+    if row.state in FINISHED_STATES:
+        _production_change(tx, row, create_row(tx, SESSION, row.key) is not None)
+
+
+def _production_change(tx: Session, row: MilkSession, session_kept: bool) -> None:
+    """`queue_production_change`; `session_kept`: the session's own create row was still there
+    (not pruned) before this transaction touched it."""
     if not _wants_production(row):
         # No cow, or the milk did not go to the tank: a record not yet sent is taken back. One
         # Odoo already has stays (and is reported); the console never deletes in Odoo.
@@ -387,7 +393,7 @@ def queue_production_change(tx: Session, row: MilkSession) -> None:
     cow = animal_payload(tx, row.animal_id)
     if amend(tx, PRODUCTION, row.key, cow):
         return
-    if create_row(tx, SESSION, row.key) is not None:
+    if session_kept:
         # The session's rows are still here, so no production record was ever queued.
         enqueue(tx, PRODUCTION, row.key, production_payload(tx, row), after=(SESSION, row.key))
         return
