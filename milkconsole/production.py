@@ -12,11 +12,12 @@ next, so milk per hour and cows per hour describe the milking going on now (or t
 from __future__ import annotations
 
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from milkconsole.events import SessionSnapshot
@@ -215,22 +216,50 @@ def load_herd(db: Database, *, history_sessions: int = EXPECTED_FROM_SESSIONS) -
 
 
 def _expected_yields(tx: Session, per_cow: int) -> dict[int, float]:
+    # Per active cow, her last `per_cow` completed milkings, each found by walking her
+    # (animal_id, started_at) index backwards: one statement, and a year of sessions is never
+    # read (scanning them all took seconds).
     rows = tx.execute(
-        select(MilkSession.animal_id, MilkSession.yield_l)
-        .where(MilkSession.animal_id.is_not(None), MilkSession.state == "completed")
-        .order_by(MilkSession.animal_id, MilkSession.started_at.desc())
+        text(
+            "SELECT a.id, (SELECT group_concat(y) FROM (SELECT m.yield_l AS y "
+            "FROM milk_sessions m WHERE m.animal_id = a.id AND m.state = 'completed' "
+            "ORDER BY m.started_at DESC LIMIT :n)) FROM animals a WHERE a.active"
+        ),
+        {"n": per_cow},
     )
-    recent: dict[int, list[float]] = {}
-    for animal_id, yield_l in rows:
-        if animal_id is None:
-            continue
-        got = recent.setdefault(animal_id, [])
-        if len(got) < per_cow:
-            got.append(yield_l)
-    return {k: statistics.median(v) for k, v in recent.items() if v}
+    out: dict[int, float] = {}
+    for animal_id, yields in rows:
+        if yields:
+            out[int(animal_id)] = statistics.median(float(y) for y in str(yields).split(","))
+    return out
 
 
-def _session_row(s: MilkSession, animals: Mapping[int, str]) -> SessionRow:
+# What the dashboard reads of a session: columns, not ORM rows (a day of a big herd is
+# thousands of sessions, and ORM rows cost several times more to load).
+_SESSION_COLUMNS = (
+    MilkSession.key,
+    MilkSession.stall,
+    MilkSession.meter_id,
+    MilkSession.state,
+    MilkSession.started_at,
+    MilkSession.ended_at,
+    MilkSession.yield_l,
+    MilkSession.duration_s,
+    MilkSession.peak_flow_l_min,
+    MilkSession.animal_id,
+    MilkSession.rfid,
+    MilkSession.id_source,
+    MilkSession.conductivity_max_ms_cm,
+    MilkSession.blood,
+    MilkSession.quality_grade,
+    MilkSession.abnormal,
+    MilkSession.reattached,
+    MilkSession.flags,
+)
+
+
+def _session_row(s: Any, animals: Mapping[int, str]) -> SessionRow:
+    """A dashboard row from a result row holding `_SESSION_COLUMNS`."""
     return SessionRow(
         key=s.key,
         stall=s.stall,
@@ -279,16 +308,16 @@ def production_snapshot(
     look_back_utc = min(day_start_utc, now - timedelta(hours=12))
     with db.read() as tx:
         sessions = list(
-            tx.scalars(
-                select(MilkSession)
+            tx.execute(
+                select(*_SESSION_COLUMNS)
                 .where(MilkSession.started_at >= look_back_utc)
                 .order_by(MilkSession.started_at)
             )
         )
         # Open sessions older than the look-back (a console left running) still count as open.
         old_open = list(
-            tx.scalars(
-                select(MilkSession).where(
+            tx.execute(
+                select(*_SESSION_COLUMNS).where(
                     MilkSession.state == "in_progress", MilkSession.started_at < look_back_utc
                 )
             )
@@ -298,15 +327,20 @@ def production_snapshot(
                 select(Alert).where(Alert.state != "resolved").order_by(Alert.raised_at.desc())
             )
         )
+        # The day's figures come from the plain result rows; only the rows the dashboard lists
+        # (open and most recent) become `SessionRow`s with their cow's label.
+        finished_today = [
+            r
+            for r in sessions
+            if r.state in FINISHED_STATES and r.ended_at is not None and r.ended_at >= day_start_utc
+        ]
+        recent_raw = sorted(finished_today, key=lambda r: r.ended_at or r.started_at, reverse=True)[
+            :recent_limit
+        ]
+        open_raw = [r for r in sessions if r.state == "in_progress"] + old_open
         labels = _labels(
-            tx, [s.animal_id for s in sessions + old_open] + [a.animal_id for a in alerts]
+            tx, [s.animal_id for s in recent_raw + open_raw] + [a.animal_id for a in alerts]
         )
-    rows = [_session_row(s, labels) for s in sessions]
-    finished_today = [
-        r
-        for r in rows
-        if r.state in FINISHED_STATES and r.ended_at is not None and r.ended_at >= day_start_utc
-    ]
     total = sum(r.yield_l for r in finished_today)
     quality = {g: 0 for g in GRADES}
     for r in finished_today:
@@ -317,7 +351,7 @@ def production_snapshot(
         assert r.ended_at is not None
         hour = r.ended_at.astimezone(zone).replace(minute=0, second=0, microsecond=0)
         hourly.setdefault(hour, []).append(r.yield_l)
-    milking = _current_milking(rows)
+    milking = _current_milking(sessions)
     milking_finished = [r for r in milking if r.state in FINISHED_STATES]
     milking_started = milking[0].started_at if milking else None
     milk_rate: float | None = None
@@ -327,12 +361,8 @@ def production_snapshot(
         hours = span.total_seconds() / 3600.0
         milk_rate = sum(r.yield_l for r in milking_finished) / hours
         cow_rate = len(milking_finished) / hours
-    open_rows = [r for r in rows if r.state == "in_progress"]
-    open_rows += [_session_row(s, labels) for s in old_open]
-    open_rows.sort(key=lambda r: r.stall)
-    recent = sorted(finished_today, key=lambda r: r.ended_at or r.started_at, reverse=True)[
-        :recent_limit
-    ]
+    open_rows = sorted((_session_row(s, labels) for s in open_raw), key=lambda r: r.stall)
+    recent = [_session_row(s, labels) for s in recent_raw]
     return ProductionSnapshot(
         taken_at=now,
         day_start=day_start,
@@ -366,7 +396,7 @@ def production_snapshot(
     )
 
 
-def _current_milking(rows: list[SessionRow]) -> list[SessionRow]:
+def _current_milking(rows: Sequence[Any]) -> Sequence[Any]:
     """The last run of sessions (by start) with no gap over MILKING_GAP; `rows` in start order."""
     if not rows:
         return []

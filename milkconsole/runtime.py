@@ -96,9 +96,14 @@ class ParlourRuntime:
             list(config.meters), {m.id: meter_registration(config, m.id) for m in config.meters}
         )
         # Grades, abnormal flags, mastitis alerts and health events are written in the same
-        # transaction as the completed session they come from.
-        self.health = HealthHook.from_database(db, config)
+        # transaction as the completed session they come from. The detector is rebuilt from
+        # the stored milkings when the recorder starts (`start_recorder`), not here.
+        self.health = HealthHook.from_config(config)
         self.recorder.add_completion_hook(self.health)
+        self._starter: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._recording = False
+        self.primed = threading.Event()
         self.sync: SyncWorker | None = None
         # Vacuum and pulsation out of range raise equipment alerts, headless or not.
         self.equipment = EquipmentMonitor(EquipmentRanges.from_parlour(config))
@@ -213,9 +218,32 @@ class ParlourRuntime:
     # -- running ------------------------------------------------------------------------------
     def start_recorder(self) -> None:
         """Take the database's run lock (`DatabaseInUse` when another console or gateway runs
-        on it), then start the writer."""
+        on it), then start the writer once the mastitis detector is rebuilt from the last two
+        weeks of milkings. That replay takes seconds on a year's database, so it runs on a
+        thread of its own: the console paints and the pollers read meanwhile, and what they
+        hand over waits in the recorder's queue (`primed` is set when the writer runs)."""
         self.run_lock.acquire()
-        self.recorder.start()
+        self._starter = threading.Thread(
+            target=self._prime_then_record, name="milkconsole-prime", daemon=True
+        )
+        self._starter.start()
+
+    def _prime_then_record(self) -> None:
+        try:
+            with self.db.read() as tx:
+                n = self.health.prime(tx)
+            log.info("mastitis detector rebuilt from %d stored milkings", n)
+        except Exception:
+            log.exception("the mastitis detector could not be rebuilt; it starts with no history")
+        finally:
+            self._start_writer()
+            self.primed.set()
+
+    def _start_writer(self) -> None:
+        with self._start_lock:
+            if not self._recording:
+                self._recording = True
+                self.recorder.start()
 
     def start_housekeeping(self) -> None:
         """The daily backup and retention pass (both the console and the gateway run them)."""
@@ -237,6 +265,12 @@ class ParlourRuntime:
         for t in self._threads:
             t.join(timeout_s)
         self._threads.clear()
+        if self._starter is not None:
+            self._starter.join(timeout_s)
+            if self._starter.is_alive():
+                # Still replaying: write what waits now (the detector comes in when it is done).
+                log.warning("stopping before the mastitis detector was rebuilt")
+                self._start_writer()
         self.recorder.stop(timeout_s)
         self.housekeeping.stop(timeout_s)
         if self.sync is not None:

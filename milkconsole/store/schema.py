@@ -255,7 +255,10 @@ class HealthEvent(Base):
 class OutboxRow(Base):
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_channel_state_next_attempt_at", "channel", "state", "next_attempt_at"),
+        # The claim walks a channel's pending rows (of one model, as the sync claims) in id
+        # order and stops at its batch: a year's backlog is not sorted on every claim.
+        Index("ix_outbox_channel_state_id", "channel", "state", "id"),
+        Index("ix_outbox_channel_model_state_id", "channel", "model", "state", "id"),
         Index("ix_outbox_model_record_key", "model", "record_key"),
         # Retention finds the sent rows to prune by age.
         Index("ix_outbox_state_sent_at", "state", "sent_at"),

@@ -10,7 +10,9 @@ Create Date: 2026-12-06
   its rows (the recorder packs them when it completes).
 - `milk_sessions (meter_id, started_at)` replaces `(meter_id)`: a meter's last milking at
   start; `(animal_id, started_at)`: a cow's milkings (history, expected yield, health checks).
-- `outbox (state, sent_at)`: retention prunes sent rows by age.
+- `outbox (state, sent_at)`: retention prunes sent rows by age; `(channel, state, id)` and
+  `(channel, model, state, id)` replace `(channel, state, next_attempt_at)`: the sync's claim
+  walks pending rows in id order and stops at its batch instead of sorting them all.
 
 Migrations are frozen history and use plain `sa` types. The one import from the application is
 the curve codec: its packed value names its format, and the codec reads every format it ever
@@ -59,6 +61,13 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.create_index("ix_outbox_state_sent_at", ["state", "sent_at"], unique=False)
+        batch_op.drop_index("ix_outbox_channel_state_next_attempt_at")
+        batch_op.create_index(
+            "ix_outbox_channel_state_id", ["channel", "state", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_outbox_channel_model_state_id", ["channel", "model", "state", "id"], unique=False
+        )
 
 
 def _pack_finished_curves() -> None:
@@ -102,6 +111,13 @@ def _pack_finished_curves() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
+        batch_op.drop_index("ix_outbox_channel_model_state_id")
+        batch_op.drop_index("ix_outbox_channel_state_id")
+        batch_op.create_index(
+            "ix_outbox_channel_state_next_attempt_at",
+            ["channel", "state", "next_attempt_at"],
+            unique=False,
+        )
         batch_op.drop_index("ix_outbox_state_sent_at")
     with op.batch_alter_table("milk_sessions", schema=None) as batch_op:
         batch_op.drop_index("ix_milk_sessions_animal_id_started_at")
