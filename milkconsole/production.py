@@ -306,20 +306,35 @@ def production_snapshot(
     day_start_utc = day_start.astimezone(UTC)
     # The milking under way may have started before midnight (a late evening milking).
     look_back_utc = min(day_start_utc, now - timedelta(hours=12))
+    # `state || ''`: not by the state index (a year of finished sessions) but by ended_at.
+    finished = MilkSession.state.op("||")("").in_(FINISHED_STATES)
     with db.read() as tx:
+        # The day's figures need five columns of each session since the look-back; only the
+        # sessions the dashboard lists (open, most recent) are read whole, with their labels.
         sessions = list(
             tx.execute(
-                select(*_SESSION_COLUMNS)
+                select(
+                    MilkSession.state,
+                    MilkSession.started_at,
+                    MilkSession.ended_at,
+                    MilkSession.yield_l,
+                    MilkSession.quality_grade,
+                    MilkSession.animal_id,
+                )
                 .where(MilkSession.started_at >= look_back_utc)
                 .order_by(MilkSession.started_at)
             )
         )
-        # Open sessions older than the look-back (a console left running) still count as open.
-        old_open = list(
+        # Open sessions, however old (a console left running still counts them as open).
+        open_raw = list(
+            tx.execute(select(*_SESSION_COLUMNS).where(MilkSession.state == "in_progress"))
+        )
+        recent_raw = list(
             tx.execute(
-                select(*_SESSION_COLUMNS).where(
-                    MilkSession.state == "in_progress", MilkSession.started_at < look_back_utc
-                )
+                select(*_SESSION_COLUMNS)
+                .where(finished, MilkSession.ended_at >= day_start_utc)
+                .order_by(MilkSession.ended_at.desc(), MilkSession.started_at)
+                .limit(recent_limit)
             )
         )
         alerts = list(
@@ -327,20 +342,14 @@ def production_snapshot(
                 select(Alert).where(Alert.state != "resolved").order_by(Alert.raised_at.desc())
             )
         )
-        # The day's figures come from the plain result rows; only the rows the dashboard lists
-        # (open and most recent) become `SessionRow`s with their cow's label.
-        finished_today = [
-            r
-            for r in sessions
-            if r.state in FINISHED_STATES and r.ended_at is not None and r.ended_at >= day_start_utc
-        ]
-        recent_raw = sorted(finished_today, key=lambda r: r.ended_at or r.started_at, reverse=True)[
-            :recent_limit
-        ]
-        open_raw = [r for r in sessions if r.state == "in_progress"] + old_open
         labels = _labels(
             tx, [s.animal_id for s in recent_raw + open_raw] + [a.animal_id for a in alerts]
         )
+    finished_today = [
+        r
+        for r in sessions
+        if r.state in FINISHED_STATES and r.ended_at is not None and r.ended_at >= day_start_utc
+    ]
     total = sum(r.yield_l for r in finished_today)
     quality = {g: 0 for g in GRADES}
     for r in finished_today:
