@@ -487,3 +487,39 @@ def test_after_a_restore_the_outbox_resumes_without_a_duplicate_in_odoo(
     assert set(by_key(sim, "iot.device.alert", "reference", [])) == set(alerts)
     assert len(by_key(sim, "iot.device", "device_id", [])) == 24
     db.close()
+
+
+def test_the_gateway_runs_the_daily_jobs_too(tmp_path):
+    from milkconsole.config import load_config
+    from milkconsole.gateway import run_gateway
+    from milkconsole.runtime import ParlourRuntime
+
+    usb = tmp_path / "usb"
+    usb.mkdir()
+    config = load_config(config_file(tmp_path, usb))
+    stop = threading.Event()
+    started: list[ParlourRuntime] = []
+    gateway = threading.Thread(
+        target=run_gateway,
+        args=(config, tmp_path / "parlour.sqlite"),
+        kwargs={"out": io.StringIO(), "stop_event": stop, "on_started": started.append},
+    )
+    gateway.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [runtime] = started
+        assert runtime.housekeeping.settings.directory == usb
+        assert runtime.housekeeping._thread is not None and runtime.housekeeping._thread.is_alive()
+        with pytest.raises(DatabaseInUse):  # its run lock is held: no restore under it
+            RunLock(tmp_path / "parlour.sqlite").acquire()
+        taken = runtime.housekeeping.backup_now()
+        assert list_backups(usb) == [taken]
+    finally:
+        stop.set()
+        gateway.join(30)
+    assert not gateway.is_alive()
+    lock = RunLock(tmp_path / "parlour.sqlite")
+    lock.acquire()  # released when it stopped
+    lock.release()

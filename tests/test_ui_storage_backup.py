@@ -119,3 +119,16 @@ def test_backup_words_for_each_state() -> None:
         last_error_at=datetime(2026, 3, 2, 2, 30, tzinfo=UTC),
     )
     assert backup_text(failed, now) == ("Backup FAILED", "error")
+
+
+def test_clicking_the_backup_button_backs_up_now(qtbot, console, tmp_path):
+    from PySide6.QtCore import Qt
+
+    from milkconsole.store.backup import list_backups
+
+    bar = console.window.status
+    assert list_backups(tmp_path / "usb") == []
+    qtbot.mouseClick(bar.backup_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: bar.backup_state == "ok", timeout=15000)
+    [backup] = list_backups(tmp_path / "usb")
+    assert bar.backup_status is not None and bar.backup_status.last_good_path == str(backup.path)

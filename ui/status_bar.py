@@ -12,7 +12,8 @@ as a red notice that opens the traceback.
 The database label turns red and says so when the disk refuses writes (`StorageStatus`: disk
 full, read-only...) and how many events wait in memory; it goes back once recording resumes.
 The backup button shows when the last good backup was taken (`BackupStatus`), red when the last
-attempt failed or none is recent, dim when backups are not set up.
+attempt failed or none is recent, dim when backups are not set up; clicking it emits
+`backup_clicked` (the console backs up now).
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ class ParlourStatusBar(QStatusBar):
     """Buses, database path and sync state along the bottom of the console."""
 
     sync_clicked = Signal()
+    backup_clicked = Signal()  # a backup now (the console takes it on its task runner)
 
     def __init__(self, config: ParlourConfig, db_path: str, theme: Theme = DARK) -> None:
         super().__init__()
@@ -196,6 +198,7 @@ class ParlourStatusBar(QStatusBar):
         self.backup_button = QToolButton()
         self.backup_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.backup_button.setIconSize(QSize(22, 22))
+        self.backup_button.clicked.connect(self.backup_clicked)
         self.addPermanentWidget(self.backup_button)
         self.backup_status: BackupStatus | None = None
         self.backup_state = "idle"
@@ -309,7 +312,7 @@ class ParlourStatusBar(QStatusBar):
         if status.failing and status.last_error:
             tip.append(f"Last attempt failed: {status.last_error}")
         if status.directory:
-            tip.append(f"Backups go to {status.directory}")
+            tip.append(f"Backups go to {status.directory}; click to back up now")
         elif not status.configured:
             tip.append("Add a [backup] section (dir = a second disk or USB stick) to the config")
         self.backup_button.setToolTip("\n".join(tip))
