@@ -15,15 +15,15 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import select, text
+from sqlalchemy import String, select, text, type_coerce
 from sqlalchemy.orm import Session
 
 from milkconsole.events import SessionSnapshot
 from milkconsole.rfid import InvalidTag, format_display, normalize_tag
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Alert, Animal, AnimalTag, MilkSession
+from milkconsole.store.schema import Alert, Animal, AnimalTag, MilkSession, utc_from_text
 
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
 GRADES = ("A", "B", "C", "reject")
@@ -234,6 +234,17 @@ def _expected_yields(tx: Session, per_cow: int) -> dict[int, float]:
     return out
 
 
+class _DayRow(NamedTuple):
+    """What the day's figures need of a session (read for every session since the look-back)."""
+
+    state: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    yield_l: float
+    quality_grade: str | None
+    animal_id: int | None
+
+
 # What the dashboard reads of a session: columns, not ORM rows (a day of a big herd is
 # thousands of sessions, and ORM rows cost several times more to load).
 _SESSION_COLUMNS = (
@@ -311,12 +322,13 @@ def production_snapshot(
     with db.read() as tx:
         # The day's figures need five columns of each session since the look-back; only the
         # sessions the dashboard lists (open, most recent) are read whole, with their labels.
-        sessions = list(
-            tx.execute(
+        sessions = [
+            _DayRow(state, utc_from_text(started), utc_from_text(ended), y, grade_, animal)
+            for state, started, ended, y, grade_, animal in tx.execute(
                 select(
                     MilkSession.state,
-                    MilkSession.started_at,
-                    MilkSession.ended_at,
+                    type_coerce(MilkSession.started_at, String),
+                    type_coerce(MilkSession.ended_at, String),
                     MilkSession.yield_l,
                     MilkSession.quality_grade,
                     MilkSession.animal_id,
@@ -324,7 +336,7 @@ def production_snapshot(
                 .where(MilkSession.started_at >= look_back_utc)
                 .order_by(MilkSession.started_at)
             )
-        )
+        ]
         # Open sessions, however old (a console left running still counts them as open).
         open_raw = list(
             tx.execute(select(*_SESSION_COLUMNS).where(MilkSession.state == "in_progress"))

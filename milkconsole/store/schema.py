@@ -69,6 +69,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+def utc_from_text(value: str | None) -> datetime | None:
+    """A `UTCDateTime` column read as its stored text (`type_coerce(column, String)`), as the
+    aware UTC datetime the column gives: for reads of thousands of rows, where SQLAlchemy's
+    own conversion costs more than the query."""
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
