@@ -17,6 +17,7 @@ bench:
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui.py
 	.venv/bin/python bench/health.py --tuning
 	.venv/bin/python bench/sync.py
+	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/scale.py
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache .mypy_cache .ruff_cache
