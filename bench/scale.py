@@ -425,7 +425,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--runs", type=int, default=RUNS)
     parser.add_argument("--first-paint-child", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--out", default="scale", help="results name (bench/results/NAME.json)")
+    parser.add_argument(
+        "--out", default=None, help="results name (bench/results/NAME.json; scale, scale-quick)"
+    )
     args = parser.parse_args()
     if args.first_paint_child:
         first_paint_child(args.first_paint_child[0], int(args.first_paint_child[1]))
@@ -492,7 +494,7 @@ def main() -> int:
     }
     results["quick"] = args.quick
     results["cpu_count"] = os.cpu_count()
-    out = save(args.out, results)
+    out = save(args.out or ("scale-quick" if args.quick else "scale"), results)
     print(json.dumps(results, indent=2))
     print(f"written {out}")
     return 0
