@@ -30,6 +30,7 @@ deb:
 wheelhouse:
 	bash scripts/bootstrap.sh
 	.venv/bin/python installer/build.py wheelhouse
+	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/scale.py
 
 clean:
 	rm -rf .venv build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -15,7 +15,9 @@ holds after `days` of milking `cows` cows `milkings_per_day` times a day, and re
   two later (`milkconsole.alerts.resolve_alert`: audited, queued for Odoo);
 - each meter calibrated twice a year (a calibration row, audited, `queue_meter_calibrated`);
 - the Odoo sync keeping up: at the end of each day what was queued is marked sent
-  (`Outbox.mark_sent`), except the last day's, which is still waiting.
+  (`Outbox.mark_sent`), except the last day's, which is still waiting;
+- the console's daily retention pass (`store/retention.py`, default policy: sent outbox rows
+  kept 30 days), so the outbox holds what a year-old console's does.
 
 Milkings are written when they end (no progress checkpoints): a year of checkpoints would add
 nothing to the finished database but hours to its build. Curves come from a pool of realistic
@@ -60,6 +62,7 @@ from milkconsole.store.outbound import (  # noqa: E402
 )
 from milkconsole.store.outbox import Outbox  # noqa: E402
 from milkconsole.store.recorder import Recorder  # noqa: E402
+from milkconsole.store.retention import RetentionPolicy, apply_retention  # noqa: E402
 from milkconsole.store.schema import (  # noqa: E402
     Alert,
     Animal,
@@ -117,6 +120,37 @@ class _Cow:
         return 0.0
 
 
+@dataclass(frozen=True)
+class _Curve:
+    """A pool curve and the figures a session with it reports (computed once, not per use)."""
+
+    samples: tuple[FlowSample, ...]
+    yield_l: float
+    duration_s: float
+    last_flow_l_min: float
+    peak_flow_l_min: float
+    ec_mean: float | None
+    ec_max: float | None
+    ec_sum: float
+    ec_n: int
+
+    @classmethod
+    def of(cls, samples: tuple[FlowSample, ...]) -> _Curve:
+        ecs = [s.conductivity_ms_cm for s in samples if s.conductivity_ms_cm is not None]
+        last = samples[-1]
+        return cls(
+            samples=samples,
+            yield_l=last.yield_l,
+            duration_s=last.elapsed_s + 4.0,
+            last_flow_l_min=last.flow_l_min,
+            peak_flow_l_min=max(s.flow_l_min for s in samples),
+            ec_mean=round(sum(ecs) / len(ecs), 3) if ecs else None,
+            ec_max=max(ecs) if ecs else None,
+            ec_sum=sum(ecs),
+            ec_n=len(ecs),
+        )
+
+
 class _CurvePool:
     """Realistic flow curves by (yield step, conductivity step), made once each."""
 
@@ -125,9 +159,9 @@ class _CurvePool:
 
     def __init__(self, seed: int) -> None:
         self._seed = seed
-        self._pool: dict[tuple[int, int, int], tuple[FlowSample, ...]] = {}
+        self._pool: dict[tuple[int, int, int], _Curve] = {}
 
-    def get(self, yield_l: float, ec: float, variant: int) -> tuple[FlowSample, ...]:
+    def get(self, yield_l: float, ec: float, variant: int) -> _Curve:
         key = (
             max(1, round(yield_l / self.YIELD_STEP_L)),
             round(ec / self.EC_STEP),
@@ -135,7 +169,7 @@ class _CurvePool:
         )
         curve = self._pool.get(key)
         if curve is None:
-            curve = self._make(key)
+            curve = _Curve.of(self._make(key))
             self._pool[key] = curve
         return curve
 
@@ -145,9 +179,10 @@ class _CurvePool:
         total = y_step * self.YIELD_STEP_L
         ec = ec_step * self.EC_STEP
         shape = draw_flow_curve(rng)
-        # The drawn shape, scaled in time to this total at a plausible peak flow.
-        peak = min(5.0, max(1.2, total / 3.0 + rng.uniform(-0.4, 0.4)))
-        duration = max(150.0, min(720.0, 60.0 * total / (peak * 0.8)))
+        # The drawn shape, stretched to this total at a plausible flow: a six-minute milking
+        # of a 10 L cow peaks near 2.7 L/min and averages about half of that.
+        peak = min(5.0, max(1.2, 1.4 + 0.13 * total + rng.uniform(-0.4, 0.4)))
+        duration = max(120.0, min(900.0, 60.0 * total / (0.55 * peak)))
         scale = duration / shape.duration_s
         fc = FlowCurve(
             shape.ramp_s * scale,
@@ -350,16 +385,14 @@ def _snapshot(
     meter: str,
     stall: int,
     started: datetime,
-    curve: tuple[FlowSample, ...],
+    curve: _Curve,
     *,
     rfid: str | None,
     state: str,
     blood: bool,
     rng: random.Random,
 ) -> SessionSnapshot:
-    last = curve[-1]
-    ecs = [s.conductivity_ms_cm for s in curve if s.conductivity_ms_cm is not None]
-    duration = last.elapsed_s + 4.0
+    duration = curve.duration_s
     return SessionSnapshot(
         key=key,
         meter_id=meter,
@@ -369,15 +402,15 @@ def _snapshot(
         rfid=rfid,
         ended_at=started + timedelta(seconds=duration),
         duration_s=duration,
-        yield_l=last.yield_l,
-        meter_yield_l=last.yield_l,
-        flow_l_min=last.flow_l_min,
-        peak_flow_l_min=max(s.flow_l_min for s in curve),
-        avg_flow_l_min=round(last.yield_l / duration * 60.0, 3),
-        conductivity_mean_ms_cm=round(sum(ecs) / len(ecs), 3) if ecs else None,
-        conductivity_max_ms_cm=max(ecs) if ecs else None,
-        conductivity_sum=sum(ecs),
-        conductivity_n=len(ecs),
+        yield_l=curve.yield_l,
+        meter_yield_l=curve.yield_l,
+        flow_l_min=curve.last_flow_l_min,
+        peak_flow_l_min=curve.peak_flow_l_min,
+        avg_flow_l_min=round(curve.yield_l / duration * 60.0, 3),
+        conductivity_mean_ms_cm=curve.ec_mean,
+        conductivity_max_ms_cm=curve.ec_max,
+        conductivity_sum=curve.ec_sum,
+        conductivity_n=curve.ec_n,
         temperature_c=round(rng.gauss(37.6, 0.25), 1),
         blood=blood,
         vacuum_kpa=round(rng.gauss(44.0, 0.6), 1),
@@ -386,8 +419,8 @@ def _snapshot(
     )
 
 
-def _sync_day(db: Database, day_id: int) -> int:
-    """The Odoo sync kept up: everything queued so far is sent (ids as Odoo gave them)."""
+def _sync_day(db: Database, day_id: int, at: datetime) -> int:
+    """The Odoo sync kept up: everything queued so far is sent at `at` (ids as Odoo gave)."""
     with db.read() as tx:
         ids = list(
             tx.scalars(
@@ -399,7 +432,7 @@ def _sync_day(db: Database, day_id: int) -> int:
             )
         )
     if ids:
-        Outbox(db).mark_sent({i: 1_000_000 + i for i in ids})
+        Outbox(db).mark_sent({i: 1_000_000 + i for i in ids}, now=at)
     return max(ids, default=day_id)
 
 
@@ -448,9 +481,14 @@ def build(
     days: int = 365,
     seed: int = 1,
     end: datetime | None = None,
+    retention: RetentionPolicy | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Path:
-    """Build the database at `path` (replacing any file there) and return `path`."""
+    """Build the database at `path` (replacing any file there) and return `path`.
+
+    `retention` is the policy of the daily retention pass (default: the console's default;
+    `RetentionPolicy(sent_outbox_days=3650)` keeps every outbox row, as a console from before
+    retention would have)."""
     if cows < 1 or milkings_per_day < 1 or days < 1:
         raise ValueError("yeardb.build: cows, milkings_per_day and days must be at least 1")
     say = progress or log.info
@@ -459,6 +497,7 @@ def build(
     for p in (building, Path(f"{building}-wal"), Path(f"{building}-shm")):
         p.unlink(missing_ok=True)
     rng = random.Random(seed)
+    policy = retention or RetentionPolicy()
     if end is None:
         now = datetime.now(UTC)
         end = now.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -524,7 +563,7 @@ def build(
                         blood=rng.random() < P_BLOOD,
                         rng=rng,
                     )
-                    todo.append(SessionCompleted(snap, curve))
+                    todo.append(SessionCompleted(snap, curve.samples))
             for event in todo:
                 recorder.submit(event)
             sessions += len(todo)
@@ -544,7 +583,8 @@ def build(
                     now=day_start + timedelta(days=1),
                 )
             if d < days - 1:
-                synced_to = _sync_day(db, synced_to)
+                synced_to = _sync_day(db, synced_to, day_start + timedelta(days=1))
+            apply_retention(db, policy, day_start + timedelta(days=1))
             if (d + 1) % 30 == 0 or d == days - 1:
                 say(
                     f"yeardb: day {d + 1}/{days}, {sessions} sessions, "

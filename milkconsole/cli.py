@@ -1,5 +1,5 @@
 """The `milkconsole` command: console, demo, gateway, simulators, reports, exports, health, sync,
-mqtt.
+mqtt, backup.
 
 Exit status: 0 ok, 2 bad input (config, profile, CSV: the message names the file and key),
 3 database refused, 1 anything else. The console (Qt) is imported only when it is asked for,
@@ -67,6 +67,7 @@ def parse_since(text: str) -> datetime:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from milkconsole.backup_cli import add_backup_arguments
     from milkconsole.health.cli import add_health_arguments
     from milkconsole.herd_cli import add_herd_arguments
     from milkconsole.mqtt.cli import add_mqtt_arguments
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = ds.add_parser("upgrade", help="migrate the database to this version (backup first)")
     _common(d, config=False)
 
+    add_backup_arguments(sub, _common)
     add_health_arguments(sub)
     add_report_arguments(sub, _common)
     add_herd_arguments(sub)
@@ -176,6 +178,10 @@ def _run(args: argparse.Namespace) -> int:
         from milkconsole.reports.cli import run_export
 
         return run_export(args)
+    if cmd == "backup":
+        from milkconsole.backup_cli import run_backup
+
+        return run_backup(args)
     if cmd == "health":
         from milkconsole.health.cli import run_health
 

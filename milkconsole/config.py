@@ -29,6 +29,8 @@ _SECTIONS = {
     "ui",
     "web",
     "separation",
+    "retention",
+    "backup",
 }
 _PARLOUR_KEYS = {"name", "farm_code", "poll_interval_s", "layout", "profiles_dir", "timezone"}
 _TRACKING_KEYS = {
@@ -368,6 +370,14 @@ def _check_sections(config: ParlourConfig) -> None:
         from milkconsole.web.settings import parse_web_settings
 
         parse_web_settings(extra["web"], config.source)
+    if "retention" in extra:
+        from milkconsole.store.retention import RetentionPolicy
+
+        RetentionPolicy.from_table(extra["retention"], config.source)
+    if "backup" in extra:
+        from milkconsole.store.backup import BackupSettings
+
+        BackupSettings.from_table(extra["backup"], config.source)
     if "odoo" in extra:
         from milkconsole.sync.settings import parse_odoo_settings
 

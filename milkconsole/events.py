@@ -158,3 +158,16 @@ class EquipmentAlertsRaised:
     """Vacuum or pulsation out of range: equipment alerts were stored under these keys."""
 
     keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageStatus:
+    """Whether the recorder can write the database. When it cannot, `problem` says why in a
+    few words ('disk full', 'read-only', 'disk I/O error'), `detail` in a sentence, `waiting`
+    how many events are held in memory meanwhile, and `since` when it began."""
+
+    ok: bool
+    problem: str | None = None
+    detail: str = ""
+    waiting: int = 0
+    since: datetime | None = None

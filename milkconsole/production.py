@@ -11,11 +11,12 @@ next, so milk per hour and cows per hour describe the milking going on now (or t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from milkconsole.events import SessionSnapshot
@@ -27,7 +28,7 @@ from milkconsole.store.history import (
     HIGH_CONDUCTIVITY_MS_CM,
     expected_yields_tx,
 )
-from milkconsole.store.schema import Alert, Animal, AnimalTag, MilkSession
+from milkconsole.store.schema import Alert, Animal, AnimalTag, MilkSession, utc_from_text
 from milkconsole.store.treatments import separation_inputs
 
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
@@ -281,7 +282,49 @@ def load_herd(
     return HerdDirectory(animals, by_tag, expected, book, now)
 
 
-def _session_row(s: MilkSession, animals: Mapping[int, str]) -> SessionRow:
+class _DayRow(NamedTuple):
+    """What the day's figures need of a session (read for every session since the look-back)."""
+
+    state: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    yield_l: float
+    quality_grade: str | None
+    animal_id: int | None
+    destination: str | None = None
+    divert_confirmed_by: str | None = None
+
+    @property
+    def diverted(self) -> bool:
+        return self.destination == "diverted"
+
+
+# What the dashboard reads of a session: columns, not ORM rows (a day of a big herd is
+# thousands of sessions, and ORM rows cost several times more to load).
+_SESSION_COLUMNS = (
+    MilkSession.key,
+    MilkSession.stall,
+    MilkSession.meter_id,
+    MilkSession.state,
+    MilkSession.started_at,
+    MilkSession.ended_at,
+    MilkSession.yield_l,
+    MilkSession.duration_s,
+    MilkSession.peak_flow_l_min,
+    MilkSession.animal_id,
+    MilkSession.rfid,
+    MilkSession.id_source,
+    MilkSession.conductivity_max_ms_cm,
+    MilkSession.blood,
+    MilkSession.quality_grade,
+    MilkSession.abnormal,
+    MilkSession.reattached,
+    MilkSession.flags,
+)
+
+
+def _session_row(s: Any, animals: Mapping[int, str]) -> SessionRow:
+    """A dashboard row from a result row holding `_SESSION_COLUMNS`."""
     return SessionRow(
         key=s.key,
         stall=s.stall,
@@ -331,20 +374,40 @@ def production_snapshot(
     day_start_utc = day_start.astimezone(UTC)
     # The milking under way may have started before midnight (a late evening milking).
     look_back_utc = min(day_start_utc, now - timedelta(hours=12))
+    # `state || ''`: not by the state index (a year of finished sessions) but by ended_at.
+    finished = MilkSession.state.op("||")("").in_(FINISHED_STATES)
     with db.read() as tx:
-        sessions = list(
-            tx.scalars(
-                select(MilkSession)
+        # The day's figures need five columns of each session since the look-back; only the
+        # sessions the dashboard lists (open, most recent) are read whole, with their labels.
+        sessions = [
+            _DayRow(
+                state, utc_from_text(started), utc_from_text(ended), y, grade_, animal, dest, by
+            )
+            for state, started, ended, y, grade_, animal, dest, by in tx.execute(
+                select(
+                    MilkSession.state,
+                    type_coerce(MilkSession.started_at, String),
+                    type_coerce(MilkSession.ended_at, String),
+                    MilkSession.yield_l,
+                    MilkSession.quality_grade,
+                    MilkSession.animal_id,
+                    MilkSession.destination,
+                    MilkSession.divert_confirmed_by,
+                )
                 .where(MilkSession.started_at >= look_back_utc)
                 .order_by(MilkSession.started_at)
             )
+        ]
+        # Open sessions, however old (a console left running still counts them as open).
+        open_raw = list(
+            tx.execute(select(*_SESSION_COLUMNS).where(MilkSession.state == "in_progress"))
         )
-        # Open sessions older than the look-back (a console left running) still count as open.
-        old_open = list(
-            tx.scalars(
-                select(MilkSession).where(
-                    MilkSession.state == "in_progress", MilkSession.started_at < look_back_utc
-                )
+        recent_raw = list(
+            tx.execute(
+                select(*_SESSION_COLUMNS)
+                .where(finished, MilkSession.ended_at >= day_start_utc)
+                .order_by(MilkSession.ended_at.desc(), MilkSession.started_at)
+                .limit(recent_limit)
             )
         )
         alerts = list(
@@ -353,12 +416,11 @@ def production_snapshot(
             )
         )
         labels = _labels(
-            tx, [s.animal_id for s in sessions + old_open] + [a.animal_id for a in alerts]
+            tx, [s.animal_id for s in recent_raw + open_raw] + [a.animal_id for a in alerts]
         )
-    rows = [_session_row(s, labels) for s in sessions]
     finished_today = [
         r
-        for r in rows
+        for r in sessions
         if r.state in FINISHED_STATES and r.ended_at is not None and r.ended_at >= day_start_utc
     ]
     # The tank's milk: diverted milk (treated cows, colostrum, kept out) is counted apart.
@@ -374,7 +436,7 @@ def production_snapshot(
         assert r.ended_at is not None
         hour = r.ended_at.astimezone(zone).replace(minute=0, second=0, microsecond=0)
         hourly.setdefault(hour, []).append(r.yield_l)
-    milking = _current_milking(rows)
+    milking = _current_milking(sessions)
     milking_finished = [r for r in milking if r.state in FINISHED_STATES]
     milking_tank = [r for r in milking_finished if not r.diverted]
     milking_started = milking[0].started_at if milking else None
@@ -385,12 +447,8 @@ def production_snapshot(
         hours = span.total_seconds() / 3600.0
         milk_rate = sum(r.yield_l for r in milking_tank) / hours
         cow_rate = len(milking_finished) / hours
-    open_rows = [r for r in rows if r.state == "in_progress"]
-    open_rows += [_session_row(s, labels) for s in old_open]
-    open_rows.sort(key=lambda r: r.stall)
-    recent = sorted(finished_today, key=lambda r: r.ended_at or r.started_at, reverse=True)[
-        :recent_limit
-    ]
+    open_rows = sorted((_session_row(s, labels) for s in open_raw), key=lambda r: r.stall)
+    recent = [_session_row(s, labels) for s in recent_raw]
     return ProductionSnapshot(
         taken_at=now,
         day_start=day_start,
@@ -427,7 +485,7 @@ def production_snapshot(
     )
 
 
-def _current_milking(rows: list[SessionRow]) -> list[SessionRow]:
+def _current_milking(rows: Sequence[Any]) -> Sequence[Any]:
     """The last run of sessions (by start) with no gap over MILKING_GAP; `rows` in start order."""
     if not rows:
         return []

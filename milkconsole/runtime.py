@@ -30,13 +30,17 @@ from milkconsole.events import (
     SessionUpdated,
 )
 from milkconsole.health.hook import HealthHook
+from milkconsole.housekeeping import Housekeeping
 from milkconsole.poller import BusPoller, PolledMeter
 from milkconsole.readings import Reading
 from milkconsole.separation import SeparationRules
 from milkconsole.stall_tracker import LastFinished, StallTracker, effective_detection
+from milkconsole.store.backup import BackupSettings
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import meter_registration, set_mqtt
 from milkconsole.store.recorder import Recorder
+from milkconsole.store.retention import RetentionPolicy
+from milkconsole.store.run_lock import RunLock
 from milkconsole.store.schema import Meter
 from milkconsole.store.separation import SeparationHook, set_rules
 from milkconsole.store.sessions import SessionStore
@@ -85,13 +89,28 @@ class ParlourRuntime:
         self._committed_listeners: list[Callable[[list[object]], None]] = []
         self.factors = _PerMeter(1.0, {m.id: m.calibration_factor for m in config.meters})
         self.offsets = _PerMeter(0.0)
-        self.recorder = Recorder(db, farm_code=config.farm_code, on_committed=self._on_committed)
+        self.recorder = Recorder(
+            db,
+            farm_code=config.farm_code,
+            on_committed=self._on_committed,
+            on_status=self._emit,
+        )
+        # Daily backup and retention; the status bar hears the backup status like any event.
+        self.housekeeping = Housekeeping(
+            db,
+            BackupSettings.from_table(config.extra.get("backup"), config.source),
+            RetentionPolicy.from_table(config.extra.get("retention"), config.source),
+            on_status=self._emit,
+        )
+        # Held while running: a restore must never replace the file under a live console.
+        self.run_lock = RunLock(db.path)
         self.recorder.upsert_meters(
             list(config.meters), {m.id: meter_registration(config, m.id) for m in config.meters}
         )
         # Grades, abnormal flags, mastitis alerts and health events are written in the same
-        # transaction as the completed session they come from.
-        self.health = HealthHook.from_database(db, config)
+        # transaction as the completed session they come from. The detector is rebuilt from
+        # the stored milkings when the recorder starts (`start_recorder`), not here.
+        self.health = HealthHook.from_config(config)
         self.recorder.add_completion_hook(self.health)
         # Where each milking's milk went (tank or diverted), ruled on in the same transaction,
         # after the health hook has identified the cow; the rules are kept for every writer.
@@ -99,6 +118,10 @@ class ParlourRuntime:
         with db.write() as tx:
             set_rules(tx, self.separation_rules)
         self.recorder.add_completion_hook(SeparationHook())
+        self._starter: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._recording = False
+        self.primed = threading.Event()
         self.sync: SyncWorker | None = None
         self.web: WebView | None = None
         # MQTT messages are queued with their records from the first session on, while the
@@ -168,6 +191,10 @@ class ParlourRuntime:
                 self.meter_health[event.health.meter_id] = event.health
                 if self.mqtt is not None:
                     self.mqtt.meter_state_changed(event)  # queued; its thread writes it
+        self._emit(event)
+
+    def _emit(self, event: object) -> None:
+        """Hand an event to every listener (the storage and backup status come this way too)."""
         for fn in self._listeners:
             try:
                 fn(event)
@@ -295,11 +322,42 @@ class ParlourRuntime:
 
     # -- running ------------------------------------------------------------------------------
     def start_recorder(self) -> None:
-        self.recorder.start()
+        """Take the database's run lock (`DatabaseInUse` when another console or gateway runs
+        on it), then start the writer once the mastitis detector is rebuilt from the last two
+        weeks of milkings. That replay takes seconds on a year's database, so it runs on a
+        thread of its own: the console paints and the pollers read meanwhile, and what they
+        hand over waits in the recorder's queue (`primed` is set when the writer runs)."""
+        self.run_lock.acquire()
+        self._starter = threading.Thread(
+            target=self._prime_then_record, name="milkconsole-prime", daemon=True
+        )
+        self._starter.start()
+
+    def _prime_then_record(self) -> None:
+        try:
+            with self.db.read() as tx:
+                n = self.health.prime(tx)
+            log.info("mastitis detector rebuilt from %d stored milkings", n)
+        except Exception:
+            log.exception("the mastitis detector could not be rebuilt; it starts with no history")
+        finally:
+            self._start_writer()
+            self.primed.set()
+
+    def _start_writer(self) -> None:
+        with self._start_lock:
+            if not self._recording:
+                self._recording = True
+                self.recorder.start()
+
+    def start_housekeeping(self) -> None:
+        """The daily backup and retention pass (both the console and the gateway run them)."""
+        self.housekeeping.start()
 
     def start_threads(self) -> None:
-        """Headless mode: the recorder plus one plain thread per bus poller."""
+        """Headless mode: the recorder, housekeeping and one plain thread per bus poller."""
         self.start_recorder()
+        self.start_housekeeping()
         for bus_id, poller in self.pollers.items():
             t = threading.Thread(target=poller.run, name=f"poller-{bus_id}", daemon=True)
             t.start()
@@ -318,8 +376,16 @@ class ParlourRuntime:
         for t in self._threads:
             t.join(timeout_s)
         self._threads.clear()
+        if self._starter is not None:
+            self._starter.join(timeout_s)
+            if self._starter.is_alive():
+                # Still replaying: write what waits now (the detector comes in when it is done).
+                log.warning("stopping before the mastitis detector was rebuilt")
+                self._start_writer()
         self.recorder.stop(timeout_s)
+        self.housekeeping.stop(timeout_s)
         if self.sync is not None:
             self.sync.stop(timeout_s)
         if self.mqtt is not None:
             self.mqtt.stop(timeout_s)
+        self.run_lock.release()

@@ -33,7 +33,14 @@ from milkconsole.events import (
 )
 from milkconsole.store import Outbox, Recorder, SessionStore, open_database
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Alert, Animal, FlowSampleRow, Meter, OutboxRow
+from milkconsole.store.schema import (
+    Alert,
+    Animal,
+    FlowCurveRow,
+    FlowSampleRow,
+    Meter,
+    OutboxRow,
+)
 
 T0 = datetime(2025, 3, 14, 5, 30, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[1]
@@ -321,7 +328,9 @@ def test_progress_is_checkpointed_but_starts_and_completions_are_written_at_once
         rec.submit(SessionUpdated(snap(key), samples(5, 1)))
         rec.submit(SessionCompleted(replace(snap(key), state="completed", ended_at=T0)))
         assert rec.flush(5.0)
-        assert count(db, FlowSampleRow) == 6
+        # Completed: the six rows became the session's one packed curve.
+        assert count(db, FlowSampleRow) == 0 and count(db, FlowCurveRow) == 1
+        assert [s.elapsed_s for s in SessionStore(db).samples(key)] == [float(i) for i in range(6)]
         assert SessionStore(db).get(key).state == "completed"  # type: ignore[union-attr]
     finally:
         assert rec.stop(5.0)

@@ -528,3 +528,26 @@ def test_dashboard_shows_todays_figures_from_the_database(qtbot, window, db):
     notes = [dash.recent_table.item(r, 7).text() for r in range(dash.recent_table.rowCount())]
     assert notes == ["⚠ ABNORMAL", ""]  # newest first; the abnormal one is marked in words
     assert dash.chart is not None and sum(dash._bars.opts["height"]) == pytest.approx(20.0)
+
+
+def test_a_milking_resumed_after_a_restart_gets_its_stored_curve_back(qtbot, window, db):
+    from milkconsole.events import FlowSample
+    from milkconsole.store import Recorder
+
+    key = "T1-S4-0001"
+    started = datetime.now(UTC)
+    stored = tuple(FlowSample(2.0 * i, 0.05 * i, 1.0 + 0.1 * i, 5.0) for i in range(20))
+    rec = Recorder(db, farm_code="T1")  # what the console wrote before it was restarted
+    rec.start()
+    rec.submit(SessionStarted(session(4, key=key, started_at=started)))
+    rec.submit(SessionUpdated(session(4, key=key, started_at=started), stored))
+    assert rec.stop(5.0)
+
+    resumed = session(4, key=key, started_at=started, yield_l=1.0, flags=("resumed",))
+    publish_from_thread(
+        window.bridge,
+        [SessionUpdated(resumed), ReadingTaken(reading(4, 1.2, 3.5), session_key=key)],
+    )
+    tile = window.stall_view.tiles[4]
+    qtbot.waitUntil(lambda: tile.curve.n == 21)
+    assert list(tile.curve.view()) == pytest.approx([s.flow_l_min for s in stored] + [3.5])

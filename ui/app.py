@@ -108,6 +108,7 @@ class Console:
         # of state, at most once a second while messages drain).
         self.bridge.other_event.connect(self._on_other_event)
         self.window.status.mqtt_clicked.connect(self._mqtt_retry_now)
+        self.window.status.backup_clicked.connect(self.backup_now)
         self._install_technician_tools()
         self.started = False
         self.report: ShutdownReport | None = None
@@ -160,12 +161,27 @@ class Console:
         for fn in self.before_start:
             fn()
         self.runtime.start_recorder()
+        self.runtime.start_housekeeping()
         self.start_sync()
         self.start_web()
         self.start_mqtt()
         for w in self.workers:
             w.start()
         self.window.start()
+
+    def backup_now(self) -> None:
+        """Back up the database now, on the task runner (the status bar shows the outcome; a
+        failure is also a supervisor alert). Does nothing when backups are not set up."""
+        keeper = self.runtime.housekeeping
+        if not keeper.settings.configured:
+            return
+        self.window.status.backup_button.setText("Backup: running…")
+
+        def failed(exc: BaseException) -> None:
+            log.warning("backup on demand failed: %s", exc)
+            keeper.publish_status(force=True)
+
+        self.tasks.submit(keeper.backup_now, None, failed, name="backup now")
 
     def start_sync(self) -> bool:
         """Start the Odoo sync when the config has an [odoo] section (else the status bar keeps

@@ -28,7 +28,9 @@ from milkconsole.events import (
     SessionCompleted,
     SessionStarted,
     SessionUpdated,
+    StorageStatus,
 )
+from milkconsole.store.backup import BackupStatus
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ class EventBridge(QObject):
     sessions_committed = Signal(object)  # list[object]: what the recorder just committed
     other_event = Signal(object)  # anything else a later core version publishes
     sync_status_changed = Signal(object)  # milkconsole.sync.status.SyncStatus
+    storage_status_changed = Signal(object)  # StorageStatus: can the database be written
+    backup_status_changed = Signal(object)  # milkconsole.store.backup.BackupStatus
 
     _events_pending = Signal()
     _sync_pending = Signal()
@@ -147,5 +151,9 @@ class EventBridge(QObject):
             self.poll_cycle_completed.emit(event)
         elif isinstance(event, _Committed):
             self.sessions_committed.emit(event.events)
+        elif isinstance(event, StorageStatus):
+            self.storage_status_changed.emit(event)
+        elif isinstance(event, BackupStatus):
+            self.backup_status_changed.emit(event)
         else:
             self.other_event.emit(event)

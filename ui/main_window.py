@@ -32,12 +32,8 @@ from PySide6.QtWidgets import QHBoxLayout, QMainWindow, QMenu, QPushButton, QTab
 
 from milkconsole.alerts import AlertMarks, alert_marks
 from milkconsole.config import ParlourConfig
-from milkconsole.production import (
-    AnimalInfo,
-    HerdDirectory,
-    load_herd,
-    production_snapshot,
-)
+from milkconsole.events import FlowSample, SessionStarted, SessionUpdated
+from milkconsole.production import AnimalInfo, HerdDirectory, load_herd, production_snapshot
 from milkconsole.roles import (
     AccessControl,
     AccessDenied,
@@ -107,6 +103,7 @@ class MainWindow(QMainWindow):
         self.bridge = bridge
         self.db = db
         self.store = SessionStore(db)
+        self._curves_restored: set[str] = set()
         self.theme = theme
         self.actor = actor
         self.tasks = tasks or TaskRunner(parent=self)
@@ -201,6 +198,8 @@ class MainWindow(QMainWindow):
         for sig in (b.session_started, b.session_updated, b.session_completed):
             sig.connect(self.stall_view.on_session_event)
             sig.connect(self.dashboard.on_session_event)
+        b.session_started.connect(self._restore_resumed_curve)
+        b.session_updated.connect(self._restore_resumed_curve)
         b.reading_taken.connect(self.stall_view.on_reading)
         b.meter_state_changed.connect(self.stall_view.on_meter_state_changed)
         b.meter_state_changed.connect(self.status.on_meter_state_changed)
@@ -210,6 +209,8 @@ class MainWindow(QMainWindow):
         b.sessions_committed.connect(self.marks.request)
         b.sessions_committed.connect(self.alert_review.refresh)
         b.sync_status_changed.connect(self.status.on_sync_status)
+        b.storage_status_changed.connect(self.status.on_storage_status)
+        b.backup_status_changed.connect(self.status.on_backup_status)
         b.sync_status_changed.connect(self._on_sync_status)
         self.status.sync_clicked.connect(self.open_sync_panel)
         # The live view for phones reports from its own thread; the relay hops to this one.
@@ -468,6 +469,22 @@ class MainWindow(QMainWindow):
 
     # -- database reads -----------------------------------------------------------------------
     @Slot()
+    def _restore_resumed_curve(self, event: SessionStarted | SessionUpdated) -> None:
+        """A milking carried over a console restart: its tile gets back the curve stored before
+        the restart (read once per session, on the task runner)."""
+        session = event.session
+        if "resumed" not in session.flags or session.key in self._curves_restored:
+            return
+        self._curves_restored.add(session.key)
+        store, key, meter = self.store, session.key, session.meter_id
+
+        def done(samples: list[FlowSample]) -> None:
+            tile = self.stall_view.tile_for_meter(meter)
+            if tile is not None:
+                tile.restore_curve(key, [s.flow_l_min for s in samples])
+
+        self.tasks.submit(lambda: store.samples(key), done, None, name="resumed curve")
+
     def reload_herd(self) -> None:
         def done(herd: HerdDirectory) -> None:
             self.herd_loads += 1

@@ -19,6 +19,7 @@ in sight. The first milking after a withdrawal gets a green "may go back in the 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,6 +119,18 @@ class FlowCurve:
 
     def view(self) -> np.ndarray:
         return self.values[: self.n]
+
+    def prepend(self, flows: Sequence[float]) -> None:
+        """Put earlier points before the ones already here (a resumed session's stored curve
+        arrives after its first live readings)."""
+        if not flows:
+            return
+        live = [float(v) for v in self.view()]
+        if self._pending_n:
+            live.append(self._pending / self._pending_n)
+        self.clear()
+        for value in [*flows, *live]:
+            self.add(value)
 
 
 def font_scale(w: float, h: float) -> float:
@@ -265,6 +278,13 @@ class StallTileWidget(QWidget):
         if meter_yield_l is not None:
             self.yield_l = meter_yield_l + self.yield_offset_l
         self._changed()
+
+    def restore_curve(self, session_key: str, flows: Sequence[float]) -> None:
+        """The stored start of this session's curve (after a console restart), if the tile still
+        shows that session."""
+        if session_key == self.session_key and flows:
+            self.curve.prepend(flows)
+            self._changed()
 
     def set_identity(self, identity: CowIdentity) -> None:
         if identity != self.identity:

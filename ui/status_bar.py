@@ -1,5 +1,6 @@
-"""The status bar: each bus and its meters (ok / degraded / offline), the database, the sync,
-and the live view for phones (its state and how many phones are connected).
+"""The status bar: each bus and its meters (ok / degraded / offline), the database, the last
+good backup, the sync, the live view for phones (its state and how many phones are connected)
+and the MQTT broker.
 
 A bus button shows ok (every meter answers), DEGRADED (some do not, or answer badly) or OFFLINE
 (none answers) as icon + word + how many meters are ok; clicking it opens the meters'
@@ -10,12 +11,18 @@ ended; clicking it emits `sync_clicked` (the window opens the sync panel). The M
 appears when the parlour publishes to a broker (`on_mqtt_status`): online, offline, login or
 certificate refused, and how many messages wait; clicking it emits `mqtt_clicked` (connect
 now). Worker failures show as a red notice that opens the traceback.
+
+The database label turns red and says so when the disk refuses writes (`StorageStatus`: disk
+full, read-only...) and how many events wait in memory; it goes back once recording resumes.
+The backup button shows when the last good backup was taken (`BackupStatus`), red when the last
+attempt failed or none is recent, dim when backups are not set up; clicking it emits
+`backup_clicked` (the console backs up now).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSize, Qt, QTimer, Signal, Slot
@@ -33,7 +40,8 @@ from PySide6.QtWidgets import (
 )
 
 from milkconsole.config import ParlourConfig
-from milkconsole.events import MeterHealth, MeterStateChanged, PollCycleCompleted
+from milkconsole.events import MeterHealth, MeterStateChanged, PollCycleCompleted, StorageStatus
+from milkconsole.store.backup import BackupStatus
 from ui.tables import record_table
 from ui.theme import DARK, Theme, icon
 from ui.workers import WorkerFailure
@@ -46,6 +54,8 @@ if TYPE_CHECKING:
 DB_PATH_MAX_PX = 220
 BUS_BUTTON_MIN_PX = 72
 _WORD = {"ok": "ok", "degraded": "DEGRADED", "offline": "OFFLINE"}
+# The daily backup is late after this long (a day and a few hours of slack).
+BACKUP_STALE = timedelta(hours=30)
 
 
 def bus_state_of(states: Sequence[str]) -> str:
@@ -57,6 +67,24 @@ def bus_state_of(states: Sequence[str]) -> str:
 
 def _local(dt: datetime | None) -> str:
     return dt.astimezone().strftime("%H:%M:%S") if dt else "never"
+
+
+def backup_text(status: BackupStatus, now: datetime) -> tuple[str, str]:
+    """The backup button's words and colour state (ok, error, idle) for a status.
+
+    'Backup 02:30' (today), 'Backup 2 Mar 02:30', 'Backup FAILED', 'Backup: none yet',
+    'Backup: not set up'; failed or more than a day old is an error (someone must act).
+    """
+    if not status.configured:
+        return "Backup: not set up", "idle"
+    good = status.last_good_at
+    if status.failing:
+        return "Backup FAILED", "error"
+    if good is None:
+        return "Backup: none yet", "error"
+    local, today = good.astimezone(), now.astimezone().date()
+    when = f"{local:%H:%M}" if local.date() == today else f"{local:%d %b %H:%M}"
+    return f"Backup {when}", "error" if now - good > BACKUP_STALE else "ok"
 
 
 def sync_text(status: SyncStatus) -> tuple[str, str]:
@@ -164,6 +192,7 @@ class ParlourStatusBar(QStatusBar):
     sync_clicked = Signal()
     web_clicked = Signal()
     mqtt_clicked = Signal()
+    backup_clicked = Signal()  # a backup now (the console takes it on its task runner)
 
     def __init__(self, config: ParlourConfig, db_path: str, theme: Theme = DARK) -> None:
         super().__init__()
@@ -201,6 +230,15 @@ class ParlourStatusBar(QStatusBar):
             "DB: " + metrics.elidedText(db_path, Qt.TextElideMode.ElideMiddle, DB_PATH_MAX_PX)
         )
         self.addPermanentWidget(self.db_label)
+        self.storage: StorageStatus | None = None
+        self.backup_button = QToolButton()
+        self.backup_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.backup_button.setIconSize(QSize(22, 22))
+        self.backup_button.clicked.connect(self.backup_clicked)
+        self.addPermanentWidget(self.backup_button)
+        self.backup_status: BackupStatus | None = None
+        self.backup_state = "idle"
+        self.on_backup_status(BackupStatus(configured=False))
         self.sync_button = QToolButton()
         self.sync_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.sync_button.setIconSize(QSize(22, 22))
@@ -336,6 +374,53 @@ class ParlourStatusBar(QStatusBar):
         self.mqtt_button.setVisible(True)
 
     @Slot(object)
+    def on_storage_status(self, status: StorageStatus) -> None:
+        """The recorder can (again) or cannot write the database: a full disk is shown here
+        in red with how many events wait, until recording resumes."""
+        self.storage = status
+        metrics = QFontMetrics(self.db_label.font())
+        if status.ok:
+            self.db_label.setStyleSheet("")
+            self.db_label.setText(
+                "DB: "
+                + metrics.elidedText(self.db_path, Qt.TextElideMode.ElideMiddle, DB_PATH_MAX_PX)
+            )
+            self.db_label.setToolTip(f"Database: {self.db_path}")
+            return
+        problem = (status.problem or "cannot write").upper()
+        self.db_label.setText(f"⚠ DB: {problem} — {status.waiting} waiting")
+        self.db_label.setStyleSheet(
+            f"color: #ffffff; background: {self.theme.states['alert'].color}; font-weight: bold;"
+        )
+        self.db_label.setToolTip(
+            f"{status.detail}\nThe meters are still read; recording resumes by itself once the"
+            " disk takes writes again."
+        )
+
+    @Slot(object)
+    def on_backup_status(self, status: BackupStatus) -> None:
+        """The last good backup, or why there is none (through the bridge, on the GUI thread)."""
+        self.backup_status = status
+        text, state = backup_text(status, datetime.now(UTC))
+        self.backup_state = state
+        color = {
+            "ok": self.theme.states["done"].color,
+            "error": self.theme.states["alert"].color,
+        }.get(state, self.theme.text_dim)
+        self.backup_button.setText(text)
+        self.backup_button.setIcon(icon("database", color, 22))
+        tip = [text]
+        if status.last_good_path:
+            tip.append(f"Last good backup: {status.last_good_path}")
+        if status.failing and status.last_error:
+            tip.append(f"Last attempt failed: {status.last_error}")
+        if status.directory:
+            tip.append(f"Backups go to {status.directory}; click to back up now")
+        elif not status.configured:
+            tip.append("Add a [backup] section (dir = a second disk or USB stick) to the config")
+        self.backup_button.setToolTip("\n".join(tip))
+
+    @Slot(object)
     def on_worker_failed(self, failure: WorkerFailure) -> None:
         self._last_failure = failure
         self.failure_button.setText(
@@ -431,6 +516,10 @@ class ParlourStatusBar(QStatusBar):
             self.on_web_status(self.web_status)
         if self.mqtt_status is not None:
             self.on_mqtt_status(self.mqtt_status)
+        if self.backup_status is not None:
+            self.on_backup_status(self.backup_status)
+        if self.storage is not None:
+            self.on_storage_status(self.storage)
 
     @Slot()
     def _tick(self) -> None:

@@ -1,5 +1,6 @@
-"""The local SQLite store: schema and migrations, the one writer, session queries, the outbox
-and the one module that builds what goes out of it (`outbound`)."""
+"""The local SQLite store: schema and migrations, the one writer, session queries and their
+packed flow curves (`curves`, `flow_curves`), the outbox and the one module that builds what goes
+out of it (`outbound`), what is kept how long (`retention`), and backups (`backup`)."""
 
 from milkconsole.store.db import Database, default_db_path, open_database
 from milkconsole.store.outbox import Outbox, OutboxItem

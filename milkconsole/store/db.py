@@ -9,6 +9,7 @@ backs up a database before migrating it, and migrates to head with Alembic run i
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -136,13 +137,20 @@ def _backup(path: Path, old_rev: str) -> Path:
     # The caller holds the write lock (BEGIN IMMEDIATE) and has written nothing yet, so a second
     # connection reads exactly the database about to be migrated (WAL lets it read meanwhile).
     # Backing up through the locked connection itself would spin on SQLITE_BUSY forever.
+    # Written under a temporary name and renamed when whole: a process killed half-way through
+    # the copy leaves a `.partial` file, never one that looks like a good backup.
+    partial = target.with_name(f"{target.name}.partial")
     source = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
-    dest = sqlite3.connect(target)
+    dest = sqlite3.connect(partial)
     try:
         source.backup(dest)
+        dest.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
     finally:
         dest.close()
         source.close()
+    with partial.open("rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(partial, target)
     return target
 
 
@@ -202,6 +210,12 @@ def open_database(path: Path, *, migrations_dir: Path | None = None) -> Database
         engine.dispose()
         raise DatabaseError(f"{path}: cannot open the database: {exc.orig}") from exc
     return Database(path, engine)
+
+
+def known_revisions(migrations_dir: Path | None = None) -> set[str]:
+    """Every schema revision this version can open (and migrate to its head)."""
+    script = ScriptDirectory.from_config(_alembic_config(migrations_dir or MIGRATIONS_DIR))
+    return {rev.revision for rev in script.walk_revisions()}
 
 
 def schema_revision(db: Database) -> str | None:

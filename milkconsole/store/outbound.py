@@ -316,6 +316,13 @@ def queue_sessions(tx: Session, rows: Sequence[MilkSession]) -> None:
     if not rows:
         return
     keys = [r.key for r in rows]
+    # Their cows, loaded once and held (the identity map is weak): each payload looks its cow up.
+    cows = sorted({r.animal_id for r in rows if r.animal_id is not None})
+    held = [
+        a
+        for start in range(0, len(cows), 500)
+        for a in tx.scalars(select(Animal).where(Animal.id.in_(cows[start : start + 500])))
+    ]
     have: dict[str, set[str]] = {SESSION: set(), PRODUCTION: set()}
     for start in range(0, len(keys), 500):
         for model, key in tx.execute(
@@ -344,6 +351,7 @@ def queue_sessions(tx: Session, rows: Sequence[MilkSession]) -> None:
     if _mqtt_farm(tx) is not None:
         for r in fresh:
             _publish_session(tx, r)
+    del held
 
 
 def _publish_session(tx: Session, row: MilkSession) -> None:
@@ -389,31 +397,70 @@ def _publish_session(tx: Session, row: MilkSession) -> None:
 
 def queue_session_identity(tx: Session, row: MilkSession) -> None:
     """Who the cow was changed (a tag now known, a cow named by hand): the session learns it and
-    her production record is queued or amended. Only for a session already queued."""
-    if create_row(tx, SESSION, row.key) is None:
-        return  # still in progress: its create will carry the identity
+    her production record is queued or amended. Only for a finished session (an open one's
+    create, queued when it completes, will carry the identity)."""
+    if row.state not in FINISHED_STATES:
+        return
     cow = animal_payload(tx, row.animal_id)
-    amend(tx, SESSION, row.key, {**cow, "id_source": row.id_source})
-    queue_production_change(tx, row)
+    session_kept = create_row(tx, SESSION, row.key) is not None
+    # A finished session was queued when it completed; no create row means it was sent and
+    # pruned since, so it is recreated-or-found and written.
+    amend(
+        tx,
+        SESSION,
+        row.key,
+        {**cow, "id_source": row.id_source},
+        recreate=session_payload(tx, row),
+        after=(METER, row.meter_id),
+    )
+    _production_change(tx, row, session_kept)
 
 
 def queue_production_change(tx: Session, row: MilkSession) -> None:
     """Bring a finished session's production record in line with it (cow, destination)."""
-    if create_row(tx, SESSION, row.key) is None:
-        return
+    if row.state in FINISHED_STATES:
+        _production_change(tx, row, create_row(tx, SESSION, row.key) is not None)
+
+
+def _production_change(tx: Session, row: MilkSession, session_kept: bool) -> None:
+    """`queue_production_change`; `session_kept`: the session's own create row was still there
+    (not pruned) before this transaction touched it."""
     if not _wants_production(row):
         # No cow, or the milk did not go to the tank: a record not yet sent is taken back. One
         # Odoo already has stays (and is reported); the console never deletes in Odoo.
         withdraw(tx, PRODUCTION, row.key)
         return
-    if not amend(tx, PRODUCTION, row.key, animal_payload(tx, row.animal_id)):
+    cow = animal_payload(tx, row.animal_id)
+    if amend(tx, PRODUCTION, row.key, cow):
+        return
+    if session_kept:
+        # The session's rows are still here, so no production record was ever queued.
         enqueue(tx, PRODUCTION, row.key, production_payload(tx, row), after=(SESSION, row.key))
+        return
+    # Both pruned: the production record may be in Odoo already (sent) or never have been
+    # queued (no cow then); a create found by key or made, and the write, cover both.
+    amend(
+        tx,
+        PRODUCTION,
+        row.key,
+        cow,
+        recreate=production_payload(tx, row),
+        after=(SESSION, row.key),
+    )
 
 
 def queue_session_fields(tx: Session, row: MilkSession, changed: Mapping[str, Any]) -> None:
     """Other corrections of a finished session (re-attached, milk destination...)."""
-    if create_row(tx, SESSION, row.key) is not None:
-        amend(tx, SESSION, row.key, dict(changed))
+    if row.state not in FINISHED_STATES:
+        return
+    amend(
+        tx,
+        SESSION,
+        row.key,
+        dict(changed),
+        recreate=session_payload(tx, row),
+        after=(METER, row.meter_id),
+    )
 
 
 # -- alerts and health events -----------------------------------------------------------------
@@ -422,12 +469,26 @@ def queue_session_fields(tx: Session, row: MilkSession, changed: Mapping[str, An
 def queue_alert(tx: Session, row: Alert) -> None:
     """An alert was raised, or its state or severity changed: Odoo learns it (one create per
     alert, amended or written after), and MQTT gets the event."""
+    new = row in tx.new  # added in this transaction and not flushed yet: raised just now
     tx.flush()  # the alert's id and defaults
-    if create_row(tx, ALERT, row.key) is None:
+    if row.meter_id is None and row.animal_id is None:
+        # The console's own alert (a backup failed): Odoo's iot.device.alert needs a device,
+        # so it stays in the console's alert list.
+        return
+    if create_row(tx, ALERT, row.key) is None and new:
         enqueue(tx, ALERT, row.key, alert_payload(tx, row), after=_meter_of(row.meter_id))
         event = "alert_raised"
     else:
-        amend(tx, ALERT, row.key, _alert_state(row))
+        # An alert stored before was queued then; with its rows pruned since (retention) it is
+        # recreated-or-found and written.
+        amend(
+            tx,
+            ALERT,
+            row.key,
+            _alert_state(row),
+            recreate=alert_payload(tx, row),
+            after=_meter_of(row.meter_id),
+        )
         event = {"acknowledged": "alert_acknowledged", "resolved": "alert_resolved"}.get(
             row.state, "alert_updated"
         )
@@ -609,14 +670,16 @@ def queue_meter(tx: Session, meter: Meter, registration: Mapping[str, Any]) -> b
     payload = {**registration, **_calibration(tx, meter)}
     text = json.dumps(payload, sort_keys=True)
     memo = tx.get(SyncState, _METER_REGISTERED + meter.id)
-    if memo is not None and memo.value == text and create_row(tx, METER, meter.id) is not None:
+    # The memo says what was queued last; its outbox rows may have been pruned since they went
+    # (retention), so the memo, not the rows, says whether the meter is registered.
+    if memo is not None and memo.value == text:
         return False
     previous = json.loads(memo.value) if memo is not None and memo.value else {}
-    if create_row(tx, METER, meter.id) is None:
+    if memo is None and create_row(tx, METER, meter.id) is None:
         enqueue(tx, METER, meter.id, payload)
     else:
         changed = {k: v for k, v in payload.items() if previous.get(k) != v}
-        amend(tx, METER, meter.id, {"meter_id": meter.id, **changed})
+        amend(tx, METER, meter.id, {"meter_id": meter.id, **changed}, recreate=payload)
     if memo is None:
         tx.add(SyncState(key=_METER_REGISTERED + meter.id, value=text))
     else:
@@ -629,10 +692,40 @@ def queue_meter_calibrated(tx: Session, meter: Meter) -> None:
     last_calibration follow."""
     tx.flush()
     fields_now = _calibration(tx, meter)
-    amend(tx, METER, meter.id, {"meter_id": meter.id, **fields_now})
     memo = tx.get(SyncState, _METER_REGISTERED + meter.id)
-    if memo is not None and memo.value:
-        memo.value = json.dumps({**json.loads(memo.value), **fields_now}, sort_keys=True)
+    registered = json.loads(memo.value) if memo is not None and memo.value else None
+    # With a memo the meter was registered, even if its rows were pruned since.
+    recreate = {**registered, **fields_now} if registered is not None else None
+    amend(tx, METER, meter.id, {"meter_id": meter.id, **fields_now}, recreate=recreate)
+    if memo is not None and registered is not None:
+        memo.value = json.dumps({**registered, **fields_now}, sort_keys=True)
+
+
+def requeue_registrations(tx: Session) -> int:
+    """Register every meter again (another Odoo server: it has none of them). Creates still
+    here go back to pending; a meter whose rows were pruned is queued again from its memo.
+    A registration finds what the server already has by device id. Returns how many."""
+    n = 0
+    for memo in tx.scalars(select(SyncState).where(SyncState.key.startswith(_METER_REGISTERED))):
+        meter_id = memo.key[len(_METER_REGISTERED) :]
+        row = create_row(tx, METER, meter_id)
+        if row is not None:
+            row.state, row.attempts, row.next_attempt_at = "pending", 0, None
+        elif memo.value:
+            enqueue(tx, METER, meter_id, json.loads(memo.value))
+        else:
+            continue
+        n += 1
+    for row in tx.scalars(
+        select(OutboxRow).where(
+            OutboxRow.channel == "odoo", OutboxRow.model == METER, OutboxRow.operation == "create"
+        )
+    ):
+        # A meter registered before memos were kept.
+        if row.state != "pending":
+            row.state, row.attempts, row.next_attempt_at = "pending", 0, None
+            n += 1
+    return n
 
 
 def queue_meter_status(
@@ -675,6 +768,7 @@ __all__ = [
     "queue_sessions",
     "queue_treatment",
     "queue_unqueued",
+    "requeue_registrations",
     "session_payload",
     "set_mqtt",
     "treatment_payload",

@@ -128,8 +128,9 @@ def enqueue_many(
         return
     now = utc_now()
     waits = after or {}
+    # The table, not the mapped class: a plain executemany, without the ORM's bulk bookkeeping.
     tx.execute(
-        insert(OutboxRow),
+        insert(cast(Table, OutboxRow.__table__)),
         [
             {
                 "channel": channel,
@@ -216,16 +217,32 @@ def create_row(
     ).first()
 
 
-def amend(tx: Session, model: str, record_key: str, fields: dict[str, Any]) -> bool:
+def amend(
+    tx: Session,
+    model: str,
+    record_key: str,
+    fields: dict[str, Any],
+    *,
+    recreate: dict[str, Any] | None = None,
+    after: After | None = None,
+) -> bool:
     """Make Odoo learn `fields` of a record, whatever its create row's state; False when the
-    record has no create row (nothing was queued).
+    record has no create row and no `recreate` was given (nothing was queued).
 
     Unsent (pending or dead) create: the fields go into its payload. In flight or sent: a
-    `write` is enqueued.
+    `write` is enqueued. No create row, but `recreate` (the record's whole payload): the record
+    may have been sent and its sent rows pruned since (retention), or never queued. A create
+    carrying `recreate` (waiting for `after`) and a write of `fields` behind it are queued: the
+    sync finds a record Odoo already has by its key instead of creating it again, and the
+    write brings it up to date; a record Odoo never had is created, already up to date.
     """
     row = create_row(tx, model, record_key)
     if row is None:
-        return False
+        if recreate is None:
+            return False
+        enqueue(tx, model, record_key, {**recreate, **fields}, after=after)
+        enqueue(tx, model, record_key, fields, operation="write")
+        return True
     if row.state in ("pending", "dead"):
         row.payload = _dump(model, record_key, {**json.loads(row.payload), **fields})
     else:

@@ -9,6 +9,12 @@ all of it is there or none of it is and the session is still in progress, ready 
 A transaction that fails is rolled back, its events are retried one by one so one bad event
 cannot hold the others back, and whatever still fails is logged (ERROR once, DEBUG after) and
 retried with back-off, in order per session. Nothing is dropped while the process lives.
+
+A write the disk refuses (full, read-only, failing: `store.storage`) is not any event's fault:
+then every event waits in memory, in order, nothing is tried one by one, one clear ERROR names
+the disk and its free space (a WARNING a minute while it lasts), `on_status` gets a
+`StorageStatus` for the status bar, and the backlog is written as soon as the disk takes writes
+again. SQLite rolls the refused transaction back: nothing committed before is touched.
 """
 
 from __future__ import annotations
@@ -20,9 +26,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from milkconsole.config import MeterConfig
@@ -32,28 +38,33 @@ from milkconsole.events import (
     SessionSnapshot,
     SessionStarted,
     SessionUpdated,
+    StorageStatus,
 )
 from milkconsole.store.db import Database
-from milkconsole.store.outbound import queue_meter, queue_session
-from milkconsole.store.schema import FlowSampleRow, Meter, MilkSession, utc_now
+from milkconsole.store.flow_curves import add_open_samples, close_curves, last_sample_times
+from milkconsole.store.outbound import queue_meter, queue_sessions
+from milkconsole.store.schema import Meter, MilkSession, utc_now
 from milkconsole.store.sessions import (
     FINISHED_STATES,
     SNAPSHOT_FIELDS,
     _flags_text,
+    animal_resolver,
     apply_snapshot,
     new_session_row,
-    resolve_animal,
-    sample_row,
+    new_session_values,
     snapshot_from_row,
 )
+from milkconsole.store.storage import free_space_text, storage_problem
 
 log = logging.getLogger(__name__)
 
 CompletionHook = Callable[[Session, SessionSnapshot], None]
+Resolve = Callable[[str | None], int | None]
 SESSION_EVENTS = (SessionStarted, SessionUpdated, SessionCompleted)
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
 STOP_GRACE_S = 0.5
+STORAGE_LOG_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +94,8 @@ class Recorder:
 
     `on_committed(events)` is called from the recorder thread after each commit, outside the
     transaction, with the session events that commit changed (duplicates it ignored left out).
+    `on_status(StorageStatus)` is called from it when the disk stops taking writes, while it
+    does not (a minute apart), and when it takes them again.
     """
 
     def __init__(
@@ -91,6 +104,7 @@ class Recorder:
         *,
         farm_code: str,
         on_committed: Callable[[list[object]], None] | None = None,
+        on_status: Callable[[StorageStatus], None] | None = None,
         max_batch: int = 500,
         checkpoint_s: float = 3.0,
     ) -> None:
@@ -99,6 +113,7 @@ class Recorder:
         self._db = db
         self._farm_code = farm_code
         self._on_committed = on_committed
+        self._on_status = on_status
         self._max_batch = max_batch
         # Progress of a milking (SessionUpdated) is checkpointed at most every checkpoint_s;
         # starts and completions are written at once. A crash loses at most that much of a
@@ -114,6 +129,8 @@ class Recorder:
         self._thread: threading.Thread | None = None
         self._stop_deadline: float | None = None
         self._logged: set[int] = set()
+        # The disk's refusal while it lasts: (problem, since, last logged at).
+        self._down: tuple[str, datetime, float] | None = None
 
     # -- called from any thread -------------------------------------------------------------
 
@@ -253,6 +270,9 @@ class Recorder:
             )
             if backlog and (now >= retry_at or (stopping and not fresh)):
                 batch, backlog = backlog + fresh, []
+            elif backlog and self._down is not None:
+                # The disk refuses writes: everything waits, in order, for the next try.
+                batch, backlog = [], backlog + fresh
             else:
                 # Events of a session that is waiting to retry wait behind it, in order.
                 blocked = {item.key for item in backlog if item.key is not None}
@@ -318,24 +338,76 @@ class Recorder:
         """Write the batch in one transaction, or item by item if that fails; returns failures."""
         try:
             self._done(batch, self._apply(batch))
+            self._disk_ok()
             return []
         except Exception as exc:
+            if self._disk_refused(exc, len(batch)):
+                return batch
             if len(batch) == 1:
                 self._log_failure(batch[0], exc)
                 return batch
         failed: list[_Item] = []
         failed_keys: set[str | None] = set()
-        for item in batch:
+        for i, item in enumerate(batch):
             if item.key is not None and item.key in failed_keys:
                 failed.append(item)
                 continue
             try:
                 self._done([item], self._apply([item]))
             except Exception as exc:
+                if self._disk_refused(exc, len(batch) - i):
+                    return failed + batch[i:]
                 self._log_failure(item, exc)
                 failed.append(item)
                 failed_keys.add(item.key)
+        self._disk_ok()
         return failed
+
+    def _disk_refused(self, exc: Exception, failing: int) -> bool:
+        """True when `exc` is the disk refusing the write (logged and reported here)."""
+        problem = storage_problem(exc)
+        if problem is None:
+            return False
+        now = time.monotonic()
+        waiting = self.outstanding
+        path = self._db.path
+        space = free_space_text(path)
+        detail = (
+            f"cannot write the database {path}: {problem}"
+            + (f" ({space})" if space else "")
+            + f"; {waiting} events wait in memory and are written as soon as it takes writes"
+        )
+        if self._down is None or self._down[0] != problem:
+            self._down = (problem, utc_now(), now)
+            log.error("%s (%s)", detail, exc)
+        elif now - self._down[2] >= STORAGE_LOG_EVERY_S:
+            self._down = (self._down[0], self._down[1], now)
+            log.warning("still %s", detail)
+        else:
+            return True
+        self._report(StorageStatus(False, problem, detail, waiting, self._down[1]))
+        return True
+
+    def _disk_ok(self) -> None:
+        if self._down is None:
+            return
+        problem, since, _ = self._down
+        self._down = None
+        log.warning(
+            "the database %s takes writes again (after %s since %s); recording goes on",
+            self._db.path,
+            problem,
+            since.isoformat(timespec="seconds"),
+        )
+        self._report(StorageStatus(True, waiting=self.outstanding))
+
+    def _report(self, status: StorageStatus) -> None:
+        if self._on_status is None:
+            return
+        try:
+            self._on_status(status)
+        except Exception:
+            log.exception("on_status listener failed")
 
     def _log_failure(self, item: _Item, exc: Exception) -> None:
         if item.seq in self._logged:
@@ -358,13 +430,16 @@ class Recorder:
 
     def _apply(self, items: list[_Item]) -> list[object]:
         changed: list[object] = []
-        # Last stored sample time per session in this transaction: one query per session, not
-        # one per event (each query would also autoflush).
-        latest: dict[str, float] = {}
         works = _coalesce([item.work for item in items])
         with self._db.write() as tx:
             now = utc_now()
-            rows = self._prefetch(tx, works, latest)  # held: the identity map is weak
+            # Last stored sample time per session in this transaction: one query for the batch,
+            # not one per event (each query would also autoflush).
+            latest: dict[str, float] = {}
+            # The batch's stored rows by key (held: the identity map is weak). Rows made in this
+            # batch join it, so no session is looked up twice (each look-up would autoflush).
+            rows = self._prefetch(tx, works, latest)
+            batch = _Batch(tx, rows, now, latest, animal_resolver(tx))
             completing = {w.session.key for w in works if isinstance(w, SessionCompleted)}
             # Plain progress of a known, open session (the bulk of a busy parlour's writes) goes
             # into one executemany UPDATE instead of an ORM flush per session. A session that
@@ -373,145 +448,147 @@ class Recorder:
             for work in works:
                 if isinstance(work, _MetersSeen):
                     self._write_seen(tx, work.seen)
-                elif isinstance(work, SessionCompleted):
-                    if self._complete(tx, work.session, work.samples, now, latest):
+                    continue
+                if work.session.key in batch.fresh:
+                    batch.insert_fresh()  # a later event of a session completed just now
+                if isinstance(work, SessionCompleted):
+                    if self._complete(batch, work.session, work.samples):
                         changed.append(work)
-                elif isinstance(work, SessionUpdated) and self._plain_progress(tx, work.session):
+                elif isinstance(work, SessionUpdated) and self._plain_progress(rows, work.session):
                     if work.session.key not in completing:
                         bulk.append(_progress_values(work.session, now))
-                    self._add_samples(tx, work.session.key, work.samples, latest)
+                    add_open_samples(tx, work.session.key, work.samples, latest)
                     changed.append(work)
                 elif isinstance(work, SessionUpdated):
-                    if self._progress(tx, work.session, work.samples, now, latest):
+                    if self._progress(batch, work.session, work.samples):
                         changed.append(work)
-                elif self._progress(tx, work.session, (), now, latest):
+                elif self._progress(batch, work.session, ()):
                     changed.append(work)
             if bulk:
                 tx.execute(update(MilkSession), bulk)
+            self._finish(batch)
             del rows
         return changed
 
+    def _finish(self, batch: _Batch) -> None:
+        """The batch's completions, together: their curves packed, the completion hooks run
+        (in order) and their outbox rows queued, with one flush for all their rows rather than
+        several per session."""
+        if not batch.finished:
+            return
+        tx = batch.tx
+        batch.insert_fresh()
+        tx.flush()
+        close_curves(tx, batch.finished, batch.latest)
+        finished = [batch.rows[key] for key, _ in batch.finished]
+        with self._cond:
+            hooks = list(self._hooks)
+        if hooks:
+            for row in finished:
+                final = snapshot_from_row(row)
+                for hook in hooks:
+                    hook(tx, final)
+            tx.flush()
+        queue_sessions(tx, finished)
+
     @staticmethod
-    def _plain_progress(tx: Session, snap: SessionSnapshot) -> bool:
+    def _plain_progress(rows: dict[str, MilkSession], snap: SessionSnapshot) -> bool:
         """True when the session is stored, still open, and keeps its tag (no identity work)."""
-        row = tx.get(MilkSession, snap.key)
+        row = rows.get(snap.key)
         return row is not None and row.state == "in_progress" and row.rfid == snap.rfid
 
     def _progress(
-        self,
-        tx: Session,
-        snap: SessionSnapshot,
-        samples: Sequence[FlowSample],
-        now: datetime,
-        latest: dict[str, float],
+        self, batch: _Batch, snap: SessionSnapshot, samples: Sequence[FlowSample]
     ) -> bool:
-        row = tx.get(MilkSession, snap.key)
+        tx = batch.tx
+        row = batch.rows.get(snap.key)
         if row is None:
             # Started, or an update of a session we have not seen (resumed elsewhere): insert.
-            row = new_session_row(snap, now)
+            row = new_session_row(snap, batch.now)
             row.state = "in_progress"
-            self._identify(tx, row)
+            self._identify(row, batch.resolve)
             tx.add(row)
-            tx.flush()
+            batch.rows[snap.key] = row
         elif row.state != "in_progress":
             # A late update must not reopen or alter a finished session.
             log.debug("ignored %s update: session already %s", snap.key, row.state)
             return False
         else:
             old_rfid = row.rfid
-            apply_snapshot(row, snap, now)
+            apply_snapshot(row, snap, batch.now)
             row.state = "in_progress"
             # Look the tag up only when it changes (a late read); completion looks again in case
             # the herd list arrived meanwhile.
             if row.rfid != old_rfid:
                 if row.id_source == "rfid":
                     row.animal_id, row.id_source = None, None
-                self._identify(tx, row)
-        self._add_samples(tx, snap.key, samples, latest)
+                self._identify(row, batch.resolve)
+        add_open_samples(tx, snap.key, samples, batch.latest)
         return True
 
     def _complete(
-        self,
-        tx: Session,
-        snap: SessionSnapshot,
-        samples: Sequence[FlowSample],
-        now: datetime,
-        latest: dict[str, float],
+        self, batch: _Batch, snap: SessionSnapshot, samples: Sequence[FlowSample]
     ) -> bool:
-        row = tx.get(MilkSession, snap.key)
-        if row is not None and row.state != "in_progress":
-            log.debug("ignored duplicate completion of %s (already %s)", snap.key, row.state)
-            return False
-        if row is None:
-            row = new_session_row(snap, now)
-            tx.add(row)
-        else:
-            old_rfid = row.rfid
-            apply_snapshot(row, snap, now)
-            if row.rfid != old_rfid and row.id_source == "rfid":
-                row.animal_id, row.id_source = None, None
-        if snap.state not in FINISHED_STATES:
+        """Store the completed session's row (its curve, hooks and outbox rows follow in
+        `_finish`); False for a duplicate completion."""
+        state = snap.state
+        if state not in FINISHED_STATES:
             log.warning(
                 "completion of %s arrived in state %s; stored as completed", snap.key, snap.state
             )
-            row.state = "completed"
+            state = "completed"
+        row = batch.rows.get(snap.key)
+        if row is None:
+            # Never seen open (recovered after a restart, or a backlog): one INSERT for all of
+            # the batch's, instead of an ORM object each.
+            values = new_session_values(snap, batch.now)
+            values["state"] = state
+            if values["ended_at"] is None:
+                values["ended_at"] = snap.started_at + timedelta(seconds=snap.duration_s)
+            animal_id = batch.resolve(snap.rfid) if snap.rfid else None
+            if animal_id is not None:
+                values.update(animal_id=animal_id, id_source="rfid")
+            batch.fresh[snap.key] = values
+            batch.finished.append((snap.key, samples))
+            return True
+        if row.state != "in_progress":
+            log.debug("ignored duplicate completion of %s (already %s)", snap.key, row.state)
+            return False
+        old_rfid = row.rfid
+        apply_snapshot(row, snap, batch.now)
+        if row.rfid != old_rfid and row.id_source == "rfid":
+            row.animal_id, row.id_source = None, None
+        row.state = state
         if row.ended_at is None:
             row.ended_at = row.started_at + timedelta(seconds=row.duration_s)
-        self._identify(tx, row)
-        tx.flush()
-        self._add_samples(tx, snap.key, samples, latest)
-        final = snapshot_from_row(row)
-        with self._cond:
-            hooks = list(self._hooks)
-        for hook in hooks:
-            hook(tx, final)
-        tx.flush()
-        queue_session(tx, row)
+        self._identify(row, batch.resolve)
+        batch.finished.append((snap.key, samples))
         return True
 
     @staticmethod
-    def _prefetch(tx: Session, works: list[_Work], latest: dict[str, float]) -> list[MilkSession]:
+    def _prefetch(
+        tx: Session, works: list[_Work], latest: dict[str, float]
+    ) -> dict[str, MilkSession]:
         """Load the batch's session rows and last sample times in two queries, not two per
         session (each per-session query also autoflushed the rows changed so far)."""
-        keys = {w.session.key for w in works if not isinstance(w, _MetersSeen)}
-        if not keys:
-            return []
-        rows = list(tx.scalars(select(MilkSession).where(MilkSession.key.in_(keys))))
-        last = select(FlowSampleRow.session_key, func.max(FlowSampleRow.elapsed_s))
-        for key, elapsed in tx.execute(
-            last.where(FlowSampleRow.session_key.in_(keys)).group_by(FlowSampleRow.session_key)
-        ):
-            latest[key] = elapsed
-        for key in keys:
-            latest.setdefault(key, float("-inf"))
+        keys = sorted({w.session.key for w in works if not isinstance(w, _MetersSeen)})
+        rows: dict[str, MilkSession] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            rows.update(
+                (r.key, r)
+                for r in tx.scalars(select(MilkSession).where(MilkSession.key.in_(chunk)))
+            )
+        latest.update(last_sample_times(tx, keys))
         return rows
 
     @staticmethod
-    def _identify(tx: Session, row: MilkSession) -> None:
+    def _identify(row: MilkSession, resolve: Resolve) -> None:
         # Only a tag read fills the identity; a person's choice (id_source 'manual') stands.
         if row.id_source is None and row.rfid:
-            animal_id = resolve_animal(tx, row.rfid)
+            animal_id = resolve(row.rfid)
             if animal_id is not None:
                 row.animal_id, row.id_source = animal_id, "rfid"
-
-    @staticmethod
-    def _add_samples(
-        tx: Session, key: str, samples: Sequence[FlowSample], latest: dict[str, float]
-    ) -> None:
-        if not samples:
-            return
-        # A replayed event (resume after restart) must not double the curve.
-        if key not in latest:
-            last = tx.scalar(
-                select(func.max(FlowSampleRow.elapsed_s)).where(FlowSampleRow.session_key == key)
-            )
-            latest[key] = float("-inf") if last is None else last
-        rows = []
-        for sample in samples:
-            if sample.elapsed_s > latest[key]:
-                rows.append(sample_row(key, sample))
-                latest[key] = sample.elapsed_s
-        tx.add_all(rows)
 
     @staticmethod
     def _write_seen(tx: Session, seen: dict[str, datetime]) -> None:
@@ -522,6 +599,33 @@ class Recorder:
                     Meter.id == meter_id, or_(Meter.last_seen_at.is_(None), Meter.last_seen_at < at)
                 )
                 .values(last_seen_at=at)
+            )
+
+
+@dataclass
+class _Batch:
+    """One write transaction's working set: its session rows by key, the completions it holds,
+    and the completed sessions not stored before (inserted together by `insert_fresh`)."""
+
+    tx: Session
+    rows: dict[str, MilkSession]
+    now: datetime
+    latest: dict[str, float]
+    resolve: Resolve
+    finished: list[tuple[str, Sequence[FlowSample]]] = field(default_factory=list)
+    fresh: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def insert_fresh(self) -> None:
+        if not self.fresh:
+            return
+        keys = list(self.fresh)
+        self.tx.execute(insert(cast(Table, MilkSession.__table__)), list(self.fresh.values()))
+        self.fresh.clear()
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            self.rows.update(
+                (r.key, r)
+                for r in self.tx.scalars(select(MilkSession).where(MilkSession.key.in_(chunk)))
             )
 
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -66,6 +67,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
+
+
+def utc_from_text(value: str | None) -> datetime | None:
+    """A `UTCDateTime` column read as its stored text (`type_coerce(column, String)`), as the
+    aware UTC datetime the column gives: for reads of thousands of rows, where SQLAlchemy's
+    own conversion costs more than the query."""
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 class Base(DeclarativeBase):
@@ -148,7 +158,6 @@ class MilkSession(Base):
     __table_args__ = (
         Index("ix_milk_sessions_state", "state"),
         Index("ix_milk_sessions_started_at", "started_at"),
-        Index("ix_milk_sessions_meter_id", "meter_id"),
         Index("ix_milk_sessions_ended_at", "ended_at"),
         # Reports (migration 0005): a cow's sessions by time, and a period's figures read from
         # the index alone (it carries every column they need).
@@ -162,6 +171,8 @@ class MilkSession(Base):
             "conductivity_max_ms_cm",
             "destination",
         ),
+        # A meter's last milking (stall view start) without reading a year of sessions (0007).
+        Index("ix_milk_sessions_meter_id_started_at", "meter_id", "started_at"),
     )
 
     key: Mapped[str] = mapped_column(String, primary_key=True)
@@ -210,6 +221,9 @@ class MilkSession(Base):
 
 
 class FlowSampleRow(Base):
+    """One flow-curve sample of a session still in progress (packed into `FlowCurveRow` and
+    deleted when the session completes)."""
+
     __tablename__ = "flow_samples"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -220,6 +234,20 @@ class FlowSampleRow(Base):
     yield_l: Mapped[float] = mapped_column(Float)
     flow_l_min: Mapped[float] = mapped_column(Float)
     conductivity_ms_cm: Mapped[float | None] = mapped_column(Float)
+
+
+class FlowCurveRow(Base):
+    """A finished session's flow curve, packed (`milkconsole.store.curves`)."""
+
+    __tablename__ = "flow_curves"
+
+    session_key: Mapped[str] = mapped_column(
+        ForeignKey("milk_sessions.key", ondelete="CASCADE"), primary_key=True
+    )
+    samples: Mapped[int] = mapped_column(Integer)
+    # None: every sample as recorded; else the curve was thinned to one sample per interval_s.
+    interval_s: Mapped[float | None] = mapped_column(Float)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Alert(Base):
@@ -267,8 +295,14 @@ class HealthEvent(Base):
 class OutboxRow(Base):
     __tablename__ = "outbox"
     __table_args__ = (
+        # The claim walks a channel's pending rows of one model (the sync), or of every model
+        # (the MQTT publisher), in id order and stops at its batch: a year's backlog is not
+        # sorted on every claim.
         Index("ix_outbox_claim", "channel", "state", "model", "id"),
+        Index("ix_outbox_channel_state_id", "channel", "state", "id"),
         Index("ix_outbox_model_record_key", "model", "record_key"),
+        # Retention finds the sent rows to prune by age.
+        Index("ix_outbox_state_sent_at", "state", "sent_at"),
         # One create per record and channel: the stable key is what makes a retry safe.
         Index(
             "uq_outbox_create_channel_model_record_key",

@@ -8,18 +8,19 @@ here, so the recorder and the corrections agree on them; what goes to Odoo is bu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from milkconsole.events import FlowSample, SessionSnapshot, SessionState
 from milkconsole.store.db import Database
+from milkconsole.store.flow_curves import read_curve
 from milkconsole.store.outbound import queue_session_fields, queue_session_identity
-from milkconsole.store.schema import Animal, FlowSampleRow, MilkSession, append_audit
+from milkconsole.store.schema import Animal, MilkSession, append_audit
 from milkconsole.store.separation import review_destination
 
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
@@ -145,14 +146,20 @@ def new_session_row(snap: SessionSnapshot, now: datetime) -> MilkSession:
     return row
 
 
-def sample_row(key: str, sample: FlowSample) -> FlowSampleRow:
-    return FlowSampleRow(
-        session_key=key,
-        elapsed_s=sample.elapsed_s,
-        yield_l=sample.yield_l,
-        flow_l_min=sample.flow_l_min,
-        conductivity_ms_cm=sample.conductivity_ms_cm,
+def new_session_values(snap: SessionSnapshot, now: datetime) -> dict[str, Any]:
+    """`new_session_row` as column values, for a plain INSERT of many rows at once."""
+    values: dict[str, Any] = {name: getattr(snap, name) for name in SNAPSHOT_FIELDS}
+    values.update(
+        key=snap.key,
+        flags=_flags_text(snap.flags),
+        created_at=now,
+        updated_at=now,
+        abnormal=False,
+        reattached=False,
+        animal_id=None,
+        id_source=None,
     )
+    return values
 
 
 def resolve_animal(tx: Session, rfid: str | None) -> int | None:
@@ -164,6 +171,13 @@ def resolve_animal(tx: Session, rfid: str | None) -> int | None:
     from milkconsole.identity import resolve_animal as resolve  # identity imports this module
 
     return resolve(tx, rfid)
+
+
+def animal_resolver(tx: Session) -> Callable[[str | None], int | None]:
+    """`resolve_animal` for many tags in one transaction (the herd's tags read once)."""
+    from milkconsole.identity import animal_resolver as resolver  # identity imports this module
+
+    return resolver(tx)
 
 
 class SessionStore:
@@ -185,21 +199,32 @@ class SessionStore:
     def last_finished(self, meter_ids: list[str]) -> dict[str, SessionSnapshot]:
         """Each meter's most recently started finished session (meters with none are left
         out): what the meter should still hold when a console starts."""
-        out: dict[str, SessionSnapshot] = {}
+        if not meter_ids:
+            return {}
+        # One statement: per meter, the newest finished session found by walking that meter's
+        # (meter_id, started_at) index backwards; a year of sessions is never scanned.
+        # A parlour has at most 200 stalls; SQLite joins at most 500 SELECTs in one UNION.
+        if len(meter_ids) > 400:
+            return {
+                **self.last_finished(meter_ids[:400]),
+                **self.last_finished(meter_ids[400:]),
+            }
+        meters = union_all(*(select(literal(m).label("meter_id")) for m in meter_ids)).subquery()
+        newest = (
+            select(MilkSession.key)
+            .where(
+                MilkSession.meter_id == meters.c.meter_id,
+                MilkSession.state.in_(FINISHED_STATES),
+            )
+            .order_by(MilkSession.started_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
         with self._db.read() as tx:
-            for meter_id in meter_ids:
-                row = tx.scalars(
-                    select(MilkSession)
-                    .where(
-                        MilkSession.meter_id == meter_id,
-                        MilkSession.state.in_(FINISHED_STATES),
-                    )
-                    .order_by(MilkSession.started_at.desc())
-                    .limit(1)
-                ).first()
-                if row is not None:
-                    out[meter_id] = snapshot_from_row(row)
-        return out
+            rows = tx.scalars(
+                select(MilkSession).where(MilkSession.key.in_(select(newest).select_from(meters)))
+            )
+            return {row.meter_id: snapshot_from_row(row) for row in rows}
 
     def get(self, key: str) -> SessionSnapshot | None:
         with self._db.read() as tx:
@@ -216,22 +241,9 @@ class SessionStore:
             return record_from_row(row, animal)
 
     def samples(self, key: str) -> list[FlowSample]:
-        """The session's flow curve, in time order."""
+        """The session's flow curve, in time order (packed once finished, rows while open)."""
         with self._db.read() as tx:
-            rows = tx.scalars(
-                select(FlowSampleRow)
-                .where(FlowSampleRow.session_key == key)
-                .order_by(FlowSampleRow.elapsed_s, FlowSampleRow.id)
-            )
-            return [
-                FlowSample(
-                    elapsed_s=r.elapsed_s,
-                    yield_l=r.yield_l,
-                    flow_l_min=r.flow_l_min,
-                    conductivity_ms_cm=r.conductivity_ms_cm,
-                )
-                for r in rows
-            ]
+            return read_curve(tx, key)
 
     def completed_since(self, since: datetime | None) -> list[SessionRecord]:
         """Finished sessions (completed, incomplete, interrupted) that ended at or after `since`

@@ -34,13 +34,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from milkconsole.identity import associate_pending
 from milkconsole.store.db import Database
-from milkconsole.store.outbound import queue_unqueued
+from milkconsole.store.outbound import queue_unqueued, requeue_registrations
 from milkconsole.store.outbox import Outbox, OutboxItem
-from milkconsole.store.schema import Meter, OutboxRow
+from milkconsole.store.schema import Meter
 from milkconsole.sync.animals import pull_animals, reset_cursors, state_get, state_set
 from milkconsole.sync.check import check_contract
 from milkconsole.sync.client import (
@@ -285,15 +285,7 @@ class SyncEngine:
                         m.odoo_device_id = m.odoo_meter_id = m.odoo_point_id = None
                     # The new server has none of our meters: register them there again (a
                     # registration finds what it already has by device id).
-                    tx.execute(
-                        update(OutboxRow)
-                        .where(
-                            OutboxRow.channel == "odoo",
-                            OutboxRow.model == OUTBOX_MODEL["milk_meter"],
-                            OutboxRow.operation == "create",
-                        )
-                        .values(state="pending", attempts=0, next_attempt_at=None)
-                    )
+                    requeue_registrations(tx)
                 self.resolver.forget_meters()
             reset_cursors(self.db)
             with self.db.write() as tx:

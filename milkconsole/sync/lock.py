@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import IO
 
 from milkconsole.errors import MilkConsoleError
+from milkconsole.store.run_lock import try_lock
 
 
 class SyncBusy(MilkConsoleError):
@@ -36,17 +36,7 @@ class SyncLock:
         if self._fh is not None:
             return
         fh = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held until release)
-        try:
-            if sys.platform == "win32":
-                import msvcrt
-
-                fh.seek(0)
-                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        if not try_lock(fh):
             fh.seek(0)
             holder = fh.read().strip() or "unknown"
             fh.close()
