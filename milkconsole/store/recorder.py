@@ -337,8 +337,10 @@ class Recorder:
     def _commit(self, batch: list[_Item]) -> list[_Item]:
         """Write the batch in one transaction, or item by item if that fails; returns failures."""
         try:
-            self._done(batch, self._apply(batch))
+            changed = self._apply(batch)
+            # Said before the waiters wake: whoever flushed sees the disk taking writes again.
             self._disk_ok()
+            self._done(batch, changed)
             return []
         except Exception as exc:
             if self._disk_refused(exc, len(batch)):
@@ -353,14 +355,15 @@ class Recorder:
                 failed.append(item)
                 continue
             try:
-                self._done([item], self._apply([item]))
+                changed = self._apply([item])
+                self._disk_ok()
+                self._done([item], changed)
             except Exception as exc:
                 if self._disk_refused(exc, len(batch) - i):
                     return failed + batch[i:]
                 self._log_failure(item, exc)
                 failed.append(item)
                 failed_keys.add(item.key)
-        self._disk_ok()
         return failed
 
     def _disk_refused(self, exc: Exception, failing: int) -> bool:
