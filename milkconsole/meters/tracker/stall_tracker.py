@@ -1,0 +1,919 @@
+"""The stall tracker: one meter's state machine that turns its readings into milking sessions.
+
+Pure logic: no I/O, no threads, no clock reads. Every call brings its own times (`t_mono` from
+`time.monotonic()` for durations, `t_utc` aware UTC for timestamps), so tests drive it with
+hand-made times and a poller thread drives it with real ones.
+
+What it decides, per reading (the exact rules are in `StallTracker`'s docstring):
+- when a milking starts and ends (the meter's status bit, or flow and yield on maps without one);
+- the session's yield across meter counter resets, reboots, RFID changes and comm gaps
+  (session yield = meter counter + `yield_offset_l`, continuous by construction);
+- the session's figures (peak / average flow, conductivity, quality) and its flow curve;
+- its end state: completed, incomplete (too short / too little) or interrupted (meter lost).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from milkconsole.config import TrackingConfig
+from milkconsole.events import (
+    FlowSample,
+    MeterPollFailed,
+    SessionCompleted,
+    SessionEvent,
+    SessionSnapshot,
+    SessionStarted,
+    SessionState,
+    SessionUpdated,
+)
+from milkconsole.profiles import Detection
+from milkconsole.readings import Reading
+
+# A rise of more than this between readings is milk, not register noise or drainage drips.
+YIELD_RISE_L = 0.05
+# A drop of more than this means the meter's counter restarted (reset, reboot, next cow).
+# Smaller drops are noise: the session keeps the higher value, so its yield never goes down.
+RESET_DROP_L = 0.2
+# Two counter values this close are the same milking's (float32 registers, scaled).
+SAME_COUNTER_L = 0.01
+
+# Flags a session can carry, in the order they happened.
+FLAG_RFID_LATE = "rfid_late"  # the tag came after the milking had started
+FLAG_RFID_SPLIT = "rfid_split"  # the tag changed while milking: the session was split there
+FLAG_METER_RESET = "meter_reset"  # the meter's yield counter restarted mid-session
+FLAG_COMM_GAP = "comm_gap"  # the meter stopped answering for a while and came back
+FLAG_COMM_TIMEOUT = "comm_timeout"  # ... and did not come back within comm_timeout_s
+FLAG_RESUMED = "resumed"  # the session was carried over a console restart
+FLAG_RECOVERED = "recovered"  # milked while the console was down: read back from the meter
+FLAG_SHORT = "short"  # shorter than tracking.min_duration_s
+FLAG_LOW_YIELD = "low_yield"  # less than tracking.min_yield_l
+
+KeyFactory = Callable[[str, str, datetime], str]
+_EPS = 1e-9
+
+
+def make_session_key(farm_code: str, meter_id: str, started_at: datetime) -> str:
+    """A stable, unique, readable session key: `F1-M3-20240501T053012Z-a3f9`.
+
+    Made once when the session starts and never changed; Odoo looks records up by it. The four
+    random hex digits keep two sessions started on one meter in the same second apart.
+    """
+    if not farm_code:
+        raise ValueError("make_session_key: farm_code is empty")
+    if not meter_id:
+        raise ValueError("make_session_key: meter_id is empty")
+    if started_at.tzinfo is None or started_at.utcoffset() is None:
+        raise ValueError(f"make_session_key: started_at {started_at!r} is naive, need aware UTC")
+    started = started_at.astimezone(UTC)
+    return f"{farm_code}-{meter_id}-{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+
+
+def effective_detection(profile_detection: Detection, tracking: TrackingConfig) -> Detection:
+    """The profile's detection with the parlour config's `tracking` overrides applied.
+
+    `end_after_s`, `start_flow_l_min` and `end_flow_l_min` replace the profile's value when they
+    are set (not None); everything else is the profile's. Applying it twice changes nothing.
+    """
+    d = profile_detection
+    return replace(
+        d,
+        end_after_s=d.end_after_s if tracking.end_after_s is None else tracking.end_after_s,
+        start_flow_l_min=(
+            d.start_flow_l_min if tracking.start_flow_l_min is None else tracking.start_flow_l_min
+        ),
+        end_flow_l_min=(
+            d.end_flow_l_min if tracking.end_flow_l_min is None else tracking.end_flow_l_min
+        ),
+    )
+
+
+def _num(value: float | None) -> float | None:
+    # Decode already refuses NaN; this keeps a stray one from ever reaching a stored figure.
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class LastFinished:
+    """The meter's most recent recorded session as it ended: its tag, the counter then and its
+    end (the store keeps them; a tracker started later compares the meter with them)."""
+
+    rfid: str | None
+    meter_yield_l: float
+    ended_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen:
+    """The last good reading, whatever the stall was doing."""
+
+    t_mono: float
+    t_utc: datetime
+    yield_l: float | None
+    flow_l_min: float | None
+    conductivity_ms_cm: float | None
+
+
+@dataclass(slots=True)
+class _Open:
+    """The open session's running state. Private and mutable: it never leaves the tracker."""
+
+    key: str
+    started_at: datetime
+    start_mono: float  # meaningless while `anchored` is False (resumed, no reading yet)
+    anchored: bool
+    rfid: str | None
+    meter_yield_l: float
+    yield_offset_l: float
+    # The last good reading of this session: its time, elapsed seconds and session yield.
+    last_mono: float
+    last_utc: datetime
+    duration_s: float
+    last_yield_l: float
+    flags: list[str] = field(default_factory=list)
+    flow_l_min: float = 0.0
+    peak_flow_l_min: float = 0.0
+    last_conductivity_ms_cm: float | None = None
+    conductivity_sum: float = 0.0
+    conductivity_n: int = 0
+    conductivity_max_ms_cm: float | None = None
+    ec_lf_ms_cm: float | None = None
+    ec_rf_ms_cm: float | None = None
+    ec_lr_ms_cm: float | None = None
+    ec_rr_ms_cm: float | None = None
+    temperature_max_c: float | None = None
+    fat_pct: float | None = None
+    protein_pct: float | None = None
+    lactose_pct: float | None = None
+    scc_cells_ml: int | None = None
+    blood: bool | None = None
+    vacuum_sum: float = 0.0
+    vacuum_n: int = 0
+    pulsation_sum: float = 0.0
+    pulsation_n: int = 0
+    # Flow mode: since when flow has been low and yield flat (None while milk flows).
+    quiet_mono: float | None = None
+    quiet_utc: datetime | None = None
+    quiet_yield_l: float = 0.0
+    quiet_flow_l_min: float = 0.0
+    quiet_conductivity_ms_cm: float | None = None
+    # Flow curve: due time of the next sample, samples not yet handed out, and samples taken
+    # while quiet (kept back: if the quiet turns out to be the end, they lie after it).
+    next_sample_s: float = 0.0
+    pending: list[FlowSample] = field(default_factory=list)
+    held_back: list[FlowSample] = field(default_factory=list)
+    last_kept_elapsed_s: float | None = None
+
+    @property
+    def yield_l(self) -> float:
+        return self.meter_yield_l + self.yield_offset_l
+
+    def flag(self, name: str) -> None:
+        if name not in self.flags:
+            self.flags.append(name)
+
+
+class StallTracker:
+    """One stall's milking sessions, from its meter's readings and poll failures.
+
+    Detection (`detection.mode`):
+    - "status": a session starts on the first reading with `milking` True and completes on the
+      first with `milking` False; that reading's yield is the final one if it is not lower (the
+      meter holds the final yield). `milking` None (status register refused) changes nothing.
+    - "flow": idle, a session starts when flow >= start_flow_l_min or yield rose by more than
+      YIELD_RISE_L since the previous reading. `started_at` is the previous good reading when the
+      detecting reading already counts milk (it flowed after that reading) and that reading is
+      within comm_timeout_s, else the detecting reading. The session goes quiet at the first
+      reading with flow <= end_flow_l_min (no flow register: yield flat since the previous
+      reading); it stays quiet while yield rises by at most YIELD_RISE_L from there; after
+      end_after_s of quiet it completes, ended at the quiet start with the yield now.
+      A yield drop of more than RESET_DROP_L while quiet is the meter resetting for the next
+      cow: the session completes at its quiet start and the reading is handled as idle.
+
+    Yield: session yield = meter counter + yield_offset_l. A new session's offset is minus the
+    counter the meter still holds from before (a previous session's final, or what it showed
+    when the tracker first saw it idle, if at least RESET_DROP_L), unless the counter has
+    dropped by more than RESET_DROP_L since (the meter reset for this cow): then the counter is
+    all this cow's.
+    While milking, a drop of more than RESET_DROP_L adds the last counter to the offset (flag
+    meter_reset; no flag when nothing had been counted yet: that is the per-cow reset arriving
+    late), a smaller drop is noise and the counter is held at its highest.
+
+    Figures: peak flow = highest reported flow, raised to the average flow across any comm gap
+    (the true peak reached at least that); average flow = yield / (duration_s / 60);
+    conductivity mean (sum / n) and max; quarter ECs = latest valid value; temperature = the
+    highest seen (a warm quarter is the mastitis sign); fat, protein, lactose, SCC = latest
+    valid; blood = True once any reading says so; vacuum and pulsation = mean of valid values.
+    In status mode the closing (not milking) reading gives yield and quality only.
+
+    Flow curve: a FlowSample at the start (elapsed 0), then one per `sample_interval_s` of
+    elapsed time on a fixed grid (0: every reading), then one at the end. Samples ride on the
+    next SessionUpdated / SessionCompleted and their elapsed_s strictly increase.
+
+    RFID: a tag arriving when the session has none is taken (flag rfid_late). A different tag
+    while milking splits the session at that reading: the old one ends there with the counter
+    now, the new one starts there counting only its own milk (flag rfid_split on both). A
+    reading without a tag never changes the session's tag. In flow mode a new tag while quiet
+    just ends the old session at its quiet start.
+
+    Comm gaps: after poll failures the first good reading decides (a "return"): a different tag
+    closes the session `interrupted` (ended at the last good reading, its yield then) and the
+    reading is handled as idle; a yield drop of more than RESET_DROP_L while still milking
+    (status not False / flow > end_flow_l_min) is a reboot: counter-reset rule plus comm_gap;
+    the same drop while not milking closes it `interrupted`; otherwise the session goes on
+    (flag comm_gap). A session whose last good reading is comm_timeout_s old is closed
+    `interrupted` (flag comm_timeout) by the failure, or the reading, that finds it so. When a
+    session ends on a return reading whose yield has not risen, it ended at the last good one.
+
+    Resume: `resume=` an in-progress snapshot is an open session whose meter has been silent
+    since the snapshot's last moment (started_at + duration_s); the first reading is a return
+    (as above), except that a drop while quiet closes it `interrupted`, and times are anchored
+    by t_utc. Only failures for comm_timeout_s from the first call close it `interrupted`.
+
+    Recovery: `last_finished=` the meter's last recorded session. When the first reading finds
+    the meter idle (not milking) holding a milking that is not that one — another tag, or, with
+    no tag, a counter reset since and at least min_yield_l counted again — a cow was milked
+    while no console watched: it is recorded at once as a finished session (flag recovered)
+    with the yield, tag and quality the meter holds, ended at that reading and started
+    `session_time_s` before it when the meter says (never before the last session's end). The
+    same tag, or a counter that only rose without a tag, recovers nothing (it may be the last
+    cow's own milk, already recorded), nor does the last cow's final counter still shown beside
+    a new tag (the next cow, identified on her way in). The yield recovered is the counter as
+    it stands: this assumes a meter that counts each cow from zero, as every shipped profile's.
+
+    End state: `interrupted` as above; otherwise `incomplete` when shorter than min_duration_s
+    (flag short) or below min_yield_l (flag low_yield), else `completed`.
+    """
+
+    def __init__(
+        self,
+        *,
+        meter_id: str,
+        stall: int,
+        farm_code: str,
+        detection: Detection,
+        tracking: TrackingConfig,
+        resume: SessionSnapshot | None = None,
+        last_finished: LastFinished | None = None,
+        key_factory: KeyFactory | None = None,
+    ) -> None:
+        self.meter_id = meter_id
+        self.stall = stall
+        self.farm_code = farm_code
+        self.detection = effective_detection(detection, tracking)
+        self.tracking = tracking
+        self._check_thresholds()
+        self._key_factory: KeyFactory = key_factory or make_session_key
+        self._open: _Open | None = None
+        self._seen: _Seen | None = None
+        # The meter counter that does not belong to the next cow (see the class docstring).
+        self._held_yield_l: float | None = None
+        self._held_known = False
+        self._failed_since_seen = False
+        self._last_end_mono: float | None = None
+        self._resume_pending = False
+        self._resume_first_mono: float | None = None
+        self._resume_flow_l_min = 0.0
+        self._last_finished = last_finished if resume is None else None
+        if resume is not None:
+            self._open = self._from_snapshot(resume)
+            self._resume_pending = True
+            self._resume_flow_l_min = resume.flow_l_min
+
+    # -- public -------------------------------------------------------------------------------
+    @property
+    def current(self) -> SessionSnapshot | None:
+        """The open session as it stands (state in_progress), or None while the stall is idle."""
+        s = self._open
+        if s is None:
+            return None
+        return self._snapshot(s, "in_progress", None, s.duration_s)
+
+    def on_reading(self, r: Reading) -> list[SessionEvent]:
+        """Feed one good reading; returns the session events it caused (none while idle)."""
+        self._check_reading(r)
+        events: list[SessionEvent] = []
+        s = self._open
+        resumed = self._resume_pending
+        gap = self._failed_since_seen or resumed
+        if s is not None:
+            if resumed:
+                self._anchor_resumed(s, r)
+            elif r.t_mono - s.last_mono >= self.tracking.comm_timeout_s:
+                self._close_interrupted(s, events, FLAG_COMM_TIMEOUT)
+                s = None
+            if s is not None and gap and not self._on_return(s, r, events, resumed):
+                s = None
+        if s is not None:
+            self._in_session(s, r, events, after_gap=gap)
+        else:
+            self._idle(r, events)
+        self._remember(r)
+        return events
+
+    def on_poll_failed(self, f: MeterPollFailed) -> list[SessionEvent]:
+        """Feed one failed poll; returns [SessionCompleted] when it times the session out."""
+        if f.meter_id != self.meter_id:
+            raise ValueError(
+                f"stall tracker for meter {self.meter_id!r} was given a poll failure of meter "
+                f"{f.meter_id!r}"
+            )
+        self._failed_since_seen = True
+        s = self._open
+        events: list[SessionEvent] = []
+        if s is None:
+            return events
+        if self._resume_pending:
+            if self._resume_first_mono is None:
+                self._resume_first_mono = f.t_mono
+            if f.t_mono - self._resume_first_mono >= self.tracking.comm_timeout_s:
+                self._close_interrupted(s, events, FLAG_COMM_TIMEOUT)
+        elif f.t_mono - s.last_mono >= self.tracking.comm_timeout_s:
+            self._close_interrupted(s, events, FLAG_COMM_TIMEOUT)
+        return events
+
+    # -- checks -------------------------------------------------------------------------------
+    def _check_thresholds(self) -> None:
+        t, d = self.tracking, self.detection
+        checks: list[tuple[str, float, bool]] = [
+            ("tracking.comm_timeout_s", t.comm_timeout_s, t.comm_timeout_s > 0),
+            ("tracking.min_duration_s", t.min_duration_s, t.min_duration_s >= 0),
+            ("tracking.min_yield_l", t.min_yield_l, t.min_yield_l >= 0),
+            ("tracking.sample_interval_s", t.sample_interval_s, t.sample_interval_s >= 0),
+            ("detection.end_after_s", d.end_after_s, d.end_after_s >= 0),
+            ("detection.start_flow_l_min", d.start_flow_l_min, d.start_flow_l_min > 0),
+            ("detection.end_flow_l_min", d.end_flow_l_min, d.end_flow_l_min >= 0),
+        ]
+        for name, value, ok in checks:
+            if not (ok and math.isfinite(value)):
+                raise ValueError(f"stall tracker for meter {self.meter_id!r}: {name} = {value}")
+        if d.end_flow_l_min > d.start_flow_l_min:
+            raise ValueError(
+                f"stall tracker for meter {self.meter_id!r}: detection.end_flow_l_min "
+                f"{d.end_flow_l_min} is above start_flow_l_min {d.start_flow_l_min}"
+            )
+
+    def _check_reading(self, r: Reading) -> None:
+        if r.meter_id != self.meter_id:
+            raise ValueError(
+                f"stall tracker for meter {self.meter_id!r} was given a reading of meter "
+                f"{r.meter_id!r}"
+            )
+        if r.t_utc.tzinfo is None or r.t_utc.utcoffset() is None:
+            raise ValueError(f"meter {self.meter_id!r}: reading t_utc {r.t_utc!r} is naive")
+        if self._seen is not None and not self._resume_pending and r.t_mono < self._seen.t_mono:
+            raise ValueError(
+                f"meter {self.meter_id!r}: reading at t_mono {r.t_mono} is older than the "
+                f"previous one at {self._seen.t_mono}"
+            )
+
+    # -- idle and start -----------------------------------------------------------------------
+    def _idle(self, r: Reading, events: list[SessionEvent]) -> None:
+        last, self._last_finished = self._last_finished, None
+        if last is not None and self._seen is None and self._missed_milking(r, last):
+            self._recover(r, last, events)
+            return
+        y, f = _num(r.yield_l), _num(r.flow_l_min)
+        prev_y = self._seen.yield_l if self._seen is not None else None
+        held = self._held_yield_l
+        if y is not None and held is not None and y < held - RESET_DROP_L:
+            self._held_yield_l = None  # the meter reset for the next cow: its count is fresh
+        if self.detection.mode == "status":
+            start = r.milking is True
+        else:
+            start = (f is not None and f >= self.detection.start_flow_l_min) or (
+                y is not None and prev_y is not None and y - prev_y > YIELD_RISE_L
+            )
+        if start:
+            self._start(r, events, backdate=self.detection.mode == "flow")
+        elif not self._held_known and y is not None:
+            # First sight of an idle meter: what it shows is some earlier cow's milk. Less than
+            # RESET_DROP_L is a counter the meter just cleared for a cow coming on (a console
+            # started while her milk lets down): hers, as a reset to it would be.
+            self._held_yield_l = y if y >= RESET_DROP_L else None
+            self._held_known = True
+
+    def _missed_milking(self, r: Reading, last: LastFinished) -> bool:
+        y, f = _num(r.yield_l), _num(r.flow_l_min)
+        if self.detection.mode == "status":
+            idle = r.milking is False
+        else:
+            idle = f is not None and f <= self.detection.end_flow_l_min
+        if not idle or y is None or y < self.tracking.min_yield_l:
+            return False
+        if abs(y - last.meter_yield_l) <= SAME_COUNTER_L:
+            # The last cow's final still on the display: a new tag is the next cow, read as
+            # she walked in, before her milking reset the counter.
+            return False
+        if r.rfid is not None:
+            return r.rfid != last.rfid
+        return y < last.meter_yield_l - RESET_DROP_L
+
+    def _recover(self, r: Reading, last: LastFinished, events: list[SessionEvent]) -> None:
+        y = _num(r.yield_l)
+        assert y is not None
+        duration = float(r.session_time_s) if r.session_time_s and r.session_time_s > 0 else 0.0
+        started_at = r.t_utc - timedelta(seconds=duration)
+        if last.ended_at is not None and started_at < last.ended_at:
+            started_at = min(last.ended_at, r.t_utc)
+            duration = (r.t_utc - started_at).total_seconds()
+        s = _Open(
+            key=self._key_factory(self.farm_code, self.meter_id, started_at),
+            started_at=started_at,
+            start_mono=r.t_mono - duration,
+            anchored=True,
+            rfid=r.rfid,
+            meter_yield_l=y,
+            yield_offset_l=0.0,
+            last_mono=r.t_mono,
+            last_utc=r.t_utc,
+            duration_s=duration,
+            last_yield_l=y,
+        )
+        s.flag(FLAG_RECOVERED)
+        # What the meter still shows of her milk (no flow, vacuum or curve: she is gone).
+        c = self._accumulate_milk(s, r)
+        self._accumulate_quality(s, r)
+        events.append(SessionStarted(self._snapshot(s, "in_progress", None, duration)))
+        # Without the meter's own session time the duration is unknown, not short.
+        self._close(
+            s,
+            events,
+            "by_rules",
+            r.t_utc,
+            duration,
+            flow=0.0,
+            conductivity=c,
+            check_duration=duration > 0,
+        )
+
+    def _start(
+        self, r: Reading, events: list[SessionEvent], *, backdate: bool, flags: tuple[str, ...] = ()
+    ) -> None:
+        y = _num(r.yield_l)
+        held = self._held_yield_l
+        if y is None:
+            meter, offset = (held, -held) if held is not None else (0.0, 0.0)
+        elif held is not None and y >= held - RESET_DROP_L:
+            meter, offset = y, -min(held, y)
+        else:
+            meter, offset = y, 0.0
+        started_at, start_mono = r.t_utc, r.t_mono
+        prev = self._seen
+        from_prev = (
+            backdate
+            and prev is not None
+            and meter + offset > 0
+            and r.t_mono - prev.t_mono <= self.tracking.comm_timeout_s
+            and (self._last_end_mono is None or prev.t_mono >= self._last_end_mono)
+        )
+        if from_prev and prev is not None:
+            started_at, start_mono = prev.t_utc, prev.t_mono
+        s = _Open(
+            key=self._key_factory(self.farm_code, self.meter_id, started_at),
+            started_at=started_at,
+            start_mono=start_mono,
+            anchored=True,
+            rfid=r.rfid,
+            meter_yield_l=meter,
+            yield_offset_l=offset,
+            last_mono=start_mono,
+            last_utc=started_at,
+            duration_s=0.0,
+            last_yield_l=0.0,
+        )
+        for name in flags:
+            s.flag(name)
+        if from_prev and prev is not None:
+            # The first point is the idle reading before the milk: nothing counted yet.
+            self._keep_sample(s, FlowSample(0.0, 0.0, prev.flow_l_min or 0.0, None))
+            s.next_sample_s = self._next_grid(0.0)
+            s.last_yield_l = 0.0
+        else:
+            s.last_yield_l = s.yield_l
+        self._open = s
+        self._accumulate(s, r, gap_flow=from_prev and self._failed_since_seen)
+        snap = self._snapshot(s, "in_progress", None, s.duration_s)
+        events.append(SessionStarted(snap))
+        events.append(SessionUpdated(snap, self._take_pending(s)))
+
+    # -- in session ---------------------------------------------------------------------------
+    def _on_return(self, s: _Open, r: Reading, events: list[SessionEvent], resumed: bool) -> bool:
+        """First reading after a gap (failures or a restart). False: the session was closed."""
+        y = _num(r.yield_l)
+        quiet = self.detection.mode == "flow" and s.quiet_mono is not None
+        if r.rfid is not None and s.rfid is not None and r.rfid != s.rfid:
+            if quiet and not resumed:
+                self._close_at_quiet(s, events)
+            else:
+                self._close_interrupted(s, events)
+            return False
+        if y is not None and y < s.meter_yield_l - RESET_DROP_L:
+            if quiet and not resumed:
+                self._close_at_quiet(s, events)
+                return False
+            if not self._milking_now(r):
+                self._close_interrupted(s, events)
+                return False
+            s.flag(FLAG_COMM_GAP)
+            self._counter_restarted(s, y)
+            return True
+        s.flag(FLAG_COMM_GAP)
+        return True
+
+    def _milking_now(self, r: Reading) -> bool:
+        if self.detection.mode == "status":
+            return r.milking is not False
+        f = _num(r.flow_l_min)
+        return f is not None and f > self.detection.end_flow_l_min
+
+    def _counter_restarted(self, s: _Open, y: float) -> None:
+        # Nothing counted yet: the meter's own per-cow reset came after our start, not a fault.
+        if s.yield_l > YIELD_RISE_L:
+            s.flag(FLAG_METER_RESET)
+        s.yield_offset_l += s.meter_yield_l
+        s.meter_yield_l = y
+
+    def _in_session(
+        self, s: _Open, r: Reading, events: list[SessionEvent], *, after_gap: bool
+    ) -> None:
+        y = _num(r.yield_l)
+        flow_mode = self.detection.mode == "flow"
+        quiet = flow_mode and s.quiet_mono is not None
+        if self.detection.mode == "status" and r.milking is False:
+            self._end_on_status(s, r, events, after_gap)
+            return
+        if r.rfid is not None and s.rfid is not None and r.rfid != s.rfid:
+            if quiet:
+                self._close_at_quiet(s, events)
+                self._idle(r, events)
+            else:
+                self._split(s, r, events)
+            return
+        if y is not None:
+            if y < s.meter_yield_l - RESET_DROP_L:
+                if quiet:
+                    self._close_at_quiet(s, events)
+                    self._idle(r, events)
+                    return
+                self._counter_restarted(s, y)
+            elif y > s.meter_yield_l:
+                s.meter_yield_l = y
+        if r.rfid is not None and s.rfid is None:
+            s.rfid = r.rfid
+            s.flag(FLAG_RFID_LATE)
+        if flow_mode:
+            self._update_quiet(s, r)
+        self._accumulate(s, r, gap_flow=after_gap)
+        if (
+            flow_mode
+            and s.quiet_mono is not None
+            and r.t_mono - s.quiet_mono >= self.detection.end_after_s
+        ):
+            self._close_at_quiet(s, events)
+            return
+        events.append(
+            SessionUpdated(
+                self._snapshot(s, "in_progress", None, s.duration_s), self._take_pending(s)
+            )
+        )
+
+    def _update_quiet(self, s: _Open, r: Reading) -> None:
+        f = _num(r.flow_l_min)
+        low = f is None or f <= self.detection.end_flow_l_min
+        if s.quiet_mono is not None and (not low or s.yield_l - s.quiet_yield_l > YIELD_RISE_L):
+            s.quiet_mono = s.quiet_utc = None
+            for sample in s.held_back:
+                self._keep_sample(s, sample)
+            s.held_back.clear()
+        # Without a flow register, flat yield since the previous reading is what "low" means.
+        if (
+            s.quiet_mono is None
+            and low
+            and (f is not None or s.yield_l - s.last_yield_l <= YIELD_RISE_L)
+        ):
+            s.quiet_mono, s.quiet_utc = r.t_mono, r.t_utc
+            s.quiet_yield_l = s.yield_l
+            s.quiet_flow_l_min = f if f is not None else 0.0
+            s.quiet_conductivity_ms_cm = _num(r.conductivity_ms_cm)
+
+    def _end_on_status(
+        self, s: _Open, r: Reading, events: list[SessionEvent], after_gap: bool
+    ) -> None:
+        y = _num(r.yield_l)
+        before = s.yield_l
+        if y is not None and y >= s.meter_yield_l:
+            s.meter_yield_l = y
+        self._accumulate_quality(s, r)
+        dt = r.t_mono - s.last_mono
+        if after_gap and dt > 0 and s.yield_l > before:
+            # The flows reported do not cover the gap; its average is a floor for the peak.
+            s.peak_flow_l_min = max(s.peak_flow_l_min, (s.yield_l - before) / dt * 60.0)
+        if after_gap and s.yield_l <= before + _EPS:
+            # No milk since the last good reading: the milking had ended by then.
+            ended_at, duration = s.last_utc, s.duration_s
+        else:
+            ended_at, duration = r.t_utc, r.t_mono - s.start_mono
+        f = _num(r.flow_l_min)
+        self._close(
+            s,
+            events,
+            "by_rules",
+            ended_at,
+            duration,
+            flow=f if f is not None else 0.0,
+            conductivity=_num(r.conductivity_ms_cm),
+        )
+
+    def _split(self, s: _Open, r: Reading, events: list[SessionEvent]) -> None:
+        y = _num(r.yield_l)
+        # The old cow keeps the milk up to this reading; the new one counts from here.
+        if y is not None and y >= s.meter_yield_l - RESET_DROP_L:
+            s.meter_yield_l = max(s.meter_yield_l, y)
+        s.flag(FLAG_RFID_SPLIT)
+        self._close(
+            s,
+            events,
+            "by_rules",
+            r.t_utc,
+            r.t_mono - s.start_mono,
+            flow=s.flow_l_min,
+            conductivity=s.last_conductivity_ms_cm,
+        )
+        self._start(r, events, backdate=False, flags=(FLAG_RFID_SPLIT,))
+
+    # -- figures and samples ------------------------------------------------------------------
+    def _accumulate(self, s: _Open, r: Reading, *, gap_flow: bool) -> None:
+        """Take the reading's figures into the session and advance its last-good-reading marks."""
+        elapsed = r.t_mono - s.start_mono
+        dt = r.t_mono - s.last_mono
+        rate = (s.yield_l - s.last_yield_l) / dt * 60.0 if dt > 0 else None
+        f = _num(r.flow_l_min)
+        if f is None and rate is not None and rate >= 0:
+            f = rate  # no flow register (or refused): the yield says how fast it came
+        if f is not None:
+            s.flow_l_min = f
+            s.peak_flow_l_min = max(s.peak_flow_l_min, f)
+        if gap_flow and rate is not None and rate > 0:
+            s.peak_flow_l_min = max(s.peak_flow_l_min, rate)
+        c = self._accumulate_milk(s, r)
+        v = _num(r.vacuum_kpa)
+        if v is not None:
+            s.vacuum_sum += v
+            s.vacuum_n += 1
+        p = _num(r.pulsation_cpm)
+        if p is not None:
+            s.pulsation_sum += p
+            s.pulsation_n += 1
+        self._accumulate_quality(s, r)
+        s.last_mono, s.last_utc, s.duration_s = r.t_mono, r.t_utc, elapsed
+        s.last_yield_l = s.yield_l
+        iv = self.tracking.sample_interval_s
+        if iv == 0 or elapsed >= s.next_sample_s - _EPS:
+            sample = FlowSample(elapsed, s.yield_l, s.flow_l_min, c)
+            if s.quiet_mono is not None:
+                s.held_back.append(sample)
+            else:
+                self._keep_sample(s, sample)
+            s.next_sample_s = self._next_grid(elapsed)
+
+    @staticmethod
+    def _accumulate_milk(s: _Open, r: Reading) -> float | None:
+        """Take the reading's conductivity (cow and quarters) and temperature; returns the cow
+        conductivity (None when refused)."""
+        c = _num(r.conductivity_ms_cm)
+        s.last_conductivity_ms_cm = c
+        if c is not None:
+            s.conductivity_sum += c
+            s.conductivity_n += 1
+            m = s.conductivity_max_ms_cm
+            s.conductivity_max_ms_cm = c if m is None else max(m, c)
+        for name in ("ec_lf_ms_cm", "ec_rf_ms_cm", "ec_lr_ms_cm", "ec_rr_ms_cm"):
+            v = _num(getattr(r, name))
+            if v is not None:
+                setattr(s, name, v)
+        t = _num(r.temperature_c)
+        if t is not None:
+            s.temperature_max_c = t if s.temperature_max_c is None else max(s.temperature_max_c, t)
+        return c
+
+    def _accumulate_quality(self, s: _Open, r: Reading) -> None:
+        for name in ("fat_pct", "protein_pct", "lactose_pct"):
+            v = _num(getattr(r, name))
+            if v is not None:
+                setattr(s, name, v)
+        if r.scc_cells_ml is not None:
+            s.scc_cells_ml = r.scc_cells_ml
+        if r.blood is not None:
+            s.blood = bool(s.blood) or r.blood
+
+    def _next_grid(self, elapsed: float) -> float:
+        iv = self.tracking.sample_interval_s
+        return (math.floor(elapsed / iv + _EPS) + 1) * iv if iv > 0 else 0.0
+
+    @staticmethod
+    def _keep_sample(s: _Open, sample: FlowSample) -> None:
+        # The recorder drops a sample not later than the last one it has: keep them increasing.
+        if s.last_kept_elapsed_s is not None and sample.elapsed_s <= s.last_kept_elapsed_s:
+            return
+        s.pending.append(sample)
+        s.last_kept_elapsed_s = sample.elapsed_s
+
+    @staticmethod
+    def _take_pending(s: _Open) -> tuple[FlowSample, ...]:
+        if not s.pending:
+            return ()
+        out = tuple(s.pending)
+        s.pending.clear()
+        return out
+
+    # -- closing ------------------------------------------------------------------------------
+    def _close_at_quiet(self, s: _Open, events: list[SessionEvent]) -> None:
+        assert s.quiet_mono is not None and s.quiet_utc is not None
+        s.held_back.clear()  # they lie after the end
+        self._close(
+            s,
+            events,
+            "by_rules",
+            s.quiet_utc,
+            s.quiet_mono - s.start_mono,
+            flow=s.quiet_flow_l_min,
+            conductivity=s.quiet_conductivity_ms_cm,
+        )
+
+    def _close_interrupted(self, s: _Open, events: list[SessionEvent], *flags: str) -> None:
+        for name in flags:
+            s.flag(name)
+        for sample in s.held_back:
+            self._keep_sample(s, sample)
+        s.held_back.clear()
+        self._close(
+            s,
+            events,
+            "interrupted",
+            s.last_utc,
+            s.duration_s,
+            flow=s.flow_l_min,
+            conductivity=s.last_conductivity_ms_cm,
+        )
+
+    def _close(
+        self,
+        s: _Open,
+        events: list[SessionEvent],
+        how: Literal["by_rules", "interrupted"],
+        ended_at: datetime,
+        duration_s: float,
+        *,
+        flow: float,
+        conductivity: float | None,
+        check_duration: bool = True,
+    ) -> None:
+        duration_s = max(0.0, duration_s)
+        state: SessionState = "interrupted"
+        if how == "by_rules":
+            if check_duration and duration_s < self.tracking.min_duration_s:
+                s.flag(FLAG_SHORT)
+            if s.yield_l < self.tracking.min_yield_l:
+                s.flag(FLAG_LOW_YIELD)
+            state = (
+                "incomplete" if FLAG_SHORT in s.flags or FLAG_LOW_YIELD in s.flags else "completed"
+            )
+        last = FlowSample(duration_s, s.yield_l, flow, conductivity)
+        if s.pending and s.pending[-1].elapsed_s >= duration_s - _EPS:
+            s.pending[-1] = replace(last, elapsed_s=s.pending[-1].elapsed_s)
+        else:
+            self._keep_sample(s, last)
+        s.flow_l_min = flow
+        events.append(
+            SessionCompleted(self._snapshot(s, state, ended_at, duration_s), self._take_pending(s))
+        )
+        self._open = None
+        self._held_yield_l, self._held_known = s.meter_yield_l, True
+        self._last_end_mono = s.start_mono + duration_s if s.anchored else None
+        self._resume_pending = False
+
+    # -- snapshots and resume -----------------------------------------------------------------
+    def _snapshot(
+        self, s: _Open, state: SessionState, ended_at: datetime | None, duration_s: float
+    ) -> SessionSnapshot:
+        y = s.yield_l
+        return SessionSnapshot(
+            key=s.key,
+            meter_id=self.meter_id,
+            stall=self.stall,
+            started_at=s.started_at,
+            state=state,
+            rfid=s.rfid,
+            ended_at=ended_at,
+            duration_s=duration_s,
+            yield_l=y,
+            meter_yield_l=s.meter_yield_l,
+            yield_offset_l=s.yield_offset_l,
+            flow_l_min=s.flow_l_min,
+            peak_flow_l_min=s.peak_flow_l_min,
+            avg_flow_l_min=y / (duration_s / 60.0) if duration_s > 0 and y > 0 else 0.0,
+            conductivity_mean_ms_cm=(
+                s.conductivity_sum / s.conductivity_n if s.conductivity_n else None
+            ),
+            conductivity_max_ms_cm=s.conductivity_max_ms_cm,
+            ec_lf_ms_cm=s.ec_lf_ms_cm,
+            ec_rf_ms_cm=s.ec_rf_ms_cm,
+            ec_lr_ms_cm=s.ec_lr_ms_cm,
+            ec_rr_ms_cm=s.ec_rr_ms_cm,
+            temperature_c=s.temperature_max_c,
+            fat_pct=s.fat_pct,
+            protein_pct=s.protein_pct,
+            lactose_pct=s.lactose_pct,
+            scc_cells_ml=s.scc_cells_ml,
+            blood=s.blood,
+            vacuum_kpa=s.vacuum_sum / s.vacuum_n if s.vacuum_n else None,
+            pulsation_cpm=s.pulsation_sum / s.pulsation_n if s.pulsation_n else None,
+            flags=tuple(s.flags),
+            conductivity_sum=s.conductivity_sum,
+            conductivity_n=s.conductivity_n,
+        )
+
+    def _from_snapshot(self, snap: SessionSnapshot) -> _Open:
+        if snap.meter_id != self.meter_id:
+            raise ValueError(
+                f"stall tracker for meter {self.meter_id!r} cannot resume session {snap.key!r} "
+                f"of meter {snap.meter_id!r}"
+            )
+        if snap.state != "in_progress":
+            raise ValueError(
+                f"meter {self.meter_id!r}: cannot resume session {snap.key!r} in state "
+                f"{snap.state!r} (only in_progress)"
+            )
+        if snap.started_at.tzinfo is None or snap.started_at.utcoffset() is None:
+            raise ValueError(f"meter {self.meter_id!r}: session {snap.key!r} started_at is naive")
+        # The snapshot has no counts for vacuum and pulsation: weigh their means like the
+        # conductivity readings, which every supported map gives on every reading.
+        weight = max(1, snap.conductivity_n)
+        s = _Open(
+            key=snap.key,
+            started_at=snap.started_at,
+            start_mono=0.0,
+            anchored=False,
+            rfid=snap.rfid,
+            meter_yield_l=snap.meter_yield_l,
+            yield_offset_l=snap.yield_offset_l,
+            last_mono=0.0,
+            last_utc=snap.started_at + timedelta(seconds=snap.duration_s),
+            duration_s=snap.duration_s,
+            last_yield_l=snap.meter_yield_l + snap.yield_offset_l,
+            flags=list(snap.flags),
+            flow_l_min=snap.flow_l_min,
+            peak_flow_l_min=snap.peak_flow_l_min,
+            conductivity_sum=snap.conductivity_sum,
+            conductivity_n=snap.conductivity_n,
+            conductivity_max_ms_cm=snap.conductivity_max_ms_cm,
+            ec_lf_ms_cm=snap.ec_lf_ms_cm,
+            ec_rf_ms_cm=snap.ec_rf_ms_cm,
+            ec_lr_ms_cm=snap.ec_lr_ms_cm,
+            ec_rr_ms_cm=snap.ec_rr_ms_cm,
+            temperature_max_c=snap.temperature_c,
+            fat_pct=snap.fat_pct,
+            protein_pct=snap.protein_pct,
+            lactose_pct=snap.lactose_pct,
+            scc_cells_ml=snap.scc_cells_ml,
+            blood=snap.blood,
+            vacuum_sum=(snap.vacuum_kpa or 0.0) * weight,
+            vacuum_n=weight if snap.vacuum_kpa is not None else 0,
+            pulsation_sum=(snap.pulsation_cpm or 0.0) * weight,
+            pulsation_n=weight if snap.pulsation_cpm is not None else 0,
+        )
+        s.flag(FLAG_RESUMED)
+        return s
+
+    def _anchor_resumed(self, s: _Open, r: Reading) -> None:
+        # This process's monotonic clock means nothing for times before it: place the session
+        # on it by wall time, once, then go on in monotonic seconds.
+        since_start = (r.t_utc - s.started_at).total_seconds()
+        s.start_mono = r.t_mono - max(since_start, s.duration_s)
+        s.last_mono = s.start_mono + s.duration_s
+        s.anchored = True
+        if (
+            self.detection.mode == "flow"
+            and self._resume_flow_l_min <= self.detection.end_flow_l_min
+        ):
+            s.quiet_mono, s.quiet_utc = s.last_mono, s.last_utc
+            s.quiet_yield_l = s.yield_l
+            s.quiet_flow_l_min = self._resume_flow_l_min
+            s.quiet_conductivity_ms_cm = None
+
+    def _remember(self, r: Reading) -> None:
+        y = _num(r.yield_l)
+        if y is None and self._seen is not None:
+            y = self._seen.yield_l
+        self._seen = _Seen(r.t_mono, r.t_utc, y, _num(r.flow_l_min), _num(r.conductivity_ms_cm))
+        self._failed_since_seen = False
+        self._resume_pending = False
+        self._resume_first_mono = None
