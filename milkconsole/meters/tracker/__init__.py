@@ -4,7 +4,7 @@
 below are its public surface, importable from here (and, for now, from `milkconsole.stall_tracker`).
 """
 
-from milkconsole.meters.tracker.stall_tracker import (
+from milkconsole.meters.tracker.flags import (
     FLAG_COMM_GAP,
     FLAG_COMM_TIMEOUT,
     FLAG_LOW_YIELD,
@@ -14,15 +14,10 @@ from milkconsole.meters.tracker.stall_tracker import (
     FLAG_RFID_LATE,
     FLAG_RFID_SPLIT,
     FLAG_SHORT,
-    RESET_DROP_L,
-    SAME_COUNTER_L,
-    YIELD_RISE_L,
-    KeyFactory,
-    LastFinished,
-    StallTracker,
-    effective_detection,
-    make_session_key,
 )
+from milkconsole.meters.tracker.settings import KeyFactory, effective_detection
+from milkconsole.meters.tracker.stall_tracker import LastFinished, StallTracker, make_session_key
+from milkconsole.meters.tracker.thresholds import RESET_DROP_L, SAME_COUNTER_L, YIELD_RISE_L
 
 __all__ = [
     "FLAG_COMM_GAP",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -32,30 +31,27 @@ from milkconsole.events import (
     SessionState,
     SessionUpdated,
 )
+from milkconsole.meters.tracker.flags import (
+    FLAG_COMM_GAP,
+    FLAG_COMM_TIMEOUT,
+    FLAG_LOW_YIELD,
+    FLAG_METER_RESET,
+    FLAG_RECOVERED,
+    FLAG_RESUMED,
+    FLAG_RFID_LATE,
+    FLAG_RFID_SPLIT,
+    FLAG_SHORT,
+)
+from milkconsole.meters.tracker.settings import KeyFactory, make_settings
+from milkconsole.meters.tracker.thresholds import (
+    EPS,
+    RESET_DROP_L,
+    SAME_COUNTER_L,
+    YIELD_RISE_L,
+    num,
+)
 from milkconsole.profiles import Detection
 from milkconsole.readings import Reading
-
-# A rise of more than this between readings is milk, not register noise or drainage drips.
-YIELD_RISE_L = 0.05
-# A drop of more than this means the meter's counter restarted (reset, reboot, next cow).
-# Smaller drops are noise: the session keeps the higher value, so its yield never goes down.
-RESET_DROP_L = 0.2
-# Two counter values this close are the same milking's (float32 registers, scaled).
-SAME_COUNTER_L = 0.01
-
-# Flags a session can carry, in the order they happened.
-FLAG_RFID_LATE = "rfid_late"  # the tag came after the milking had started
-FLAG_RFID_SPLIT = "rfid_split"  # the tag changed while milking: the session was split there
-FLAG_METER_RESET = "meter_reset"  # the meter's yield counter restarted mid-session
-FLAG_COMM_GAP = "comm_gap"  # the meter stopped answering for a while and came back
-FLAG_COMM_TIMEOUT = "comm_timeout"  # ... and did not come back within comm_timeout_s
-FLAG_RESUMED = "resumed"  # the session was carried over a console restart
-FLAG_RECOVERED = "recovered"  # milked while the console was down: read back from the meter
-FLAG_SHORT = "short"  # shorter than tracking.min_duration_s
-FLAG_LOW_YIELD = "low_yield"  # less than tracking.min_yield_l
-
-KeyFactory = Callable[[str, str, datetime], str]
-_EPS = 1e-9
 
 
 def make_session_key(farm_code: str, meter_id: str, started_at: datetime) -> str:
@@ -72,32 +68,6 @@ def make_session_key(farm_code: str, meter_id: str, started_at: datetime) -> str
         raise ValueError(f"make_session_key: started_at {started_at!r} is naive, need aware UTC")
     started = started_at.astimezone(UTC)
     return f"{farm_code}-{meter_id}-{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
-
-
-def effective_detection(profile_detection: Detection, tracking: TrackingConfig) -> Detection:
-    """The profile's detection with the parlour config's `tracking` overrides applied.
-
-    `end_after_s`, `start_flow_l_min` and `end_flow_l_min` replace the profile's value when they
-    are set (not None); everything else is the profile's. Applying it twice changes nothing.
-    """
-    d = profile_detection
-    return replace(
-        d,
-        end_after_s=d.end_after_s if tracking.end_after_s is None else tracking.end_after_s,
-        start_flow_l_min=(
-            d.start_flow_l_min if tracking.start_flow_l_min is None else tracking.start_flow_l_min
-        ),
-        end_flow_l_min=(
-            d.end_flow_l_min if tracking.end_flow_l_min is None else tracking.end_flow_l_min
-        ),
-    )
-
-
-def _num(value: float | None) -> float | None:
-    # Decode already refuses NaN; this keeps a stray one from ever reaching a stored figure.
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,13 +234,19 @@ class StallTracker:
         last_finished: LastFinished | None = None,
         key_factory: KeyFactory | None = None,
     ) -> None:
+        self.settings = make_settings(
+            meter_id=meter_id,
+            stall=stall,
+            farm_code=farm_code,
+            detection=detection,
+            tracking=tracking,
+            key_factory=key_factory or make_session_key,
+        )
         self.meter_id = meter_id
         self.stall = stall
         self.farm_code = farm_code
-        self.detection = effective_detection(detection, tracking)
+        self.detection = self.settings.detection
         self.tracking = tracking
-        self._check_thresholds()
-        self._key_factory: KeyFactory = key_factory or make_session_key
         self._open: _Open | None = None
         self._seen: _Seen | None = None
         # The meter counter that does not belong to the next cow (see the class docstring).
@@ -340,26 +316,6 @@ class StallTracker:
         return events
 
     # -- checks -------------------------------------------------------------------------------
-    def _check_thresholds(self) -> None:
-        t, d = self.tracking, self.detection
-        checks: list[tuple[str, float, bool]] = [
-            ("tracking.comm_timeout_s", t.comm_timeout_s, t.comm_timeout_s > 0),
-            ("tracking.min_duration_s", t.min_duration_s, t.min_duration_s >= 0),
-            ("tracking.min_yield_l", t.min_yield_l, t.min_yield_l >= 0),
-            ("tracking.sample_interval_s", t.sample_interval_s, t.sample_interval_s >= 0),
-            ("detection.end_after_s", d.end_after_s, d.end_after_s >= 0),
-            ("detection.start_flow_l_min", d.start_flow_l_min, d.start_flow_l_min > 0),
-            ("detection.end_flow_l_min", d.end_flow_l_min, d.end_flow_l_min >= 0),
-        ]
-        for name, value, ok in checks:
-            if not (ok and math.isfinite(value)):
-                raise ValueError(f"stall tracker for meter {self.meter_id!r}: {name} = {value}")
-        if d.end_flow_l_min > d.start_flow_l_min:
-            raise ValueError(
-                f"stall tracker for meter {self.meter_id!r}: detection.end_flow_l_min "
-                f"{d.end_flow_l_min} is above start_flow_l_min {d.start_flow_l_min}"
-            )
-
     def _check_reading(self, r: Reading) -> None:
         if r.meter_id != self.meter_id:
             raise ValueError(
@@ -380,7 +336,7 @@ class StallTracker:
         if last is not None and self._seen is None and self._missed_milking(r, last):
             self._recover(r, last, events)
             return
-        y, f = _num(r.yield_l), _num(r.flow_l_min)
+        y, f = num(r.yield_l), num(r.flow_l_min)
         prev_y = self._seen.yield_l if self._seen is not None else None
         held = self._held_yield_l
         if y is not None and held is not None and y < held - RESET_DROP_L:
@@ -401,7 +357,7 @@ class StallTracker:
             self._held_known = True
 
     def _missed_milking(self, r: Reading, last: LastFinished) -> bool:
-        y, f = _num(r.yield_l), _num(r.flow_l_min)
+        y, f = num(r.yield_l), num(r.flow_l_min)
         if self.detection.mode == "status":
             idle = r.milking is False
         else:
@@ -417,7 +373,7 @@ class StallTracker:
         return y < last.meter_yield_l - RESET_DROP_L
 
     def _recover(self, r: Reading, last: LastFinished, events: list[SessionEvent]) -> None:
-        y = _num(r.yield_l)
+        y = num(r.yield_l)
         assert y is not None
         duration = float(r.session_time_s) if r.session_time_s and r.session_time_s > 0 else 0.0
         started_at = r.t_utc - timedelta(seconds=duration)
@@ -425,7 +381,7 @@ class StallTracker:
             started_at = min(last.ended_at, r.t_utc)
             duration = (r.t_utc - started_at).total_seconds()
         s = _Open(
-            key=self._key_factory(self.farm_code, self.meter_id, started_at),
+            key=self.settings.new_key(started_at),
             started_at=started_at,
             start_mono=r.t_mono - duration,
             anchored=True,
@@ -457,7 +413,7 @@ class StallTracker:
     def _start(
         self, r: Reading, events: list[SessionEvent], *, backdate: bool, flags: tuple[str, ...] = ()
     ) -> None:
-        y = _num(r.yield_l)
+        y = num(r.yield_l)
         held = self._held_yield_l
         if y is None:
             meter, offset = (held, -held) if held is not None else (0.0, 0.0)
@@ -477,7 +433,7 @@ class StallTracker:
         if from_prev and prev is not None:
             started_at, start_mono = prev.t_utc, prev.t_mono
         s = _Open(
-            key=self._key_factory(self.farm_code, self.meter_id, started_at),
+            key=self.settings.new_key(started_at),
             started_at=started_at,
             start_mono=start_mono,
             anchored=True,
@@ -507,7 +463,7 @@ class StallTracker:
     # -- in session ---------------------------------------------------------------------------
     def _on_return(self, s: _Open, r: Reading, events: list[SessionEvent], resumed: bool) -> bool:
         """First reading after a gap (failures or a restart). False: the session was closed."""
-        y = _num(r.yield_l)
+        y = num(r.yield_l)
         quiet = self.detection.mode == "flow" and s.quiet_mono is not None
         if r.rfid is not None and s.rfid is not None and r.rfid != s.rfid:
             if quiet and not resumed:
@@ -531,7 +487,7 @@ class StallTracker:
     def _milking_now(self, r: Reading) -> bool:
         if self.detection.mode == "status":
             return r.milking is not False
-        f = _num(r.flow_l_min)
+        f = num(r.flow_l_min)
         return f is not None and f > self.detection.end_flow_l_min
 
     def _counter_restarted(self, s: _Open, y: float) -> None:
@@ -544,7 +500,7 @@ class StallTracker:
     def _in_session(
         self, s: _Open, r: Reading, events: list[SessionEvent], *, after_gap: bool
     ) -> None:
-        y = _num(r.yield_l)
+        y = num(r.yield_l)
         flow_mode = self.detection.mode == "flow"
         quiet = flow_mode and s.quiet_mono is not None
         if self.detection.mode == "status" and r.milking is False:
@@ -586,7 +542,7 @@ class StallTracker:
         )
 
     def _update_quiet(self, s: _Open, r: Reading) -> None:
-        f = _num(r.flow_l_min)
+        f = num(r.flow_l_min)
         low = f is None or f <= self.detection.end_flow_l_min
         if s.quiet_mono is not None and (not low or s.yield_l - s.quiet_yield_l > YIELD_RISE_L):
             s.quiet_mono = s.quiet_utc = None
@@ -602,12 +558,12 @@ class StallTracker:
             s.quiet_mono, s.quiet_utc = r.t_mono, r.t_utc
             s.quiet_yield_l = s.yield_l
             s.quiet_flow_l_min = f if f is not None else 0.0
-            s.quiet_conductivity_ms_cm = _num(r.conductivity_ms_cm)
+            s.quiet_conductivity_ms_cm = num(r.conductivity_ms_cm)
 
     def _end_on_status(
         self, s: _Open, r: Reading, events: list[SessionEvent], after_gap: bool
     ) -> None:
-        y = _num(r.yield_l)
+        y = num(r.yield_l)
         before = s.yield_l
         if y is not None and y >= s.meter_yield_l:
             s.meter_yield_l = y
@@ -616,12 +572,12 @@ class StallTracker:
         if after_gap and dt > 0 and s.yield_l > before:
             # The flows reported do not cover the gap; its average is a floor for the peak.
             s.peak_flow_l_min = max(s.peak_flow_l_min, (s.yield_l - before) / dt * 60.0)
-        if after_gap and s.yield_l <= before + _EPS:
+        if after_gap and s.yield_l <= before + EPS:
             # No milk since the last good reading: the milking had ended by then.
             ended_at, duration = s.last_utc, s.duration_s
         else:
             ended_at, duration = r.t_utc, r.t_mono - s.start_mono
-        f = _num(r.flow_l_min)
+        f = num(r.flow_l_min)
         self._close(
             s,
             events,
@@ -629,11 +585,11 @@ class StallTracker:
             ended_at,
             duration,
             flow=f if f is not None else 0.0,
-            conductivity=_num(r.conductivity_ms_cm),
+            conductivity=num(r.conductivity_ms_cm),
         )
 
     def _split(self, s: _Open, r: Reading, events: list[SessionEvent]) -> None:
-        y = _num(r.yield_l)
+        y = num(r.yield_l)
         # The old cow keeps the milk up to this reading; the new one counts from here.
         if y is not None and y >= s.meter_yield_l - RESET_DROP_L:
             s.meter_yield_l = max(s.meter_yield_l, y)
@@ -655,7 +611,7 @@ class StallTracker:
         elapsed = r.t_mono - s.start_mono
         dt = r.t_mono - s.last_mono
         rate = (s.yield_l - s.last_yield_l) / dt * 60.0 if dt > 0 else None
-        f = _num(r.flow_l_min)
+        f = num(r.flow_l_min)
         if f is None and rate is not None and rate >= 0:
             f = rate  # no flow register (or refused): the yield says how fast it came
         if f is not None:
@@ -664,11 +620,11 @@ class StallTracker:
         if gap_flow and rate is not None and rate > 0:
             s.peak_flow_l_min = max(s.peak_flow_l_min, rate)
         c = self._accumulate_milk(s, r)
-        v = _num(r.vacuum_kpa)
+        v = num(r.vacuum_kpa)
         if v is not None:
             s.vacuum_sum += v
             s.vacuum_n += 1
-        p = _num(r.pulsation_cpm)
+        p = num(r.pulsation_cpm)
         if p is not None:
             s.pulsation_sum += p
             s.pulsation_n += 1
@@ -676,7 +632,7 @@ class StallTracker:
         s.last_mono, s.last_utc, s.duration_s = r.t_mono, r.t_utc, elapsed
         s.last_yield_l = s.yield_l
         iv = self.tracking.sample_interval_s
-        if iv == 0 or elapsed >= s.next_sample_s - _EPS:
+        if iv == 0 or elapsed >= s.next_sample_s - EPS:
             sample = FlowSample(elapsed, s.yield_l, s.flow_l_min, c)
             if s.quiet_mono is not None:
                 s.held_back.append(sample)
@@ -688,7 +644,7 @@ class StallTracker:
     def _accumulate_milk(s: _Open, r: Reading) -> float | None:
         """Take the reading's conductivity (cow and quarters) and temperature; returns the cow
         conductivity (None when refused)."""
-        c = _num(r.conductivity_ms_cm)
+        c = num(r.conductivity_ms_cm)
         s.last_conductivity_ms_cm = c
         if c is not None:
             s.conductivity_sum += c
@@ -696,17 +652,17 @@ class StallTracker:
             m = s.conductivity_max_ms_cm
             s.conductivity_max_ms_cm = c if m is None else max(m, c)
         for name in ("ec_lf_ms_cm", "ec_rf_ms_cm", "ec_lr_ms_cm", "ec_rr_ms_cm"):
-            v = _num(getattr(r, name))
+            v = num(getattr(r, name))
             if v is not None:
                 setattr(s, name, v)
-        t = _num(r.temperature_c)
+        t = num(r.temperature_c)
         if t is not None:
             s.temperature_max_c = t if s.temperature_max_c is None else max(s.temperature_max_c, t)
         return c
 
     def _accumulate_quality(self, s: _Open, r: Reading) -> None:
         for name in ("fat_pct", "protein_pct", "lactose_pct"):
-            v = _num(getattr(r, name))
+            v = num(getattr(r, name))
             if v is not None:
                 setattr(s, name, v)
         if r.scc_cells_ml is not None:
@@ -716,7 +672,7 @@ class StallTracker:
 
     def _next_grid(self, elapsed: float) -> float:
         iv = self.tracking.sample_interval_s
-        return (math.floor(elapsed / iv + _EPS) + 1) * iv if iv > 0 else 0.0
+        return (math.floor(elapsed / iv + EPS) + 1) * iv if iv > 0 else 0.0
 
     @staticmethod
     def _keep_sample(s: _Open, sample: FlowSample) -> None:
@@ -787,7 +743,7 @@ class StallTracker:
                 "incomplete" if FLAG_SHORT in s.flags or FLAG_LOW_YIELD in s.flags else "completed"
             )
         last = FlowSample(duration_s, s.yield_l, flow, conductivity)
-        if s.pending and s.pending[-1].elapsed_s >= duration_s - _EPS:
+        if s.pending and s.pending[-1].elapsed_s >= duration_s - EPS:
             s.pending[-1] = replace(last, elapsed_s=s.pending[-1].elapsed_s)
         else:
             self._keep_sample(s, last)
@@ -910,10 +866,10 @@ class StallTracker:
             s.quiet_conductivity_ms_cm = None
 
     def _remember(self, r: Reading) -> None:
-        y = _num(r.yield_l)
+        y = num(r.yield_l)
         if y is None and self._seen is not None:
             y = self._seen.yield_l
-        self._seen = _Seen(r.t_mono, r.t_utc, y, _num(r.flow_l_min), _num(r.conductivity_ms_cm))
+        self._seen = _Seen(r.t_mono, r.t_utc, y, num(r.flow_l_min), num(r.conductivity_ms_cm))
         self._failed_since_seen = False
         self._resume_pending = False
         self._resume_first_mono = None
