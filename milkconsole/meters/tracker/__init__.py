@@ -15,8 +15,9 @@ from milkconsole.meters.tracker.flags import (
     FLAG_RFID_SPLIT,
     FLAG_SHORT,
 )
+from milkconsole.meters.tracker.session import make_session_key
 from milkconsole.meters.tracker.settings import KeyFactory, effective_detection
-from milkconsole.meters.tracker.stall_tracker import LastFinished, StallTracker, make_session_key
+from milkconsole.meters.tracker.stall_tracker import LastFinished, StallTracker
 from milkconsole.meters.tracker.thresholds import RESET_DROP_L, SAME_COUNTER_L, YIELD_RISE_L
 
 __all__ = [

@@ -15,9 +15,8 @@ What it decides, per reading (the exact rules are in `StallTracker`'s docstring)
 from __future__ import annotations
 
 import math
-import secrets
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Literal
 
 from milkconsole.config import TrackingConfig
@@ -42,6 +41,12 @@ from milkconsole.meters.tracker.flags import (
     FLAG_RFID_SPLIT,
     FLAG_SHORT,
 )
+from milkconsole.meters.tracker.session import (
+    OpenSession,
+    in_progress,
+    make_session_key,
+    snapshot,
+)
 from milkconsole.meters.tracker.settings import KeyFactory, make_settings
 from milkconsole.meters.tracker.thresholds import (
     EPS,
@@ -52,22 +57,6 @@ from milkconsole.meters.tracker.thresholds import (
 )
 from milkconsole.profiles import Detection
 from milkconsole.readings import Reading
-
-
-def make_session_key(farm_code: str, meter_id: str, started_at: datetime) -> str:
-    """A stable, unique, readable session key: `F1-M3-20240501T053012Z-a3f9`.
-
-    Made once when the session starts and never changed; Odoo looks records up by it. The four
-    random hex digits keep two sessions started on one meter in the same second apart.
-    """
-    if not farm_code:
-        raise ValueError("make_session_key: farm_code is empty")
-    if not meter_id:
-        raise ValueError("make_session_key: meter_id is empty")
-    if started_at.tzinfo is None or started_at.utcoffset() is None:
-        raise ValueError(f"make_session_key: started_at {started_at!r} is naive, need aware UTC")
-    started = started_at.astimezone(UTC)
-    return f"{farm_code}-{meter_id}-{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,65 +78,6 @@ class _Seen:
     yield_l: float | None
     flow_l_min: float | None
     conductivity_ms_cm: float | None
-
-
-@dataclass(slots=True)
-class _Open:
-    """The open session's running state. Private and mutable: it never leaves the tracker."""
-
-    key: str
-    started_at: datetime
-    start_mono: float  # meaningless while `anchored` is False (resumed, no reading yet)
-    anchored: bool
-    rfid: str | None
-    meter_yield_l: float
-    yield_offset_l: float
-    # The last good reading of this session: its time, elapsed seconds and session yield.
-    last_mono: float
-    last_utc: datetime
-    duration_s: float
-    last_yield_l: float
-    flags: list[str] = field(default_factory=list)
-    flow_l_min: float = 0.0
-    peak_flow_l_min: float = 0.0
-    last_conductivity_ms_cm: float | None = None
-    conductivity_sum: float = 0.0
-    conductivity_n: int = 0
-    conductivity_max_ms_cm: float | None = None
-    ec_lf_ms_cm: float | None = None
-    ec_rf_ms_cm: float | None = None
-    ec_lr_ms_cm: float | None = None
-    ec_rr_ms_cm: float | None = None
-    temperature_max_c: float | None = None
-    fat_pct: float | None = None
-    protein_pct: float | None = None
-    lactose_pct: float | None = None
-    scc_cells_ml: int | None = None
-    blood: bool | None = None
-    vacuum_sum: float = 0.0
-    vacuum_n: int = 0
-    pulsation_sum: float = 0.0
-    pulsation_n: int = 0
-    # Flow mode: since when flow has been low and yield flat (None while milk flows).
-    quiet_mono: float | None = None
-    quiet_utc: datetime | None = None
-    quiet_yield_l: float = 0.0
-    quiet_flow_l_min: float = 0.0
-    quiet_conductivity_ms_cm: float | None = None
-    # Flow curve: due time of the next sample, samples not yet handed out, and samples taken
-    # while quiet (kept back: if the quiet turns out to be the end, they lie after it).
-    next_sample_s: float = 0.0
-    pending: list[FlowSample] = field(default_factory=list)
-    held_back: list[FlowSample] = field(default_factory=list)
-    last_kept_elapsed_s: float | None = None
-
-    @property
-    def yield_l(self) -> float:
-        return self.meter_yield_l + self.yield_offset_l
-
-    def flag(self, name: str) -> None:
-        if name not in self.flags:
-            self.flags.append(name)
 
 
 class StallTracker:
@@ -247,7 +177,7 @@ class StallTracker:
         self.farm_code = farm_code
         self.detection = self.settings.detection
         self.tracking = tracking
-        self._open: _Open | None = None
+        self._open: OpenSession | None = None
         self._seen: _Seen | None = None
         # The meter counter that does not belong to the next cow (see the class docstring).
         self._held_yield_l: float | None = None
@@ -270,7 +200,7 @@ class StallTracker:
         s = self._open
         if s is None:
             return None
-        return self._snapshot(s, "in_progress", None, s.duration_s)
+        return in_progress(self.settings, s)
 
     def on_reading(self, r: Reading) -> list[SessionEvent]:
         """Feed one good reading; returns the session events it caused (none while idle)."""
@@ -380,7 +310,7 @@ class StallTracker:
         if last.ended_at is not None and started_at < last.ended_at:
             started_at = min(last.ended_at, r.t_utc)
             duration = (r.t_utc - started_at).total_seconds()
-        s = _Open(
+        s = OpenSession(
             key=self.settings.new_key(started_at),
             started_at=started_at,
             start_mono=r.t_mono - duration,
@@ -397,7 +327,7 @@ class StallTracker:
         # What the meter still shows of her milk (no flow, vacuum or curve: she is gone).
         c = self._accumulate_milk(s, r)
         self._accumulate_quality(s, r)
-        events.append(SessionStarted(self._snapshot(s, "in_progress", None, duration)))
+        events.append(SessionStarted(snapshot(self.settings, s, "in_progress", None, duration)))
         # Without the meter's own session time the duration is unknown, not short.
         self._close(
             s,
@@ -432,7 +362,7 @@ class StallTracker:
         )
         if from_prev and prev is not None:
             started_at, start_mono = prev.t_utc, prev.t_mono
-        s = _Open(
+        s = OpenSession(
             key=self.settings.new_key(started_at),
             started_at=started_at,
             start_mono=start_mono,
@@ -456,12 +386,14 @@ class StallTracker:
             s.last_yield_l = s.yield_l
         self._open = s
         self._accumulate(s, r, gap_flow=from_prev and self._failed_since_seen)
-        snap = self._snapshot(s, "in_progress", None, s.duration_s)
+        snap = in_progress(self.settings, s)
         events.append(SessionStarted(snap))
         events.append(SessionUpdated(snap, self._take_pending(s)))
 
     # -- in session ---------------------------------------------------------------------------
-    def _on_return(self, s: _Open, r: Reading, events: list[SessionEvent], resumed: bool) -> bool:
+    def _on_return(
+        self, s: OpenSession, r: Reading, events: list[SessionEvent], resumed: bool
+    ) -> bool:
         """First reading after a gap (failures or a restart). False: the session was closed."""
         y = num(r.yield_l)
         quiet = self.detection.mode == "flow" and s.quiet_mono is not None
@@ -490,7 +422,7 @@ class StallTracker:
         f = num(r.flow_l_min)
         return f is not None and f > self.detection.end_flow_l_min
 
-    def _counter_restarted(self, s: _Open, y: float) -> None:
+    def _counter_restarted(self, s: OpenSession, y: float) -> None:
         # Nothing counted yet: the meter's own per-cow reset came after our start, not a fault.
         if s.yield_l > YIELD_RISE_L:
             s.flag(FLAG_METER_RESET)
@@ -498,7 +430,7 @@ class StallTracker:
         s.meter_yield_l = y
 
     def _in_session(
-        self, s: _Open, r: Reading, events: list[SessionEvent], *, after_gap: bool
+        self, s: OpenSession, r: Reading, events: list[SessionEvent], *, after_gap: bool
     ) -> None:
         y = num(r.yield_l)
         flow_mode = self.detection.mode == "flow"
@@ -535,13 +467,9 @@ class StallTracker:
         ):
             self._close_at_quiet(s, events)
             return
-        events.append(
-            SessionUpdated(
-                self._snapshot(s, "in_progress", None, s.duration_s), self._take_pending(s)
-            )
-        )
+        events.append(SessionUpdated(in_progress(self.settings, s), self._take_pending(s)))
 
-    def _update_quiet(self, s: _Open, r: Reading) -> None:
+    def _update_quiet(self, s: OpenSession, r: Reading) -> None:
         f = num(r.flow_l_min)
         low = f is None or f <= self.detection.end_flow_l_min
         if s.quiet_mono is not None and (not low or s.yield_l - s.quiet_yield_l > YIELD_RISE_L):
@@ -561,7 +489,7 @@ class StallTracker:
             s.quiet_conductivity_ms_cm = num(r.conductivity_ms_cm)
 
     def _end_on_status(
-        self, s: _Open, r: Reading, events: list[SessionEvent], after_gap: bool
+        self, s: OpenSession, r: Reading, events: list[SessionEvent], after_gap: bool
     ) -> None:
         y = num(r.yield_l)
         before = s.yield_l
@@ -588,7 +516,7 @@ class StallTracker:
             conductivity=num(r.conductivity_ms_cm),
         )
 
-    def _split(self, s: _Open, r: Reading, events: list[SessionEvent]) -> None:
+    def _split(self, s: OpenSession, r: Reading, events: list[SessionEvent]) -> None:
         y = num(r.yield_l)
         # The old cow keeps the milk up to this reading; the new one counts from here.
         if y is not None and y >= s.meter_yield_l - RESET_DROP_L:
@@ -606,7 +534,7 @@ class StallTracker:
         self._start(r, events, backdate=False, flags=(FLAG_RFID_SPLIT,))
 
     # -- figures and samples ------------------------------------------------------------------
-    def _accumulate(self, s: _Open, r: Reading, *, gap_flow: bool) -> None:
+    def _accumulate(self, s: OpenSession, r: Reading, *, gap_flow: bool) -> None:
         """Take the reading's figures into the session and advance its last-good-reading marks."""
         elapsed = r.t_mono - s.start_mono
         dt = r.t_mono - s.last_mono
@@ -641,7 +569,7 @@ class StallTracker:
             s.next_sample_s = self._next_grid(elapsed)
 
     @staticmethod
-    def _accumulate_milk(s: _Open, r: Reading) -> float | None:
+    def _accumulate_milk(s: OpenSession, r: Reading) -> float | None:
         """Take the reading's conductivity (cow and quarters) and temperature; returns the cow
         conductivity (None when refused)."""
         c = num(r.conductivity_ms_cm)
@@ -660,7 +588,7 @@ class StallTracker:
             s.temperature_max_c = t if s.temperature_max_c is None else max(s.temperature_max_c, t)
         return c
 
-    def _accumulate_quality(self, s: _Open, r: Reading) -> None:
+    def _accumulate_quality(self, s: OpenSession, r: Reading) -> None:
         for name in ("fat_pct", "protein_pct", "lactose_pct"):
             v = num(getattr(r, name))
             if v is not None:
@@ -675,7 +603,7 @@ class StallTracker:
         return (math.floor(elapsed / iv + EPS) + 1) * iv if iv > 0 else 0.0
 
     @staticmethod
-    def _keep_sample(s: _Open, sample: FlowSample) -> None:
+    def _keep_sample(s: OpenSession, sample: FlowSample) -> None:
         # The recorder drops a sample not later than the last one it has: keep them increasing.
         if s.last_kept_elapsed_s is not None and sample.elapsed_s <= s.last_kept_elapsed_s:
             return
@@ -683,7 +611,7 @@ class StallTracker:
         s.last_kept_elapsed_s = sample.elapsed_s
 
     @staticmethod
-    def _take_pending(s: _Open) -> tuple[FlowSample, ...]:
+    def _take_pending(s: OpenSession) -> tuple[FlowSample, ...]:
         if not s.pending:
             return ()
         out = tuple(s.pending)
@@ -691,7 +619,7 @@ class StallTracker:
         return out
 
     # -- closing ------------------------------------------------------------------------------
-    def _close_at_quiet(self, s: _Open, events: list[SessionEvent]) -> None:
+    def _close_at_quiet(self, s: OpenSession, events: list[SessionEvent]) -> None:
         assert s.quiet_mono is not None and s.quiet_utc is not None
         s.held_back.clear()  # they lie after the end
         self._close(
@@ -704,7 +632,7 @@ class StallTracker:
             conductivity=s.quiet_conductivity_ms_cm,
         )
 
-    def _close_interrupted(self, s: _Open, events: list[SessionEvent], *flags: str) -> None:
+    def _close_interrupted(self, s: OpenSession, events: list[SessionEvent], *flags: str) -> None:
         for name in flags:
             s.flag(name)
         for sample in s.held_back:
@@ -722,7 +650,7 @@ class StallTracker:
 
     def _close(
         self,
-        s: _Open,
+        s: OpenSession,
         events: list[SessionEvent],
         how: Literal["by_rules", "interrupted"],
         ended_at: datetime,
@@ -749,7 +677,9 @@ class StallTracker:
             self._keep_sample(s, last)
         s.flow_l_min = flow
         events.append(
-            SessionCompleted(self._snapshot(s, state, ended_at, duration_s), self._take_pending(s))
+            SessionCompleted(
+                snapshot(self.settings, s, state, ended_at, duration_s), self._take_pending(s)
+            )
         )
         self._open = None
         self._held_yield_l, self._held_known = s.meter_yield_l, True
@@ -757,47 +687,7 @@ class StallTracker:
         self._resume_pending = False
 
     # -- snapshots and resume -----------------------------------------------------------------
-    def _snapshot(
-        self, s: _Open, state: SessionState, ended_at: datetime | None, duration_s: float
-    ) -> SessionSnapshot:
-        y = s.yield_l
-        return SessionSnapshot(
-            key=s.key,
-            meter_id=self.meter_id,
-            stall=self.stall,
-            started_at=s.started_at,
-            state=state,
-            rfid=s.rfid,
-            ended_at=ended_at,
-            duration_s=duration_s,
-            yield_l=y,
-            meter_yield_l=s.meter_yield_l,
-            yield_offset_l=s.yield_offset_l,
-            flow_l_min=s.flow_l_min,
-            peak_flow_l_min=s.peak_flow_l_min,
-            avg_flow_l_min=y / (duration_s / 60.0) if duration_s > 0 and y > 0 else 0.0,
-            conductivity_mean_ms_cm=(
-                s.conductivity_sum / s.conductivity_n if s.conductivity_n else None
-            ),
-            conductivity_max_ms_cm=s.conductivity_max_ms_cm,
-            ec_lf_ms_cm=s.ec_lf_ms_cm,
-            ec_rf_ms_cm=s.ec_rf_ms_cm,
-            ec_lr_ms_cm=s.ec_lr_ms_cm,
-            ec_rr_ms_cm=s.ec_rr_ms_cm,
-            temperature_c=s.temperature_max_c,
-            fat_pct=s.fat_pct,
-            protein_pct=s.protein_pct,
-            lactose_pct=s.lactose_pct,
-            scc_cells_ml=s.scc_cells_ml,
-            blood=s.blood,
-            vacuum_kpa=s.vacuum_sum / s.vacuum_n if s.vacuum_n else None,
-            pulsation_cpm=s.pulsation_sum / s.pulsation_n if s.pulsation_n else None,
-            flags=tuple(s.flags),
-            conductivity_sum=s.conductivity_sum,
-            conductivity_n=s.conductivity_n,
-        )
-
-    def _from_snapshot(self, snap: SessionSnapshot) -> _Open:
+    def _from_snapshot(self, snap: SessionSnapshot) -> OpenSession:
         if snap.meter_id != self.meter_id:
             raise ValueError(
                 f"stall tracker for meter {self.meter_id!r} cannot resume session {snap.key!r} "
@@ -813,7 +703,7 @@ class StallTracker:
         # The snapshot has no counts for vacuum and pulsation: weigh their means like the
         # conductivity readings, which every supported map gives on every reading.
         weight = max(1, snap.conductivity_n)
-        s = _Open(
+        s = OpenSession(
             key=snap.key,
             started_at=snap.started_at,
             start_mono=0.0,
@@ -849,7 +739,7 @@ class StallTracker:
         s.flag(FLAG_RESUMED)
         return s
 
-    def _anchor_resumed(self, s: _Open, r: Reading) -> None:
+    def _anchor_resumed(self, s: OpenSession, r: Reading) -> None:
         # This process's monotonic clock means nothing for times before it: place the session
         # on it by wall time, once, then go on in monotonic seconds.
         since_start = (r.t_utc - s.started_at).total_seconds()
