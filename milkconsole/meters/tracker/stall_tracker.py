@@ -14,8 +14,7 @@ What it decides, per reading (the exact rules are in `StallTracker`'s docstring)
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -30,6 +29,7 @@ from milkconsole.events import (
     SessionState,
     SessionUpdated,
 )
+from milkconsole.meters.tracker import curve, figures
 from milkconsole.meters.tracker.flags import (
     FLAG_COMM_GAP,
     FLAG_COMM_TIMEOUT,
@@ -105,17 +105,6 @@ class StallTracker:
     While milking, a drop of more than RESET_DROP_L adds the last counter to the offset (flag
     meter_reset; no flag when nothing had been counted yet: that is the per-cow reset arriving
     late), a smaller drop is noise and the counter is held at its highest.
-
-    Figures: peak flow = highest reported flow, raised to the average flow across any comm gap
-    (the true peak reached at least that); average flow = yield / (duration_s / 60);
-    conductivity mean (sum / n) and max; quarter ECs = latest valid value; temperature = the
-    highest seen (a warm quarter is the mastitis sign); fat, protein, lactose, SCC = latest
-    valid; blood = True once any reading says so; vacuum and pulsation = mean of valid values.
-    In status mode the closing (not milking) reading gives yield and quality only.
-
-    Flow curve: a FlowSample at the start (elapsed 0), then one per `sample_interval_s` of
-    elapsed time on a fixed grid (0: every reading), then one at the end. Samples ride on the
-    next SessionUpdated / SessionCompleted and their elapsed_s strictly increase.
 
     RFID: a tag arriving when the session has none is taken (flag rfid_late). A different tag
     while milking splits the session at that reading: the old one ends there with the counter
@@ -325,8 +314,8 @@ class StallTracker:
         )
         s.flag(FLAG_RECOVERED)
         # What the meter still shows of her milk (no flow, vacuum or curve: she is gone).
-        c = self._accumulate_milk(s, r)
-        self._accumulate_quality(s, r)
+        c = figures.accumulate_milk(s, r)
+        figures.accumulate_quality(s, r)
         events.append(SessionStarted(snapshot(self.settings, s, "in_progress", None, duration)))
         # Without the meter's own session time the duration is unknown, not short.
         self._close(
@@ -379,16 +368,18 @@ class StallTracker:
             s.flag(name)
         if from_prev and prev is not None:
             # The first point is the idle reading before the milk: nothing counted yet.
-            self._keep_sample(s, FlowSample(0.0, 0.0, prev.flow_l_min or 0.0, None))
-            s.next_sample_s = self._next_grid(0.0)
+            curve.keep(s, FlowSample(0.0, 0.0, prev.flow_l_min or 0.0, None))
+            s.next_sample_s = curve.next_grid(self.settings.tracking.sample_interval_s, 0.0)
             s.last_yield_l = 0.0
         else:
             s.last_yield_l = s.yield_l
         self._open = s
-        self._accumulate(s, r, gap_flow=from_prev and self._failed_since_seen)
+        figures.accumulate(
+            self.settings.tracking, s, r, gap_flow=from_prev and self._failed_since_seen
+        )
         snap = in_progress(self.settings, s)
         events.append(SessionStarted(snap))
-        events.append(SessionUpdated(snap, self._take_pending(s)))
+        events.append(SessionUpdated(snap, curve.take_pending(s)))
 
     # -- in session ---------------------------------------------------------------------------
     def _on_return(
@@ -459,7 +450,7 @@ class StallTracker:
             s.flag(FLAG_RFID_LATE)
         if flow_mode:
             self._update_quiet(s, r)
-        self._accumulate(s, r, gap_flow=after_gap)
+        figures.accumulate(self.settings.tracking, s, r, gap_flow=after_gap)
         if (
             flow_mode
             and s.quiet_mono is not None
@@ -467,16 +458,14 @@ class StallTracker:
         ):
             self._close_at_quiet(s, events)
             return
-        events.append(SessionUpdated(in_progress(self.settings, s), self._take_pending(s)))
+        events.append(SessionUpdated(in_progress(self.settings, s), curve.take_pending(s)))
 
     def _update_quiet(self, s: OpenSession, r: Reading) -> None:
         f = num(r.flow_l_min)
         low = f is None or f <= self.detection.end_flow_l_min
         if s.quiet_mono is not None and (not low or s.yield_l - s.quiet_yield_l > YIELD_RISE_L):
             s.quiet_mono = s.quiet_utc = None
-            for sample in s.held_back:
-                self._keep_sample(s, sample)
-            s.held_back.clear()
+            curve.release_held_back(s)
         # Without a flow register, flat yield since the previous reading is what "low" means.
         if (
             s.quiet_mono is None
@@ -495,7 +484,7 @@ class StallTracker:
         before = s.yield_l
         if y is not None and y >= s.meter_yield_l:
             s.meter_yield_l = y
-        self._accumulate_quality(s, r)
+        figures.accumulate_quality(s, r)
         dt = r.t_mono - s.last_mono
         if after_gap and dt > 0 and s.yield_l > before:
             # The flows reported do not cover the gap; its average is a floor for the peak.
@@ -533,91 +522,6 @@ class StallTracker:
         )
         self._start(r, events, backdate=False, flags=(FLAG_RFID_SPLIT,))
 
-    # -- figures and samples ------------------------------------------------------------------
-    def _accumulate(self, s: OpenSession, r: Reading, *, gap_flow: bool) -> None:
-        """Take the reading's figures into the session and advance its last-good-reading marks."""
-        elapsed = r.t_mono - s.start_mono
-        dt = r.t_mono - s.last_mono
-        rate = (s.yield_l - s.last_yield_l) / dt * 60.0 if dt > 0 else None
-        f = num(r.flow_l_min)
-        if f is None and rate is not None and rate >= 0:
-            f = rate  # no flow register (or refused): the yield says how fast it came
-        if f is not None:
-            s.flow_l_min = f
-            s.peak_flow_l_min = max(s.peak_flow_l_min, f)
-        if gap_flow and rate is not None and rate > 0:
-            s.peak_flow_l_min = max(s.peak_flow_l_min, rate)
-        c = self._accumulate_milk(s, r)
-        v = num(r.vacuum_kpa)
-        if v is not None:
-            s.vacuum_sum += v
-            s.vacuum_n += 1
-        p = num(r.pulsation_cpm)
-        if p is not None:
-            s.pulsation_sum += p
-            s.pulsation_n += 1
-        self._accumulate_quality(s, r)
-        s.last_mono, s.last_utc, s.duration_s = r.t_mono, r.t_utc, elapsed
-        s.last_yield_l = s.yield_l
-        iv = self.tracking.sample_interval_s
-        if iv == 0 or elapsed >= s.next_sample_s - EPS:
-            sample = FlowSample(elapsed, s.yield_l, s.flow_l_min, c)
-            if s.quiet_mono is not None:
-                s.held_back.append(sample)
-            else:
-                self._keep_sample(s, sample)
-            s.next_sample_s = self._next_grid(elapsed)
-
-    @staticmethod
-    def _accumulate_milk(s: OpenSession, r: Reading) -> float | None:
-        """Take the reading's conductivity (cow and quarters) and temperature; returns the cow
-        conductivity (None when refused)."""
-        c = num(r.conductivity_ms_cm)
-        s.last_conductivity_ms_cm = c
-        if c is not None:
-            s.conductivity_sum += c
-            s.conductivity_n += 1
-            m = s.conductivity_max_ms_cm
-            s.conductivity_max_ms_cm = c if m is None else max(m, c)
-        for name in ("ec_lf_ms_cm", "ec_rf_ms_cm", "ec_lr_ms_cm", "ec_rr_ms_cm"):
-            v = num(getattr(r, name))
-            if v is not None:
-                setattr(s, name, v)
-        t = num(r.temperature_c)
-        if t is not None:
-            s.temperature_max_c = t if s.temperature_max_c is None else max(s.temperature_max_c, t)
-        return c
-
-    def _accumulate_quality(self, s: OpenSession, r: Reading) -> None:
-        for name in ("fat_pct", "protein_pct", "lactose_pct"):
-            v = num(getattr(r, name))
-            if v is not None:
-                setattr(s, name, v)
-        if r.scc_cells_ml is not None:
-            s.scc_cells_ml = r.scc_cells_ml
-        if r.blood is not None:
-            s.blood = bool(s.blood) or r.blood
-
-    def _next_grid(self, elapsed: float) -> float:
-        iv = self.tracking.sample_interval_s
-        return (math.floor(elapsed / iv + EPS) + 1) * iv if iv > 0 else 0.0
-
-    @staticmethod
-    def _keep_sample(s: OpenSession, sample: FlowSample) -> None:
-        # The recorder drops a sample not later than the last one it has: keep them increasing.
-        if s.last_kept_elapsed_s is not None and sample.elapsed_s <= s.last_kept_elapsed_s:
-            return
-        s.pending.append(sample)
-        s.last_kept_elapsed_s = sample.elapsed_s
-
-    @staticmethod
-    def _take_pending(s: OpenSession) -> tuple[FlowSample, ...]:
-        if not s.pending:
-            return ()
-        out = tuple(s.pending)
-        s.pending.clear()
-        return out
-
     # -- closing ------------------------------------------------------------------------------
     def _close_at_quiet(self, s: OpenSession, events: list[SessionEvent]) -> None:
         assert s.quiet_mono is not None and s.quiet_utc is not None
@@ -635,9 +539,7 @@ class StallTracker:
     def _close_interrupted(self, s: OpenSession, events: list[SessionEvent], *flags: str) -> None:
         for name in flags:
             s.flag(name)
-        for sample in s.held_back:
-            self._keep_sample(s, sample)
-        s.held_back.clear()
+        curve.release_held_back(s)
         self._close(
             s,
             events,
@@ -671,14 +573,11 @@ class StallTracker:
                 "incomplete" if FLAG_SHORT in s.flags or FLAG_LOW_YIELD in s.flags else "completed"
             )
         last = FlowSample(duration_s, s.yield_l, flow, conductivity)
-        if s.pending and s.pending[-1].elapsed_s >= duration_s - EPS:
-            s.pending[-1] = replace(last, elapsed_s=s.pending[-1].elapsed_s)
-        else:
-            self._keep_sample(s, last)
+        curve.end_point(s, last)
         s.flow_l_min = flow
         events.append(
             SessionCompleted(
-                snapshot(self.settings, s, state, ended_at, duration_s), self._take_pending(s)
+                snapshot(self.settings, s, state, ended_at, duration_s), curve.take_pending(s)
             )
         )
         self._open = None
