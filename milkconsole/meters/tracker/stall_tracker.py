@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
 
 from milkconsole.config import TrackingConfig
 from milkconsole.events import (
@@ -26,20 +25,17 @@ from milkconsole.events import (
     SessionEvent,
     SessionSnapshot,
     SessionStarted,
-    SessionState,
     SessionUpdated,
 )
-from milkconsole.meters.tracker import curve, figures
+from milkconsole.meters.tracker import closing, curve, figures
 from milkconsole.meters.tracker.flags import (
     FLAG_COMM_GAP,
     FLAG_COMM_TIMEOUT,
-    FLAG_LOW_YIELD,
     FLAG_METER_RESET,
     FLAG_RECOVERED,
     FLAG_RESUMED,
     FLAG_RFID_LATE,
     FLAG_RFID_SPLIT,
-    FLAG_SHORT,
 )
 from milkconsole.meters.tracker.session import (
     OpenSession,
@@ -136,9 +132,6 @@ class StallTracker:
     cow's own milk, already recorded), nor does the last cow's final counter still shown beside
     a new tag (the next cow, identified on her way in). The yield recovered is the counter as
     it stands: this assumes a meter that counts each cow from zero, as every shipped profile's.
-
-    End state: `interrupted` as above; otherwise `incomplete` when shorter than min_duration_s
-    (flag short) or below min_yield_l (flag low_yield), else `completed`.
     """
 
     def __init__(
@@ -202,7 +195,7 @@ class StallTracker:
             if resumed:
                 self._anchor_resumed(s, r)
             elif r.t_mono - s.last_mono >= self.tracking.comm_timeout_s:
-                self._close_interrupted(s, events, FLAG_COMM_TIMEOUT)
+                self._end(s, closing.close_interrupted(self.settings, s, FLAG_COMM_TIMEOUT), events)
                 s = None
             if s is not None and gap and not self._on_return(s, r, events, resumed):
                 s = None
@@ -229,9 +222,9 @@ class StallTracker:
             if self._resume_first_mono is None:
                 self._resume_first_mono = f.t_mono
             if f.t_mono - self._resume_first_mono >= self.tracking.comm_timeout_s:
-                self._close_interrupted(s, events, FLAG_COMM_TIMEOUT)
+                self._end(s, closing.close_interrupted(self.settings, s, FLAG_COMM_TIMEOUT), events)
         elif f.t_mono - s.last_mono >= self.tracking.comm_timeout_s:
-            self._close_interrupted(s, events, FLAG_COMM_TIMEOUT)
+            self._end(s, closing.close_interrupted(self.settings, s, FLAG_COMM_TIMEOUT), events)
         return events
 
     # -- checks -------------------------------------------------------------------------------
@@ -318,9 +311,9 @@ class StallTracker:
         figures.accumulate_quality(s, r)
         events.append(SessionStarted(snapshot(self.settings, s, "in_progress", None, duration)))
         # Without the meter's own session time the duration is unknown, not short.
-        self._close(
+        done = closing.close(
+            self.settings,
             s,
-            events,
             "by_rules",
             r.t_utc,
             duration,
@@ -328,6 +321,7 @@ class StallTracker:
             conductivity=c,
             check_duration=duration > 0,
         )
+        self._end(s, done, events)
 
     def _start(
         self, r: Reading, events: list[SessionEvent], *, backdate: bool, flags: tuple[str, ...] = ()
@@ -390,16 +384,16 @@ class StallTracker:
         quiet = self.detection.mode == "flow" and s.quiet_mono is not None
         if r.rfid is not None and s.rfid is not None and r.rfid != s.rfid:
             if quiet and not resumed:
-                self._close_at_quiet(s, events)
+                self._end(s, closing.close_at_quiet(self.settings, s), events)
             else:
-                self._close_interrupted(s, events)
+                self._end(s, closing.close_interrupted(self.settings, s), events)
             return False
         if y is not None and y < s.meter_yield_l - RESET_DROP_L:
             if quiet and not resumed:
-                self._close_at_quiet(s, events)
+                self._end(s, closing.close_at_quiet(self.settings, s), events)
                 return False
             if not self._milking_now(r):
-                self._close_interrupted(s, events)
+                self._end(s, closing.close_interrupted(self.settings, s), events)
                 return False
             s.flag(FLAG_COMM_GAP)
             self._counter_restarted(s, y)
@@ -431,7 +425,7 @@ class StallTracker:
             return
         if r.rfid is not None and s.rfid is not None and r.rfid != s.rfid:
             if quiet:
-                self._close_at_quiet(s, events)
+                self._end(s, closing.close_at_quiet(self.settings, s), events)
                 self._idle(r, events)
             else:
                 self._split(s, r, events)
@@ -439,7 +433,7 @@ class StallTracker:
         if y is not None:
             if y < s.meter_yield_l - RESET_DROP_L:
                 if quiet:
-                    self._close_at_quiet(s, events)
+                    self._end(s, closing.close_at_quiet(self.settings, s), events)
                     self._idle(r, events)
                     return
                 self._counter_restarted(s, y)
@@ -456,7 +450,7 @@ class StallTracker:
             and s.quiet_mono is not None
             and r.t_mono - s.quiet_mono >= self.detection.end_after_s
         ):
-            self._close_at_quiet(s, events)
+            self._end(s, closing.close_at_quiet(self.settings, s), events)
             return
         events.append(SessionUpdated(in_progress(self.settings, s), curve.take_pending(s)))
 
@@ -495,15 +489,16 @@ class StallTracker:
         else:
             ended_at, duration = r.t_utc, r.t_mono - s.start_mono
         f = num(r.flow_l_min)
-        self._close(
+        done = closing.close(
+            self.settings,
             s,
-            events,
             "by_rules",
             ended_at,
             duration,
             flow=f if f is not None else 0.0,
             conductivity=num(r.conductivity_ms_cm),
         )
+        self._end(s, done, events)
 
     def _split(self, s: OpenSession, r: Reading, events: list[SessionEvent]) -> None:
         y = num(r.yield_l)
@@ -511,78 +506,25 @@ class StallTracker:
         if y is not None and y >= s.meter_yield_l - RESET_DROP_L:
             s.meter_yield_l = max(s.meter_yield_l, y)
         s.flag(FLAG_RFID_SPLIT)
-        self._close(
+        done = closing.close(
+            self.settings,
             s,
-            events,
             "by_rules",
             r.t_utc,
             r.t_mono - s.start_mono,
             flow=s.flow_l_min,
             conductivity=s.last_conductivity_ms_cm,
         )
+        self._end(s, done, events)
         self._start(r, events, backdate=False, flags=(FLAG_RFID_SPLIT,))
 
-    # -- closing ------------------------------------------------------------------------------
-    def _close_at_quiet(self, s: OpenSession, events: list[SessionEvent]) -> None:
-        assert s.quiet_mono is not None and s.quiet_utc is not None
-        s.held_back.clear()  # they lie after the end
-        self._close(
-            s,
-            events,
-            "by_rules",
-            s.quiet_utc,
-            s.quiet_mono - s.start_mono,
-            flow=s.quiet_flow_l_min,
-            conductivity=s.quiet_conductivity_ms_cm,
-        )
-
-    def _close_interrupted(self, s: OpenSession, events: list[SessionEvent], *flags: str) -> None:
-        for name in flags:
-            s.flag(name)
-        curve.release_held_back(s)
-        self._close(
-            s,
-            events,
-            "interrupted",
-            s.last_utc,
-            s.duration_s,
-            flow=s.flow_l_min,
-            conductivity=s.last_conductivity_ms_cm,
-        )
-
-    def _close(
-        self,
-        s: OpenSession,
-        events: list[SessionEvent],
-        how: Literal["by_rules", "interrupted"],
-        ended_at: datetime,
-        duration_s: float,
-        *,
-        flow: float,
-        conductivity: float | None,
-        check_duration: bool = True,
-    ) -> None:
-        duration_s = max(0.0, duration_s)
-        state: SessionState = "interrupted"
-        if how == "by_rules":
-            if check_duration and duration_s < self.tracking.min_duration_s:
-                s.flag(FLAG_SHORT)
-            if s.yield_l < self.tracking.min_yield_l:
-                s.flag(FLAG_LOW_YIELD)
-            state = (
-                "incomplete" if FLAG_SHORT in s.flags or FLAG_LOW_YIELD in s.flags else "completed"
-            )
-        last = FlowSample(duration_s, s.yield_l, flow, conductivity)
-        curve.end_point(s, last)
-        s.flow_l_min = flow
-        events.append(
-            SessionCompleted(
-                snapshot(self.settings, s, state, ended_at, duration_s), curve.take_pending(s)
-            )
-        )
+    # -- ending -------------------------------------------------------------------------------
+    def _end(self, s: OpenSession, done: SessionCompleted, events: list[SessionEvent]) -> None:
+        """`s` ended as `done`: keep what the sessions after it need to know of it."""
+        events.append(done)
         self._open = None
         self._held_yield_l, self._held_known = s.meter_yield_l, True
-        self._last_end_mono = s.start_mono + duration_s if s.anchored else None
+        self._last_end_mono = s.start_mono + done.session.duration_s if s.anchored else None
         self._resume_pending = False
 
     # -- snapshots and resume -----------------------------------------------------------------
