@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 
 from milkconsole.config import TrackingConfig
 from milkconsole.events import (
-    FlowSample,
     MeterPollFailed,
     SessionCompleted,
     SessionEvent,
@@ -27,7 +26,8 @@ from milkconsole.events import (
     SessionStarted,
     SessionUpdated,
 )
-from milkconsole.meters.tracker import closing, curve, figures
+from milkconsole.meters.tracker import closing, curve, detection, figures
+from milkconsole.meters.tracker.detection import LastReading
 from milkconsole.meters.tracker.flags import (
     FLAG_COMM_GAP,
     FLAG_COMM_TIMEOUT,
@@ -45,7 +45,6 @@ from milkconsole.meters.tracker.session import (
 )
 from milkconsole.meters.tracker.settings import KeyFactory, make_settings
 from milkconsole.meters.tracker.thresholds import (
-    EPS,
     RESET_DROP_L,
     SAME_COUNTER_L,
     YIELD_RISE_L,
@@ -65,33 +64,8 @@ class LastFinished:
     ended_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class _Seen:
-    """The last good reading, whatever the stall was doing."""
-
-    t_mono: float
-    t_utc: datetime
-    yield_l: float | None
-    flow_l_min: float | None
-    conductivity_ms_cm: float | None
-
-
 class StallTracker:
     """One stall's milking sessions, from its meter's readings and poll failures.
-
-    Detection (`detection.mode`):
-    - "status": a session starts on the first reading with `milking` True and completes on the
-      first with `milking` False; that reading's yield is the final one if it is not lower (the
-      meter holds the final yield). `milking` None (status register refused) changes nothing.
-    - "flow": idle, a session starts when flow >= start_flow_l_min or yield rose by more than
-      YIELD_RISE_L since the previous reading. `started_at` is the previous good reading when the
-      detecting reading already counts milk (it flowed after that reading) and that reading is
-      within comm_timeout_s, else the detecting reading. The session goes quiet at the first
-      reading with flow <= end_flow_l_min (no flow register: yield flat since the previous
-      reading); it stays quiet while yield rises by at most YIELD_RISE_L from there; after
-      end_after_s of quiet it completes, ended at the quiet start with the yield now.
-      A yield drop of more than RESET_DROP_L while quiet is the meter resetting for the next
-      cow: the session completes at its quiet start and the reading is handled as idle.
 
     Yield: session yield = meter counter + yield_offset_l. A new session's offset is minus the
     counter the meter still holds from before (a previous session's final, or what it showed
@@ -160,7 +134,7 @@ class StallTracker:
         self.detection = self.settings.detection
         self.tracking = tracking
         self._open: OpenSession | None = None
-        self._seen: _Seen | None = None
+        self._seen: LastReading | None = None
         # The meter counter that does not belong to the next cow (see the class docstring).
         self._held_yield_l: float | None = None
         self._held_known = False
@@ -248,19 +222,14 @@ class StallTracker:
         if last is not None and self._seen is None and self._missed_milking(r, last):
             self._recover(r, last, events)
             return
-        y, f = num(r.yield_l), num(r.flow_l_min)
+        y = num(r.yield_l)
         prev_y = self._seen.yield_l if self._seen is not None else None
         held = self._held_yield_l
         if y is not None and held is not None and y < held - RESET_DROP_L:
             self._held_yield_l = None  # the meter reset for the next cow: its count is fresh
-        if self.detection.mode == "status":
-            start = r.milking is True
-        else:
-            start = (f is not None and f >= self.detection.start_flow_l_min) or (
-                y is not None and prev_y is not None and y - prev_y > YIELD_RISE_L
-            )
-        if start:
-            self._start(r, events, backdate=self.detection.mode == "flow")
+        d = self.settings.detection
+        if detection.starts(d, r, prev_y):
+            self._start(r, events, backdate=d.mode == "flow")
         elif not self._held_known and y is not None:
             # First sight of an idle meter: what it shows is some earlier cow's milk. Less than
             # RESET_DROP_L is a counter the meter just cleared for a cow coming on (a console
@@ -269,12 +238,12 @@ class StallTracker:
             self._held_known = True
 
     def _missed_milking(self, r: Reading, last: LastFinished) -> bool:
-        y, f = num(r.yield_l), num(r.flow_l_min)
-        if self.detection.mode == "status":
-            idle = r.milking is False
-        else:
-            idle = f is not None and f <= self.detection.end_flow_l_min
-        if not idle or y is None or y < self.tracking.min_yield_l:
+        y = num(r.yield_l)
+        if (
+            not detection.idle_now(self.settings.detection, r)
+            or y is None
+            or y < self.tracking.min_yield_l
+        ):
             return False
         if abs(y - last.meter_yield_l) <= SAME_COUNTER_L:
             # The last cow's final still on the display: a new tag is the next cow, read as
@@ -334,43 +303,21 @@ class StallTracker:
             meter, offset = y, -min(held, y)
         else:
             meter, offset = y, 0.0
-        started_at, start_mono = r.t_utc, r.t_mono
-        prev = self._seen
-        from_prev = (
-            backdate
-            and prev is not None
-            and meter + offset > 0
-            and r.t_mono - prev.t_mono <= self.tracking.comm_timeout_s
-            and (self._last_end_mono is None or prev.t_mono >= self._last_end_mono)
-        )
-        if from_prev and prev is not None:
-            started_at, start_mono = prev.t_utc, prev.t_mono
-        s = OpenSession(
-            key=self.settings.new_key(started_at),
-            started_at=started_at,
-            start_mono=start_mono,
-            anchored=True,
-            rfid=r.rfid,
+        since = None
+        if backdate:
+            since = detection.backdate_to(
+                self.settings, r, self._seen, self._last_end_mono, meter + offset
+            )
+        s = detection.start(
+            self.settings,
+            r,
             meter_yield_l=meter,
             yield_offset_l=offset,
-            last_mono=start_mono,
-            last_utc=started_at,
-            duration_s=0.0,
-            last_yield_l=0.0,
+            since=since,
+            gap_flow=since is not None and self._failed_since_seen,
+            flags=flags,
         )
-        for name in flags:
-            s.flag(name)
-        if from_prev and prev is not None:
-            # The first point is the idle reading before the milk: nothing counted yet.
-            curve.keep(s, FlowSample(0.0, 0.0, prev.flow_l_min or 0.0, None))
-            s.next_sample_s = curve.next_grid(self.settings.tracking.sample_interval_s, 0.0)
-            s.last_yield_l = 0.0
-        else:
-            s.last_yield_l = s.yield_l
         self._open = s
-        figures.accumulate(
-            self.settings.tracking, s, r, gap_flow=from_prev and self._failed_since_seen
-        )
         snap = in_progress(self.settings, s)
         events.append(SessionStarted(snap))
         events.append(SessionUpdated(snap, curve.take_pending(s)))
@@ -381,7 +328,7 @@ class StallTracker:
     ) -> bool:
         """First reading after a gap (failures or a restart). False: the session was closed."""
         y = num(r.yield_l)
-        quiet = self.detection.mode == "flow" and s.quiet_mono is not None
+        quiet = detection.is_quiet(self.settings.detection, s)
         if r.rfid is not None and s.rfid is not None and r.rfid != s.rfid:
             if quiet and not resumed:
                 self._end(s, closing.close_at_quiet(self.settings, s), events)
@@ -392,7 +339,7 @@ class StallTracker:
             if quiet and not resumed:
                 self._end(s, closing.close_at_quiet(self.settings, s), events)
                 return False
-            if not self._milking_now(r):
+            if not detection.milking_now(self.settings.detection, r):
                 self._end(s, closing.close_interrupted(self.settings, s), events)
                 return False
             s.flag(FLAG_COMM_GAP)
@@ -400,12 +347,6 @@ class StallTracker:
             return True
         s.flag(FLAG_COMM_GAP)
         return True
-
-    def _milking_now(self, r: Reading) -> bool:
-        if self.detection.mode == "status":
-            return r.milking is not False
-        f = num(r.flow_l_min)
-        return f is not None and f > self.detection.end_flow_l_min
 
     def _counter_restarted(self, s: OpenSession, y: float) -> None:
         # Nothing counted yet: the meter's own per-cow reset came after our start, not a fault.
@@ -417,11 +358,11 @@ class StallTracker:
     def _in_session(
         self, s: OpenSession, r: Reading, events: list[SessionEvent], *, after_gap: bool
     ) -> None:
+        d = self.settings.detection
         y = num(r.yield_l)
-        flow_mode = self.detection.mode == "flow"
-        quiet = flow_mode and s.quiet_mono is not None
-        if self.detection.mode == "status" and r.milking is False:
-            self._end_on_status(s, r, events, after_gap)
+        quiet = detection.is_quiet(d, s)
+        if detection.ends_on_status(d, r):
+            self._end(s, detection.end_on_status(self.settings, s, r, after_gap=after_gap), events)
             return
         if r.rfid is not None and s.rfid is not None and r.rfid != s.rfid:
             if quiet:
@@ -442,63 +383,13 @@ class StallTracker:
         if r.rfid is not None and s.rfid is None:
             s.rfid = r.rfid
             s.flag(FLAG_RFID_LATE)
-        if flow_mode:
-            self._update_quiet(s, r)
+        if d.mode == "flow":
+            detection.update_quiet(d, s, r)
         figures.accumulate(self.settings.tracking, s, r, gap_flow=after_gap)
-        if (
-            flow_mode
-            and s.quiet_mono is not None
-            and r.t_mono - s.quiet_mono >= self.detection.end_after_s
-        ):
+        if detection.quiet_over(d, s, r):
             self._end(s, closing.close_at_quiet(self.settings, s), events)
             return
         events.append(SessionUpdated(in_progress(self.settings, s), curve.take_pending(s)))
-
-    def _update_quiet(self, s: OpenSession, r: Reading) -> None:
-        f = num(r.flow_l_min)
-        low = f is None or f <= self.detection.end_flow_l_min
-        if s.quiet_mono is not None and (not low or s.yield_l - s.quiet_yield_l > YIELD_RISE_L):
-            s.quiet_mono = s.quiet_utc = None
-            curve.release_held_back(s)
-        # Without a flow register, flat yield since the previous reading is what "low" means.
-        if (
-            s.quiet_mono is None
-            and low
-            and (f is not None or s.yield_l - s.last_yield_l <= YIELD_RISE_L)
-        ):
-            s.quiet_mono, s.quiet_utc = r.t_mono, r.t_utc
-            s.quiet_yield_l = s.yield_l
-            s.quiet_flow_l_min = f if f is not None else 0.0
-            s.quiet_conductivity_ms_cm = num(r.conductivity_ms_cm)
-
-    def _end_on_status(
-        self, s: OpenSession, r: Reading, events: list[SessionEvent], after_gap: bool
-    ) -> None:
-        y = num(r.yield_l)
-        before = s.yield_l
-        if y is not None and y >= s.meter_yield_l:
-            s.meter_yield_l = y
-        figures.accumulate_quality(s, r)
-        dt = r.t_mono - s.last_mono
-        if after_gap and dt > 0 and s.yield_l > before:
-            # The flows reported do not cover the gap; its average is a floor for the peak.
-            s.peak_flow_l_min = max(s.peak_flow_l_min, (s.yield_l - before) / dt * 60.0)
-        if after_gap and s.yield_l <= before + EPS:
-            # No milk since the last good reading: the milking had ended by then.
-            ended_at, duration = s.last_utc, s.duration_s
-        else:
-            ended_at, duration = r.t_utc, r.t_mono - s.start_mono
-        f = num(r.flow_l_min)
-        done = closing.close(
-            self.settings,
-            s,
-            "by_rules",
-            ended_at,
-            duration,
-            flow=f if f is not None else 0.0,
-            conductivity=num(r.conductivity_ms_cm),
-        )
-        self._end(s, done, events)
 
     def _split(self, s: OpenSession, r: Reading, events: list[SessionEvent]) -> None:
         y = num(r.yield_l)
@@ -597,10 +488,7 @@ class StallTracker:
             s.quiet_conductivity_ms_cm = None
 
     def _remember(self, r: Reading) -> None:
-        y = num(r.yield_l)
-        if y is None and self._seen is not None:
-            y = self._seen.yield_l
-        self._seen = _Seen(r.t_mono, r.t_utc, y, num(r.flow_l_min), num(r.conductivity_ms_cm))
+        self._seen = detection.last_reading(r, self._seen)
         self._failed_since_seen = False
         self._resume_pending = False
         self._resume_first_mono = None
