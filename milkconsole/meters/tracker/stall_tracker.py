@@ -26,12 +26,11 @@ from milkconsole.events import (
     SessionStarted,
     SessionUpdated,
 )
-from milkconsole.meters.tracker import closing, curve, detection, figures
+from milkconsole.meters.tracker import closing, curve, detection, figures, yields
 from milkconsole.meters.tracker.detection import LastReading
 from milkconsole.meters.tracker.flags import (
     FLAG_COMM_GAP,
     FLAG_COMM_TIMEOUT,
-    FLAG_METER_RESET,
     FLAG_RECOVERED,
     FLAG_RESUMED,
     FLAG_RFID_LATE,
@@ -47,7 +46,6 @@ from milkconsole.meters.tracker.settings import KeyFactory, make_settings
 from milkconsole.meters.tracker.thresholds import (
     RESET_DROP_L,
     SAME_COUNTER_L,
-    YIELD_RISE_L,
     num,
 )
 from milkconsole.profiles import Detection
@@ -66,15 +64,6 @@ class LastFinished:
 
 class StallTracker:
     """One stall's milking sessions, from its meter's readings and poll failures.
-
-    Yield: session yield = meter counter + yield_offset_l. A new session's offset is minus the
-    counter the meter still holds from before (a previous session's final, or what it showed
-    when the tracker first saw it idle, if at least RESET_DROP_L), unless the counter has
-    dropped by more than RESET_DROP_L since (the meter reset for this cow): then the counter is
-    all this cow's.
-    While milking, a drop of more than RESET_DROP_L adds the last counter to the offset (flag
-    meter_reset; no flag when nothing had been counted yet: that is the per-cow reset arriving
-    late), a smaller drop is noise and the counter is held at its highest.
 
     RFID: a tag arriving when the session has none is taken (flag rfid_late). A different tag
     while milking splits the session at that reading: the old one ends there with the counter
@@ -135,9 +124,7 @@ class StallTracker:
         self.tracking = tracking
         self._open: OpenSession | None = None
         self._seen: LastReading | None = None
-        # The meter counter that does not belong to the next cow (see the class docstring).
-        self._held_yield_l: float | None = None
-        self._held_known = False
+        self._held = yields.HeldCounter()
         self._failed_since_seen = False
         self._last_end_mono: float | None = None
         self._resume_pending = False
@@ -224,18 +211,12 @@ class StallTracker:
             return
         y = num(r.yield_l)
         prev_y = self._seen.yield_l if self._seen is not None else None
-        held = self._held_yield_l
-        if y is not None and held is not None and y < held - RESET_DROP_L:
-            self._held_yield_l = None  # the meter reset for the next cow: its count is fresh
+        self._held.idle_reading(y)
         d = self.settings.detection
         if detection.starts(d, r, prev_y):
             self._start(r, events, backdate=d.mode == "flow")
-        elif not self._held_known and y is not None:
-            # First sight of an idle meter: what it shows is some earlier cow's milk. Less than
-            # RESET_DROP_L is a counter the meter just cleared for a cow coming on (a console
-            # started while her milk lets down): hers, as a reset to it would be.
-            self._held_yield_l = y if y >= RESET_DROP_L else None
-            self._held_known = True
+        else:
+            self._held.first_sight(y)
 
     def _missed_milking(self, r: Reading, last: LastFinished) -> bool:
         y = num(r.yield_l)
@@ -295,14 +276,7 @@ class StallTracker:
     def _start(
         self, r: Reading, events: list[SessionEvent], *, backdate: bool, flags: tuple[str, ...] = ()
     ) -> None:
-        y = num(r.yield_l)
-        held = self._held_yield_l
-        if y is None:
-            meter, offset = (held, -held) if held is not None else (0.0, 0.0)
-        elif held is not None and y >= held - RESET_DROP_L:
-            meter, offset = y, -min(held, y)
-        else:
-            meter, offset = y, 0.0
+        meter, offset = self._held.start(num(r.yield_l))
         since = None
         if backdate:
             since = detection.backdate_to(
@@ -335,7 +309,7 @@ class StallTracker:
             else:
                 self._end(s, closing.close_interrupted(self.settings, s), events)
             return False
-        if y is not None and y < s.meter_yield_l - RESET_DROP_L:
+        if y is not None and yields.counter_dropped(s, y):
             if quiet and not resumed:
                 self._end(s, closing.close_at_quiet(self.settings, s), events)
                 return False
@@ -343,17 +317,10 @@ class StallTracker:
                 self._end(s, closing.close_interrupted(self.settings, s), events)
                 return False
             s.flag(FLAG_COMM_GAP)
-            self._counter_restarted(s, y)
+            yields.counter_restarted(s, y)
             return True
         s.flag(FLAG_COMM_GAP)
         return True
-
-    def _counter_restarted(self, s: OpenSession, y: float) -> None:
-        # Nothing counted yet: the meter's own per-cow reset came after our start, not a fault.
-        if s.yield_l > YIELD_RISE_L:
-            s.flag(FLAG_METER_RESET)
-        s.yield_offset_l += s.meter_yield_l
-        s.meter_yield_l = y
 
     def _in_session(
         self, s: OpenSession, r: Reading, events: list[SessionEvent], *, after_gap: bool
@@ -371,15 +338,11 @@ class StallTracker:
             else:
                 self._split(s, r, events)
             return
-        if y is not None:
-            if y < s.meter_yield_l - RESET_DROP_L:
-                if quiet:
-                    self._end(s, closing.close_at_quiet(self.settings, s), events)
-                    self._idle(r, events)
-                    return
-                self._counter_restarted(s, y)
-            elif y > s.meter_yield_l:
-                s.meter_yield_l = y
+        if y is not None and quiet and yields.counter_dropped(s, y):
+            self._end(s, closing.close_at_quiet(self.settings, s), events)
+            self._idle(r, events)
+            return
+        yields.take_counter(s, y)
         if r.rfid is not None and s.rfid is None:
             s.rfid = r.rfid
             s.flag(FLAG_RFID_LATE)
@@ -394,7 +357,7 @@ class StallTracker:
     def _split(self, s: OpenSession, r: Reading, events: list[SessionEvent]) -> None:
         y = num(r.yield_l)
         # The old cow keeps the milk up to this reading; the new one counts from here.
-        if y is not None and y >= s.meter_yield_l - RESET_DROP_L:
+        if y is not None and not yields.counter_dropped(s, y):
             s.meter_yield_l = max(s.meter_yield_l, y)
         s.flag(FLAG_RFID_SPLIT)
         done = closing.close(
@@ -414,7 +377,7 @@ class StallTracker:
         """`s` ended as `done`: keep what the sessions after it need to know of it."""
         events.append(done)
         self._open = None
-        self._held_yield_l, self._held_known = s.meter_yield_l, True
+        self._held.session_ended(s.meter_yield_l)
         self._last_end_mono = s.start_mono + done.session.duration_s if s.anchored else None
         self._resume_pending = False
 
