@@ -26,14 +26,13 @@ from milkconsole.events import (
     SessionStarted,
     SessionUpdated,
 )
-from milkconsole.meters.tracker import closing, curve, detection, figures, yields
+from milkconsole.meters.tracker import closing, curve, detection, figures, identity, yields
 from milkconsole.meters.tracker.detection import LastReading
 from milkconsole.meters.tracker.flags import (
     FLAG_COMM_GAP,
     FLAG_COMM_TIMEOUT,
     FLAG_RECOVERED,
     FLAG_RESUMED,
-    FLAG_RFID_LATE,
     FLAG_RFID_SPLIT,
 )
 from milkconsole.meters.tracker.session import (
@@ -64,12 +63,6 @@ class LastFinished:
 
 class StallTracker:
     """One stall's milking sessions, from its meter's readings and poll failures.
-
-    RFID: a tag arriving when the session has none is taken (flag rfid_late). A different tag
-    while milking splits the session at that reading: the old one ends there with the counter
-    now, the new one starts there counting only its own milk (flag rfid_split on both). A
-    reading without a tag never changes the session's tag. In flow mode a new tag while quiet
-    just ends the old session at its quiet start.
 
     Comm gaps: after poll failures the first good reading decides (a "return"): a different tag
     closes the session `interrupted` (ended at the last good reading, its yield then) and the
@@ -303,7 +296,7 @@ class StallTracker:
         """First reading after a gap (failures or a restart). False: the session was closed."""
         y = num(r.yield_l)
         quiet = detection.is_quiet(self.settings.detection, s)
-        if r.rfid is not None and s.rfid is not None and r.rfid != s.rfid:
+        if identity.tag_changed(s, r):
             if quiet and not resumed:
                 self._end(s, closing.close_at_quiet(self.settings, s), events)
             else:
@@ -331,21 +324,20 @@ class StallTracker:
         if detection.ends_on_status(d, r):
             self._end(s, detection.end_on_status(self.settings, s, r, after_gap=after_gap), events)
             return
-        if r.rfid is not None and s.rfid is not None and r.rfid != s.rfid:
+        if identity.tag_changed(s, r):
             if quiet:
                 self._end(s, closing.close_at_quiet(self.settings, s), events)
                 self._idle(r, events)
             else:
-                self._split(s, r, events)
+                self._end(s, identity.split_off(self.settings, s, r), events)
+                self._start(r, events, backdate=False, flags=(FLAG_RFID_SPLIT,))
             return
         if y is not None and quiet and yields.counter_dropped(s, y):
             self._end(s, closing.close_at_quiet(self.settings, s), events)
             self._idle(r, events)
             return
         yields.take_counter(s, y)
-        if r.rfid is not None and s.rfid is None:
-            s.rfid = r.rfid
-            s.flag(FLAG_RFID_LATE)
+        identity.take_late_tag(s, r)
         if d.mode == "flow":
             detection.update_quiet(d, s, r)
         figures.accumulate(self.settings.tracking, s, r, gap_flow=after_gap)
@@ -353,24 +345,6 @@ class StallTracker:
             self._end(s, closing.close_at_quiet(self.settings, s), events)
             return
         events.append(SessionUpdated(in_progress(self.settings, s), curve.take_pending(s)))
-
-    def _split(self, s: OpenSession, r: Reading, events: list[SessionEvent]) -> None:
-        y = num(r.yield_l)
-        # The old cow keeps the milk up to this reading; the new one counts from here.
-        if y is not None and not yields.counter_dropped(s, y):
-            s.meter_yield_l = max(s.meter_yield_l, y)
-        s.flag(FLAG_RFID_SPLIT)
-        done = closing.close(
-            self.settings,
-            s,
-            "by_rules",
-            r.t_utc,
-            r.t_mono - s.start_mono,
-            flow=s.flow_l_min,
-            conductivity=s.last_conductivity_ms_cm,
-        )
-        self._end(s, done, events)
-        self._start(r, events, backdate=False, flags=(FLAG_RFID_SPLIT,))
 
     # -- ending -------------------------------------------------------------------------------
     def _end(self, s: OpenSession, done: SessionCompleted, events: list[SessionEvent]) -> None:
