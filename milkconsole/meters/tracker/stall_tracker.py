@@ -26,10 +26,17 @@ from milkconsole.events import (
     SessionStarted,
     SessionUpdated,
 )
-from milkconsole.meters.tracker import closing, curve, detection, figures, identity, yields
+from milkconsole.meters.tracker import (
+    closing,
+    curve,
+    detection,
+    figures,
+    gaps,
+    identity,
+    yields,
+)
 from milkconsole.meters.tracker.detection import LastReading
 from milkconsole.meters.tracker.flags import (
-    FLAG_COMM_GAP,
     FLAG_COMM_TIMEOUT,
     FLAG_RECOVERED,
     FLAG_RESUMED,
@@ -63,15 +70,6 @@ class LastFinished:
 
 class StallTracker:
     """One stall's milking sessions, from its meter's readings and poll failures.
-
-    Comm gaps: after poll failures the first good reading decides (a "return"): a different tag
-    closes the session `interrupted` (ended at the last good reading, its yield then) and the
-    reading is handled as idle; a yield drop of more than RESET_DROP_L while still milking
-    (status not False / flow > end_flow_l_min) is a reboot: counter-reset rule plus comm_gap;
-    the same drop while not milking closes it `interrupted`; otherwise the session goes on
-    (flag comm_gap). A session whose last good reading is comm_timeout_s old is closed
-    `interrupted` (flag comm_timeout) by the failure, or the reading, that finds it so. When a
-    session ends on a return reading whose yield has not risen, it ended at the last good one.
 
     Resume: `resume=` an in-progress snapshot is an open session whose meter has been silent
     since the snapshot's last moment (started_at + duration_s); the first reading is a return
@@ -148,11 +146,14 @@ class StallTracker:
         if s is not None:
             if resumed:
                 self._anchor_resumed(s, r)
-            elif r.t_mono - s.last_mono >= self.tracking.comm_timeout_s:
+            elif gaps.timed_out(self.settings, s, r.t_mono):
                 self._end(s, closing.close_interrupted(self.settings, s, FLAG_COMM_TIMEOUT), events)
                 s = None
-            if s is not None and gap and not self._on_return(s, r, events, resumed):
-                s = None
+            if s is not None and gap:
+                done = gaps.on_return(self.settings, s, r, resumed=resumed)
+                if done is not None:
+                    self._end(s, done, events)
+                    s = None
         if s is not None:
             self._in_session(s, r, events, after_gap=gap)
         else:
@@ -177,7 +178,7 @@ class StallTracker:
                 self._resume_first_mono = f.t_mono
             if f.t_mono - self._resume_first_mono >= self.tracking.comm_timeout_s:
                 self._end(s, closing.close_interrupted(self.settings, s, FLAG_COMM_TIMEOUT), events)
-        elif f.t_mono - s.last_mono >= self.tracking.comm_timeout_s:
+        elif gaps.timed_out(self.settings, s, f.t_mono):
             self._end(s, closing.close_interrupted(self.settings, s, FLAG_COMM_TIMEOUT), events)
         return events
 
@@ -290,31 +291,6 @@ class StallTracker:
         events.append(SessionUpdated(snap, curve.take_pending(s)))
 
     # -- in session ---------------------------------------------------------------------------
-    def _on_return(
-        self, s: OpenSession, r: Reading, events: list[SessionEvent], resumed: bool
-    ) -> bool:
-        """First reading after a gap (failures or a restart). False: the session was closed."""
-        y = num(r.yield_l)
-        quiet = detection.is_quiet(self.settings.detection, s)
-        if identity.tag_changed(s, r):
-            if quiet and not resumed:
-                self._end(s, closing.close_at_quiet(self.settings, s), events)
-            else:
-                self._end(s, closing.close_interrupted(self.settings, s), events)
-            return False
-        if y is not None and yields.counter_dropped(s, y):
-            if quiet and not resumed:
-                self._end(s, closing.close_at_quiet(self.settings, s), events)
-                return False
-            if not detection.milking_now(self.settings.detection, r):
-                self._end(s, closing.close_interrupted(self.settings, s), events)
-                return False
-            s.flag(FLAG_COMM_GAP)
-            yields.counter_restarted(s, y)
-            return True
-        s.flag(FLAG_COMM_GAP)
-        return True
-
     def _in_session(
         self, s: OpenSession, r: Reading, events: list[SessionEvent], *, after_gap: bool
     ) -> None:
