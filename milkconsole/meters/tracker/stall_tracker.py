@@ -1,21 +1,12 @@
-"""The stall tracker: one meter's state machine that turns its readings into milking sessions.
+"""`StallTracker`: the order in which one stall's readings and poll failures meet the rules.
 
-Pure logic: no I/O, no threads, no clock reads. Every call brings its own times (`t_mono` from
-`time.monotonic()` for durations, `t_utc` aware UTC for timestamps), so tests drive it with
-hand-made times and a poller thread drives it with real ones.
-
-What it decides, per reading (the exact rules are in `StallTracker`'s docstring):
-- when a milking starts and ends (the meter's status bit, or flow and yield on maps without one);
-- the session's yield across meter counter resets, reboots, RFID changes and comm gaps
-  (session yield = meter counter + `yield_offset_l`, continuous by construction);
-- the session's figures (peak / average flow, conductivity, quality) and its flow curve;
-- its end state: completed, incomplete (too short / too little) or interrupted (meter lost).
+The tracker keeps the open session and what outlives one session (the last good reading, the
+counter the meter holds from the previous cow, whether polls failed since, when the last
+session ended, a pending resume or recovery). The rules themselves are the modules it calls;
+the package docstring says which holds what.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from milkconsole.config import TrackingConfig
 from milkconsole.events import (
@@ -33,59 +24,33 @@ from milkconsole.meters.tracker import (
     figures,
     gaps,
     identity,
+    recovery,
     yields,
 )
 from milkconsole.meters.tracker.detection import LastReading
-from milkconsole.meters.tracker.flags import (
-    FLAG_COMM_TIMEOUT,
-    FLAG_RECOVERED,
-    FLAG_RESUMED,
-    FLAG_RFID_SPLIT,
-)
-from milkconsole.meters.tracker.session import (
-    OpenSession,
-    in_progress,
-    make_session_key,
-    snapshot,
-)
+from milkconsole.meters.tracker.flags import FLAG_COMM_TIMEOUT, FLAG_RFID_SPLIT
+from milkconsole.meters.tracker.recovery import LastFinished
+from milkconsole.meters.tracker.resume import PendingResume, anchor_resumed, resumed_session
+from milkconsole.meters.tracker.session import OpenSession, in_progress, make_session_key
 from milkconsole.meters.tracker.settings import KeyFactory, make_settings
-from milkconsole.meters.tracker.thresholds import (
-    RESET_DROP_L,
-    SAME_COUNTER_L,
-    num,
-)
+from milkconsole.meters.tracker.thresholds import num
 from milkconsole.profiles import Detection
 from milkconsole.readings import Reading
-
-
-@dataclass(frozen=True, slots=True)
-class LastFinished:
-    """The meter's most recent recorded session as it ended: its tag, the counter then and its
-    end (the store keeps them; a tracker started later compares the meter with them)."""
-
-    rfid: str | None
-    meter_yield_l: float
-    ended_at: datetime | None
 
 
 class StallTracker:
     """One stall's milking sessions, from its meter's readings and poll failures.
 
-    Resume: `resume=` an in-progress snapshot is an open session whose meter has been silent
-    since the snapshot's last moment (started_at + duration_s); the first reading is a return
-    (as above), except that a drop while quiet closes it `interrupted`, and times are anchored
-    by t_utc. Only failures for comm_timeout_s from the first call close it `interrupted`.
+    A reading meets the rules in this order: a resumed session is anchored on this process's
+    clock (`resume`), a session silent for comm_timeout_s is closed (`gaps`), the first reading
+    after a gap decides whether the session goes on (`gaps.on_return`); then the open session
+    takes the reading (`_in_session`: `detection`, `identity`, `yields`, `figures`) or the idle
+    stall does (`_idle`: `recovery` on the very first reading, then `detection` starts one).
+    Every session ends through `_end`, which keeps what the next one needs.
 
-    Recovery: `last_finished=` the meter's last recorded session. When the first reading finds
-    the meter idle (not milking) holding a milking that is not that one — another tag, or, with
-    no tag, a counter reset since and at least min_yield_l counted again — a cow was milked
-    while no console watched: it is recorded at once as a finished session (flag recovered)
-    with the yield, tag and quality the meter holds, ended at that reading and started
-    `session_time_s` before it when the meter says (never before the last session's end). The
-    same tag, or a counter that only rose without a tag, recovers nothing (it may be the last
-    cow's own milk, already recorded), nor does the last cow's final counter still shown beside
-    a new tag (the next cow, identified on her way in). The yield recovered is the counter as
-    it stands: this assumes a meter that counts each cow from zero, as every shipped profile's.
+    `resume`: the in-progress snapshot of the session a previous console had open on this
+    meter. `last_finished`: the meter's last recorded session, for `recovery`. `key_factory`:
+    makes session keys (default `make_session_key`).
     """
 
     def __init__(
@@ -111,21 +76,18 @@ class StallTracker:
         self.meter_id = meter_id
         self.stall = stall
         self.farm_code = farm_code
-        self.detection = self.settings.detection
+        self.detection = self.settings.detection  # the effective one: overrides applied
         self.tracking = tracking
         self._open: OpenSession | None = None
         self._seen: LastReading | None = None
         self._held = yields.HeldCounter()
         self._failed_since_seen = False
         self._last_end_mono: float | None = None
-        self._resume_pending = False
-        self._resume_first_mono: float | None = None
-        self._resume_flow_l_min = 0.0
+        self._resume: PendingResume | None = None
         self._last_finished = last_finished if resume is None else None
         if resume is not None:
-            self._open = self._from_snapshot(resume)
-            self._resume_pending = True
-            self._resume_flow_l_min = resume.flow_l_min
+            self._open = resumed_session(self.settings, resume)
+            self._resume = PendingResume(resume.flow_l_min)
 
     # -- public -------------------------------------------------------------------------------
     @property
@@ -141,11 +103,12 @@ class StallTracker:
         self._check_reading(r)
         events: list[SessionEvent] = []
         s = self._open
-        resumed = self._resume_pending
+        pending = self._resume
+        resumed = pending is not None
         gap = self._failed_since_seen or resumed
         if s is not None:
-            if resumed:
-                self._anchor_resumed(s, r)
+            if pending is not None:
+                anchor_resumed(self.settings, s, r, pending)
             elif gaps.timed_out(self.settings, s, r.t_mono):
                 self._end(s, closing.close_interrupted(self.settings, s, FLAG_COMM_TIMEOUT), events)
                 s = None
@@ -173,12 +136,12 @@ class StallTracker:
         events: list[SessionEvent] = []
         if s is None:
             return events
-        if self._resume_pending:
-            if self._resume_first_mono is None:
-                self._resume_first_mono = f.t_mono
-            if f.t_mono - self._resume_first_mono >= self.tracking.comm_timeout_s:
-                self._end(s, closing.close_interrupted(self.settings, s, FLAG_COMM_TIMEOUT), events)
-        elif gaps.timed_out(self.settings, s, f.t_mono):
+        if self._resume is not None:
+            self._resume = self._resume.failed_at(f.t_mono)
+            timed_out = self._resume.timed_out(self.settings, f.t_mono)
+        else:
+            timed_out = gaps.timed_out(self.settings, s, f.t_mono)
+        if timed_out:
             self._end(s, closing.close_interrupted(self.settings, s, FLAG_COMM_TIMEOUT), events)
         return events
 
@@ -191,7 +154,7 @@ class StallTracker:
             )
         if r.t_utc.tzinfo is None or r.t_utc.utcoffset() is None:
             raise ValueError(f"meter {self.meter_id!r}: reading t_utc {r.t_utc!r} is naive")
-        if self._seen is not None and not self._resume_pending and r.t_mono < self._seen.t_mono:
+        if self._seen is not None and self._resume is None and r.t_mono < self._seen.t_mono:
             raise ValueError(
                 f"meter {self.meter_id!r}: reading at t_mono {r.t_mono} is older than the "
                 f"previous one at {self._seen.t_mono}"
@@ -199,9 +162,16 @@ class StallTracker:
 
     # -- idle and start -----------------------------------------------------------------------
     def _idle(self, r: Reading, events: list[SessionEvent]) -> None:
+        """A reading of a stall with no open session: a missed milking, a start, or nothing."""
         last, self._last_finished = self._last_finished, None
-        if last is not None and self._seen is None and self._missed_milking(r, last):
-            self._recover(r, last, events)
+        if (
+            last is not None
+            and self._seen is None
+            and recovery.missed_milking(self.settings, r, last)
+        ):
+            s = recovery.recovered_session(self.settings, r, last)
+            events.append(SessionStarted(in_progress(self.settings, s)))
+            self._end(s, recovery.close_recovered(self.settings, s), events)
             return
         y = num(r.yield_l)
         prev_y = self._seen.yield_l if self._seen is not None else None
@@ -212,64 +182,10 @@ class StallTracker:
         else:
             self._held.first_sight(y)
 
-    def _missed_milking(self, r: Reading, last: LastFinished) -> bool:
-        y = num(r.yield_l)
-        if (
-            not detection.idle_now(self.settings.detection, r)
-            or y is None
-            or y < self.tracking.min_yield_l
-        ):
-            return False
-        if abs(y - last.meter_yield_l) <= SAME_COUNTER_L:
-            # The last cow's final still on the display: a new tag is the next cow, read as
-            # she walked in, before her milking reset the counter.
-            return False
-        if r.rfid is not None:
-            return r.rfid != last.rfid
-        return y < last.meter_yield_l - RESET_DROP_L
-
-    def _recover(self, r: Reading, last: LastFinished, events: list[SessionEvent]) -> None:
-        y = num(r.yield_l)
-        assert y is not None
-        duration = float(r.session_time_s) if r.session_time_s and r.session_time_s > 0 else 0.0
-        started_at = r.t_utc - timedelta(seconds=duration)
-        if last.ended_at is not None and started_at < last.ended_at:
-            started_at = min(last.ended_at, r.t_utc)
-            duration = (r.t_utc - started_at).total_seconds()
-        s = OpenSession(
-            key=self.settings.new_key(started_at),
-            started_at=started_at,
-            start_mono=r.t_mono - duration,
-            anchored=True,
-            rfid=r.rfid,
-            meter_yield_l=y,
-            yield_offset_l=0.0,
-            last_mono=r.t_mono,
-            last_utc=r.t_utc,
-            duration_s=duration,
-            last_yield_l=y,
-        )
-        s.flag(FLAG_RECOVERED)
-        # What the meter still shows of her milk (no flow, vacuum or curve: she is gone).
-        c = figures.accumulate_milk(s, r)
-        figures.accumulate_quality(s, r)
-        events.append(SessionStarted(snapshot(self.settings, s, "in_progress", None, duration)))
-        # Without the meter's own session time the duration is unknown, not short.
-        done = closing.close(
-            self.settings,
-            s,
-            "by_rules",
-            r.t_utc,
-            duration,
-            flow=0.0,
-            conductivity=c,
-            check_duration=duration > 0,
-        )
-        self._end(s, done, events)
-
     def _start(
         self, r: Reading, events: list[SessionEvent], *, backdate: bool, flags: tuple[str, ...] = ()
     ) -> None:
+        """Open a session on `r` (`backdate`: it may have started at the previous reading)."""
         meter, offset = self._held.start(num(r.yield_l))
         since = None
         if backdate:
@@ -294,6 +210,7 @@ class StallTracker:
     def _in_session(
         self, s: OpenSession, r: Reading, events: list[SessionEvent], *, after_gap: bool
     ) -> None:
+        """A reading of the open session: its end, a split, or its figures taken in."""
         d = self.settings.detection
         y = num(r.yield_l)
         quiet = detection.is_quiet(d, s)
@@ -329,79 +246,10 @@ class StallTracker:
         self._open = None
         self._held.session_ended(s.meter_yield_l)
         self._last_end_mono = s.start_mono + done.session.duration_s if s.anchored else None
-        self._resume_pending = False
-
-    # -- snapshots and resume -----------------------------------------------------------------
-    def _from_snapshot(self, snap: SessionSnapshot) -> OpenSession:
-        if snap.meter_id != self.meter_id:
-            raise ValueError(
-                f"stall tracker for meter {self.meter_id!r} cannot resume session {snap.key!r} "
-                f"of meter {snap.meter_id!r}"
-            )
-        if snap.state != "in_progress":
-            raise ValueError(
-                f"meter {self.meter_id!r}: cannot resume session {snap.key!r} in state "
-                f"{snap.state!r} (only in_progress)"
-            )
-        if snap.started_at.tzinfo is None or snap.started_at.utcoffset() is None:
-            raise ValueError(f"meter {self.meter_id!r}: session {snap.key!r} started_at is naive")
-        # The snapshot has no counts for vacuum and pulsation: weigh their means like the
-        # conductivity readings, which every supported map gives on every reading.
-        weight = max(1, snap.conductivity_n)
-        s = OpenSession(
-            key=snap.key,
-            started_at=snap.started_at,
-            start_mono=0.0,
-            anchored=False,
-            rfid=snap.rfid,
-            meter_yield_l=snap.meter_yield_l,
-            yield_offset_l=snap.yield_offset_l,
-            last_mono=0.0,
-            last_utc=snap.started_at + timedelta(seconds=snap.duration_s),
-            duration_s=snap.duration_s,
-            last_yield_l=snap.meter_yield_l + snap.yield_offset_l,
-            flags=list(snap.flags),
-            flow_l_min=snap.flow_l_min,
-            peak_flow_l_min=snap.peak_flow_l_min,
-            conductivity_sum=snap.conductivity_sum,
-            conductivity_n=snap.conductivity_n,
-            conductivity_max_ms_cm=snap.conductivity_max_ms_cm,
-            ec_lf_ms_cm=snap.ec_lf_ms_cm,
-            ec_rf_ms_cm=snap.ec_rf_ms_cm,
-            ec_lr_ms_cm=snap.ec_lr_ms_cm,
-            ec_rr_ms_cm=snap.ec_rr_ms_cm,
-            temperature_max_c=snap.temperature_c,
-            fat_pct=snap.fat_pct,
-            protein_pct=snap.protein_pct,
-            lactose_pct=snap.lactose_pct,
-            scc_cells_ml=snap.scc_cells_ml,
-            blood=snap.blood,
-            vacuum_sum=(snap.vacuum_kpa or 0.0) * weight,
-            vacuum_n=weight if snap.vacuum_kpa is not None else 0,
-            pulsation_sum=(snap.pulsation_cpm or 0.0) * weight,
-            pulsation_n=weight if snap.pulsation_cpm is not None else 0,
-        )
-        s.flag(FLAG_RESUMED)
-        return s
-
-    def _anchor_resumed(self, s: OpenSession, r: Reading) -> None:
-        # This process's monotonic clock means nothing for times before it: place the session
-        # on it by wall time, once, then go on in monotonic seconds.
-        since_start = (r.t_utc - s.started_at).total_seconds()
-        s.start_mono = r.t_mono - max(since_start, s.duration_s)
-        s.last_mono = s.start_mono + s.duration_s
-        s.anchored = True
-        if (
-            self.detection.mode == "flow"
-            and self._resume_flow_l_min <= self.detection.end_flow_l_min
-        ):
-            s.quiet_mono, s.quiet_utc = s.last_mono, s.last_utc
-            s.quiet_yield_l = s.yield_l
-            s.quiet_flow_l_min = self._resume_flow_l_min
-            s.quiet_conductivity_ms_cm = None
+        self._resume = None
 
     def _remember(self, r: Reading) -> None:
+        """`r` was handled: it is the last good reading, and the gap (or restart) is over."""
         self._seen = detection.last_reading(r, self._seen)
         self._failed_since_seen = False
-        self._resume_pending = False
-        self._resume_first_mono = None
+        self._resume = None
