@@ -320,6 +320,9 @@ _SESSION_COLUMNS = (
     MilkSession.abnormal,
     MilkSession.reattached,
     MilkSession.flags,
+    MilkSession.destination,
+    MilkSession.divert_reason,
+    MilkSession.divert_confirmed_by,
 )
 
 

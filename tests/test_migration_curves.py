@@ -1,4 +1,4 @@
-"""Migration 0005 on real files: a database whose curves are rows (revision 0003) gets them packed,
+"""Migration 0007 on real files: a database whose curves are rows (revision 0006) gets them packed,
 read back the same, with the backup taken first; one killed half-way (during its backup or
 during the packing) is still the old database, usable, and the next start migrates it."""
 
@@ -26,14 +26,17 @@ ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2025, 6, 1, 4, 30)  # naive UTC, as the store writes it
 
 
-def at_0003(path: Path) -> None:
-    """A database as the release before this one left it (schema 0003, curves as rows)."""
+# The curves migration, and the revision before it (curves stored as a row per sample).
+BEFORE, CURVES = "0006", "0007"
+
+def before_curves(path: Path) -> None:
+    """A database as the release before this one left it (schema BEFORE, curves as rows)."""
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     engine = create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0003")
+        command.upgrade(cfg, BEFORE)
     engine.dispose()
 
 
@@ -48,7 +51,7 @@ def curve(i: int, n: int) -> list[tuple[float, float, float, float | None]]:
     return out
 
 
-def fill_0003(path: Path, sessions: int, n: int, *, open_ones: int = 0) -> dict[str, list]:
+def fill_rows(path: Path, sessions: int, n: int, *, open_ones: int = 0) -> dict[str, list]:
     """Sessions with curves as rows; the last `open_ones` still in progress."""
     conn = sqlite3.connect(path)
     curves: dict[str, list] = {}
@@ -93,13 +96,13 @@ def revision(path: Path) -> str:
 
 def test_curves_stored_as_rows_are_packed_and_read_back_the_same(tmp_path):
     path = tmp_path / "parlour.sqlite"
-    at_0003(path)
-    curves = fill_0003(path, 6, 180, open_ones=1)
+    before_curves(path)
+    curves = fill_rows(path, 6, 180, open_ones=1)
     db = open_database(path)
     try:
-        assert schema_revision(db) == "0005"
-        [backup] = tmp_path.glob("parlour.sqlite.bak-0003-*")
-        assert revision(backup) == "0003" and count(backup, "SELECT COUNT(*) FROM flow_samples")
+        assert schema_revision(db) == CURVES
+        [backup] = tmp_path.glob(f"parlour.sqlite.bak-{BEFORE}-*")
+        assert revision(backup) == BEFORE and count(backup, "SELECT COUNT(*) FROM flow_samples")
         assert count(path, "SELECT COUNT(*) FROM flow_curves") == 5
         # The open session keeps its rows: the recorder packs them when it completes.
         assert count(path, "SELECT COUNT(DISTINCT session_key) FROM flow_samples") == 1
@@ -169,7 +172,7 @@ def kill_when(child: subprocess.Popen[str], ready: Callable[[], object], what: s
 
 
 def assert_old_and_usable(path: Path, samples: int) -> None:
-    assert revision(path) == "0003"
+    assert revision(path) == BEFORE
     conn = sqlite3.connect(path)
     try:
         assert [r[0] for r in conn.execute("PRAGMA integrity_check")] == ["ok"]
@@ -182,8 +185,8 @@ def assert_old_and_usable(path: Path, samples: int) -> None:
 
 def test_a_migration_killed_half_way_leaves_the_old_database_usable(tmp_path):
     path = tmp_path / "parlour.sqlite"
-    at_0003(path)
-    fill_0003(path, 2000, 200)
+    before_curves(path)
+    fill_rows(path, 2000, 200)
     samples = 2000 * 200
 
     # Killed while packing: its backup is whole, the packing has written part of its work.
@@ -200,7 +203,7 @@ def test_a_migration_killed_half_way_leaves_the_old_database_usable(tmp_path):
     )
     assert_old_and_usable(path, samples)
     [backup] = tmp_path.glob("parlour.sqlite.bak-*Z")
-    assert revision(backup) == "0003"
+    assert revision(backup) == BEFORE
 
     # Killed while taking its backup: nothing but a partial copy, never named as a backup.
     backup.unlink()
@@ -216,7 +219,7 @@ def test_a_migration_killed_half_way_leaves_the_old_database_usable(tmp_path):
     # The next start migrates it.
     db = open_database(path)
     try:
-        assert schema_revision(db) == "0005"
+        assert schema_revision(db) == CURVES
         assert SessionStore(db).count() == 2000
         assert len(SessionStore(db).samples("OLD-01234")) == 200
     finally:
