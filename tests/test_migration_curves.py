@@ -29,6 +29,7 @@ T0 = datetime(2025, 6, 1, 4, 30)  # naive UTC, as the store writes it
 # The curves migration, and the revision before it (curves stored as a row per sample).
 BEFORE, CURVES = "0006", "0007"
 
+
 def before_curves(path: Path) -> None:
     """A database as the release before this one left it (schema BEFORE, curves as rows)."""
     cfg = Config()
