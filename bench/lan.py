@@ -106,7 +106,7 @@ def web_load(
     console: Any, work: Path, seconds: float
 ) -> tuple[Callable[[], dict], Callable[[], None]]:
     """20 live pages in another process (SSE clients), for `seconds`."""
-    from milkconsole.roles import Grant, UserStore
+    from milkconsole.supervision.roles import Grant, UserStore
 
     web = console.runtime.web
     assert web is not None and web.certificate is not None
@@ -244,7 +244,7 @@ def run(config_path: Path, work: Path, loads: list[str], warm_s: float, window_s
     import psutil
 
     from milkconsole.config import load_config
-    from milkconsole.events import PollCycleCompleted
+    from milkconsole.meters.events import PollCycleCompleted
     from ui.app import Console, ensure_app
 
     ensure_app()

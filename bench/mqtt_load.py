@@ -34,12 +34,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from milkconsole.app.runtime import ParlourRuntime  # noqa: E402
 from milkconsole.config import load_config  # noqa: E402
-from milkconsole.events import SessionCompleted, SessionSnapshot  # noqa: E402
+from milkconsole.meters.events import SessionCompleted, SessionSnapshot  # noqa: E402
 from milkconsole.mqtt.client import Subscription  # noqa: E402
 from milkconsole.mqtt.publisher import MqttPublisher  # noqa: E402
 from milkconsole.mqtt.settings import MqttSettings, parse_mqtt_settings  # noqa: E402
-from milkconsole.runtime import ParlourRuntime  # noqa: E402
 from milkconsole.store import open_database  # noqa: E402
 from milkconsole.store.outbound import queue_sessions, set_mqtt  # noqa: E402
 from milkconsole.store.outbox import Outbox  # noqa: E402

@@ -26,13 +26,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results_io import save
+from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.config import BusConfig, MeterConfig, load_config
-from milkconsole.events import SessionCompleted
-from milkconsole.poller import BusPoller, PolledMeter
-from milkconsole.profiles import load_profiles
-from milkconsole.runtime import ParlourRuntime
+from milkconsole.meters.events import SessionCompleted
+from milkconsole.meters.poller import BusPoller, PolledMeter
+from milkconsole.meters.profiles import load_profiles
+from milkconsole.meters.transport import open_transport
 from milkconsole.store.db import open_database
-from milkconsole.transport import open_transport
 from simulators.demo import SimulatedParlour, _free_tcp_ports
 from simulators.meter import SimulatedMeter
 from simulators.modbus_server import ModbusRtuServer, RegisterBank

@@ -41,7 +41,7 @@ if __package__ in (None, ""):  # run as a script (the Makefile does): make `benc
 from sqlalchemy import select
 
 from bench.results_io import save
-from milkconsole.events import SessionSnapshot
+from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store import open_database
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_meter, queue_sessions
@@ -183,8 +183,8 @@ def sync_latency(
     """Meter-to-Odoo latency while online: the meter clears its milking bit -> the session's
     milk.session record is committed in Odoo. Whole pipeline, real sockets and HTTP: simulated
     meters (Modbus TCP and RTU), pollers, tracker, recorder, the background sync worker."""
+    from milkconsole.app.runtime import ParlourRuntime
     from milkconsole.config import load_config
-    from milkconsole.runtime import ParlourRuntime
     from simulators.demo import SimulatedParlour, make_demo_config
 
     created_at: dict[int, float] = {}
@@ -318,8 +318,8 @@ def real_latency(odoo: Any, rpc: Any, *, sessions: int = 60, poll_s: float = 1.0
     """Meter-to-Odoo latency with a whole simulated parlour recording into the real Odoo."""
     import threading
 
+    from milkconsole.app.runtime import ParlourRuntime
     from milkconsole.config import load_config
-    from milkconsole.runtime import ParlourRuntime
     from simulators.demo import SimulatedParlour, make_demo_config
 
     seen_at: dict[str, float] = {}

@@ -85,14 +85,14 @@ class SyntheticParlour:
         return max(0.0, 4.0 * (SESSION_S - t_s) / (SESSION_S - 260))
 
     def events(self, sim_s: float, tick: int) -> list[object]:
-        from milkconsole.events import (
+        from milkconsole.meters.events import (
             ReadingTaken,
             SessionCompleted,
             SessionSnapshot,
             SessionStarted,
             SessionUpdated,
         )
-        from milkconsole.readings import Reading
+        from milkconsole.meters.readings import Reading
 
         out: list[object] = []
         now = self.t0 + timedelta(seconds=sim_s)

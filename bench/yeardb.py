@@ -12,7 +12,7 @@ holds after `days` of milking `cows` cows `milkings_per_day` times a day, and re
 - health events and alerts at a realistic rate (blood, mastitis episodes with an escalation,
   now and then a cow-swap), raised by a completion hook inside the session's transaction and
   queued with `queue_health_event` / `queue_alert`; a supervisor resolves each alert a day or
-  two later (`milkconsole.alerts.resolve_alert`: audited, queued for Odoo);
+  two later (`milkconsole.supervision.alerts.resolve_alert`: audited, queued for Odoo);
 - each meter calibrated twice a year (a calibration row, audited, `queue_meter_calibrated`);
 - the Odoo sync keeping up: at the end of each day what was queued is marked sent
   (`Outbox.mark_sent`), except the last day's, which is still waiting;
@@ -49,10 +49,8 @@ if str(ROOT) not in sys.path:
 from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from milkconsole.alerts import resolve_alert  # noqa: E402
 from milkconsole.config import ParlourConfig, parse_config  # noqa: E402
-from milkconsole.events import FlowSample, SessionCompleted, SessionSnapshot  # noqa: E402
-from milkconsole.roles import Grant, UserStore  # noqa: E402
+from milkconsole.meters.events import FlowSample, SessionCompleted, SessionSnapshot  # noqa: E402
 from milkconsole.store.db import Database, open_database  # noqa: E402
 from milkconsole.store.outbound import (  # noqa: E402
     meter_registration,
@@ -73,6 +71,8 @@ from milkconsole.store.schema import (  # noqa: E402
     OutboxRow,
     append_audit,
 )
+from milkconsole.supervision.alerts import resolve_alert  # noqa: E402
+from milkconsole.supervision.roles import Grant, UserStore  # noqa: E402
 from simulators.parlour import FlowCurve, draw_flow_curve  # noqa: E402
 
 log = logging.getLogger("bench.yeardb")

@@ -1,3 +1,3 @@
-from milkconsole.cli import main
+from milkconsole.app.entry import main
 
 raise SystemExit(main())

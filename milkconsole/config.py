@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from milkconsole.errors import ConfigError
-from milkconsole.profiles import Profile, load_profiles
+from milkconsole.meters.profiles import Profile, load_profiles
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
 _SECTIONS = {
@@ -399,7 +399,7 @@ def _check_sections(config: ParlourConfig) -> None:
             DetectorParams(), health.get("mastitis"), config.source, "health.mastitis"
         )
     if "separation" in extra:
-        from milkconsole.separation import SeparationRules
+        from milkconsole.herd.separation import SeparationRules
 
         SeparationRules.from_parlour(config)
 

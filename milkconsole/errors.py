@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+
 
 class MilkConsoleError(Exception):
     """Base of every error the core raises on purpose."""
@@ -32,3 +35,22 @@ class TransportError(MilkConsoleError):
         self.kind = kind
         self.exception_code = exception_code
         super().__init__(message)
+
+
+def run_reporting_errors(command: Callable[[], int]) -> int:
+    """Run a command, turning the core's errors into the documented exit statuses and one line
+    on stderr (the message already names the file and key): 0 ok, 2 bad input (config,
+    profile, CSV), 3 database refused, 1 anything else, 130 interrupted."""
+    try:
+        return command()
+    except ConfigError as exc:
+        print(f"milkconsole: {exc}", file=sys.stderr)
+        return 2
+    except DatabaseError as exc:
+        print(f"milkconsole: {exc}", file=sys.stderr)
+        return 3
+    except MilkConsoleError as exc:
+        print(f"milkconsole: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
-from milkconsole.events import SessionSnapshot
-from milkconsole.rfid import InvalidTag, format_display, normalize_tag
-from milkconsole.separation import DivertDecision, SeparationBook, SeparationRules
+from milkconsole.herd.separation import DivertDecision, SeparationBook, SeparationRules
+from milkconsole.meters.events import SessionSnapshot
+from milkconsole.meters.rfid import InvalidTag, format_display, normalize_tag
 from milkconsole.store.db import Database
 from milkconsole.store.history import (
     EXPECTED_FROM_SESSIONS,
@@ -117,7 +117,7 @@ class HerdDirectory:
 
 
 def canonical_tag(raw: str | None) -> str | None:
-    """A tag as the herd list keys it (`milkconsole.rfid` canonical form when it parses)."""
+    """A tag as the herd list keys it (`milkconsole.meters.rfid` canonical form when it parses)."""
     if raw is None or not raw.strip():
         return None
     try:

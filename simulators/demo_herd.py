@@ -1,5 +1,5 @@
 """The demo parlour's herd, put in a console's database the way a farm would put its own there:
-through the herd import and the treatment records (`milkconsole.herd_changes`), then a week
+through the herd import and the treatment records (`milkconsole.herd.changes`), then a week
 of past milkings as another program's history (`SessionStore.add_past_milkings`).
 
 The console (`ui.app.open_demo_console`) and the headless demo (`milkconsole demo --headless`)
@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from milkconsole.config import ParlourConfig
-from milkconsole.events import SessionSnapshot
-from milkconsole.herd import COLUMNS, HerdFile, HerdRow
-from milkconsole.herd_changes import import_herd, seed_treatments
+from milkconsole.herd.changes import import_herd, seed_treatments
+from milkconsole.herd.file import COLUMNS, HerdFile, HerdRow
+from milkconsole.herd.withdrawal import Treatment
+from milkconsole.meters.events import SessionSnapshot
+from milkconsole.meters.rfid import fdx_b_to_iso, normalize_tag
 from milkconsole.production import load_herd
-from milkconsole.rfid import fdx_b_to_iso, normalize_tag
-from milkconsole.roles import Grant
 from milkconsole.store.db import Database
 from milkconsole.store.sessions import PastMilking, SessionStore
-from milkconsole.withdrawal import Treatment
+from milkconsole.supervision.roles import Grant
 from simulators.parlour import (
     CONDUCTIVITY_RANGE_MS_CM,
     SICK_QUARTER,

@@ -1,10 +1,10 @@
 """One simulated milk meter: a unit in a `RegisterBank` laid out by its register-map profile.
 
-Values are set in engineering units and encoded with `milkconsole.decode.encode_field`, the same
-definition the console decodes with, so the simulator and the console cannot disagree on a data
-type. The meter can lie the way real ones do: a yield/flow error (for calibration), a NaN in a
-float register, a faulty vacuum or pulsation, a missed RFID read, a reboot that loses its
-counters, silence and corrupted replies (through the bank's faults).
+Values are set in engineering units and encoded with `milkconsole.meters.decode.encode_field`, the
+same definition the console decodes with, so the simulator and the console cannot disagree on a data
+type. The meter can lie the way real ones do: a yield/flow error (for calibration), a NaN in a float
+register, a faulty vacuum or pulsation, a missed RFID read, a reboot that loses its counters,
+silence and corrupted replies (through the bank's faults).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import threading
 import time
 from typing import Literal
 
-from milkconsole.decode import Value, decode_fields, decode_raw, encode_field, encode_raw
-from milkconsole.profiles import Block, FieldSpec, Profile
+from milkconsole.meters.decode import Value, decode_fields, decode_raw, encode_field, encode_raw
+from milkconsole.meters.profiles import Block, FieldSpec, Profile
 from simulators.modbus_server import RegisterBank, RegisterKind
 
 # Fields the meter's measuring error scales (the ones a calibration factor corrects).

@@ -600,7 +600,7 @@ class ModbusRtuServer:
         an earlier client left every other setting as it wants it. With the speed parked, each
         opening configuration changes the speed too, and succeeds (pyserial, mbpoll). It cannot
         help a client that reconfigures at once after opening (pymodbus does): such a client
-        must open a pty with parity N, as `milkconsole.transport` does (pyserial issue 196).
+        must open a pty with parity N, as `milkconsole.meters.transport` does (pyserial issue 196).
         A pty ignores its speed, so parking under a connected client is harmless; termios calls
         on the master apply to the slave end.
         """

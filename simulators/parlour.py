@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
-from milkconsole.decode import Value
+from milkconsole.meters.decode import Value
 from simulators.meter import ISO_COUNTRY_DEFAULT, SimulatedMeter, fdx_b_code
 
 log = logging.getLogger(__name__)

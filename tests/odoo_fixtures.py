@@ -17,7 +17,7 @@ import keyring
 import pytest
 from sqlalchemy import select
 
-from milkconsole.events import SessionSnapshot
+from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store import open_database
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import (

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from milkconsole.events import SessionSnapshot
+from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store.db import Database
 from milkconsole.store.schema import Alert, Animal, Meter
 from milkconsole.store.sessions import new_session_row

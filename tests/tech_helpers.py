@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from milkconsole.config import ParlourConfig, parse_config
-from milkconsole.events import SessionCompleted, SessionSnapshot, SessionStarted
-from milkconsole.roles import Grant, UserStore
+from milkconsole.meters.events import SessionCompleted, SessionSnapshot, SessionStarted
 from milkconsole.store.db import Database, open_database
 from milkconsole.store.recorder import Recorder
+from milkconsole.supervision.roles import Grant, UserStore
 
 FARM = "T1"
 SUPERVISOR, SUPERVISOR_PIN = "Sue", "4321"

@@ -13,7 +13,14 @@ import keyring
 import pytest
 from sqlalchemy import select
 
-from milkconsole.alerts import (
+from milkconsole.health.hook import HealthHook
+from milkconsole.meters.events import SessionCompleted
+from milkconsole.store import Recorder, open_database
+from milkconsole.store.db import Database
+from milkconsole.store.outbound import ALERT as ALERT_MODEL
+from milkconsole.store.outbound import queue_alert
+from milkconsole.store.schema import Alert, Animal, AuditEntry, OutboxRow
+from milkconsole.supervision.alerts import (
     AlertError,
     AlertFilter,
     acknowledge_alert,
@@ -22,14 +29,7 @@ from milkconsole.alerts import (
     list_alerts,
     resolve_alert,
 )
-from milkconsole.events import SessionCompleted
-from milkconsole.health.hook import HealthHook
-from milkconsole.roles import AccessDenied, Grant, UserStore
-from milkconsole.store import Recorder, open_database
-from milkconsole.store.db import Database
-from milkconsole.store.outbound import ALERT as ALERT_MODEL
-from milkconsole.store.outbound import queue_alert
-from milkconsole.store.schema import Alert, Animal, AuditEntry, OutboxRow
+from milkconsole.supervision.roles import AccessDenied, Grant, UserStore
 from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings

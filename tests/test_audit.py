@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from milkconsole.alerts import AlertError, acknowledge_alert, resolve_alert
-from milkconsole.audit import (
+from milkconsole.store.schema import Alert
+from milkconsole.store.sessions import SessionStore
+from milkconsole.supervision.alerts import AlertError, acknowledge_alert, resolve_alert
+from milkconsole.supervision.audit import (
     CSV_COLUMNS,
     AuditFilter,
     audit_vocabulary,
@@ -22,16 +24,14 @@ from milkconsole.audit import (
     query_audit,
     record_config_change,
 )
-from milkconsole.calibration import (
+from milkconsole.supervision.roles import AccessDenied
+from milkconsole.technician.calibration import (
     CalibrationReading,
     CalibrationSettings,
     CalibrationStore,
     evaluate,
 )
-from milkconsole.diagnostics import EquipmentFinding, raise_equipment_alerts
-from milkconsole.roles import AccessDenied
-from milkconsole.store.schema import Alert
-from milkconsole.store.sessions import SessionStore
+from milkconsole.technician.diagnostics import EquipmentFinding, raise_equipment_alerts
 from tests.tech_helpers import FARM, TechDb, record_sessions, tech_db
 
 

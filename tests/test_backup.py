@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from milkconsole.cli import main as cli_main
+from milkconsole.app.entry import main as cli_main
 from milkconsole.errors import ConfigError
-from milkconsole.events import FlowSample, SessionCompleted, SessionSnapshot, SessionStarted
 from milkconsole.housekeeping import Housekeeping
+from milkconsole.meters.events import FlowSample, SessionCompleted, SessionSnapshot, SessionStarted
 from milkconsole.store import Recorder, SessionStore, open_database
 from milkconsole.store.backup import (
     BackupError,
@@ -417,7 +417,7 @@ def test_a_backup_killed_half_way_leaves_the_database_usable_and_no_backup(tmp_p
 
 
 def test_backup_now_output_and_restore_prompt(tmp_path, db: Database):
-    from milkconsole.backup_cli import _restore
+    from milkconsole.app.backup_cli import _restore
 
     backup = take_backup(db.path, tmp_path)
     out = io.StringIO()
@@ -490,9 +490,9 @@ def test_after_a_restore_the_outbox_resumes_without_a_duplicate_in_odoo(
 
 
 def test_the_gateway_runs_the_daily_jobs_too(tmp_path):
+    from milkconsole.app.gateway import run_gateway
+    from milkconsole.app.runtime import ParlourRuntime
     from milkconsole.config import load_config
-    from milkconsole.gateway import run_gateway
-    from milkconsole.runtime import ParlourRuntime
 
     usb = tmp_path / "usb"
     usb.mkdir()

@@ -12,7 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from milkconsole.calibration import (
+from milkconsole.errors import ConfigError
+from milkconsole.store.schema import AuditEntry
+from milkconsole.store.sessions import SessionStore
+from milkconsole.supervision.roles import AccessDenied
+from milkconsole.technician.calibration import (
     CalibrationError,
     CalibrationReading,
     CalibrationSettings,
@@ -26,10 +30,6 @@ from milkconsole.calibration import (
     reference_litres,
     tank_outcome,
 )
-from milkconsole.errors import ConfigError
-from milkconsole.roles import AccessDenied
-from milkconsole.store.schema import AuditEntry
-from milkconsole.store.sessions import SessionStore
 from tests.tech_helpers import parlour_config, record_sessions, tech_db
 
 SETTINGS = CalibrationSettings()

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from milkconsole.app.gateway import run_gateway, session_line
 from milkconsole.config import load_config
-from milkconsole.events import SessionCompleted, SessionSnapshot, SessionStarted
-from milkconsole.gateway import run_gateway, session_line
+from milkconsole.meters.events import SessionCompleted, SessionSnapshot, SessionStarted
 from milkconsole.store import Recorder, open_database
 from simulators.demo import SimulatedParlour, make_demo_config
 
@@ -142,7 +142,7 @@ def test_session_line_names_the_stall_cow_yield_and_state() -> None:
 def test_main_in_process_exports_checks_and_maps_errors_to_exit_statuses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from milkconsole.cli import main
+    from milkconsole.app.entry import main
 
     db = tmp_path / "x.sqlite"
     keys = record(db, 2)

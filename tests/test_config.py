@@ -155,7 +155,7 @@ def test_sections_other_modules_own_are_checked_at_load(
 
 
 def test_the_colostrum_period_is_read_from_separation(tmp_path: Path) -> None:
-    from milkconsole.separation import SeparationRules
+    from milkconsole.herd.separation import SeparationRules
 
     cfg = load_config(write(tmp_path, GOOD + "\n[separation]\ncolostrum_milkings = 6\n"))
     assert SeparationRules.from_parlour(cfg).colostrum_milkings == 6

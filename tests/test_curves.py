@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from milkconsole.events import FlowSample
+from milkconsole.meters.events import FlowSample
 from milkconsole.store.curves import (
     CONDUCTIVITY_STEP_MS_CM,
     ELAPSED_STEP_S,

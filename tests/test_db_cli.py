@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from milkconsole.cli import main
+from milkconsole.app.entry import main
 from milkconsole.errors import DatabaseError
 from milkconsole.store import open_database
 from milkconsole.store.db import MIGRATIONS_DIR

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from milkconsole.decode import decode_raw, decode_reading, encode_field, encode_raw
-from milkconsole.profiles import FieldSpec, Profile, load_profiles
+from milkconsole.meters.decode import decode_raw, decode_reading, encode_field, encode_raw
+from milkconsole.meters.profiles import FieldSpec, Profile, load_profiles
 
 PROFILES = load_profiles()
 NOW = datetime(2026, 3, 2, 5, 12, tzinfo=UTC)

@@ -12,9 +12,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from milkconsole.alerts import resolve_alert
 from milkconsole.config import BusConfig, MeterConfig
-from milkconsole.diagnostics import (
+from milkconsole.errors import ConfigError
+from milkconsole.meters.events import ReadingTaken
+from milkconsole.meters.poller import BusPoller, PolledMeter
+from milkconsole.meters.profiles import load_profiles
+from milkconsole.meters.readings import Reading
+from milkconsole.meters.transport import open_transport
+from milkconsole.store.schema import Alert
+from milkconsole.supervision.alerts import resolve_alert
+from milkconsole.technician.diagnostics import (
     CommWindow,
     DiagnosticsModel,
     EquipmentMonitor,
@@ -23,13 +30,6 @@ from milkconsole.diagnostics import (
     raise_equipment_alerts,
     self_test,
 )
-from milkconsole.errors import ConfigError
-from milkconsole.events import ReadingTaken
-from milkconsole.poller import BusPoller, PolledMeter
-from milkconsole.profiles import load_profiles
-from milkconsole.readings import Reading
-from milkconsole.store.schema import Alert
-from milkconsole.transport import open_transport
 from simulators.meter import SimulatedMeter
 from simulators.modbus_server import ModbusTcpServer, RegisterBank
 from tests.tech_helpers import FARM, parlour_config, tech_db

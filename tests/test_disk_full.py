@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from milkconsole.events import (
+from milkconsole.meters.events import (
     FlowSample,
     SessionCompleted,
     SessionSnapshot,

@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session
 
 from milkconsole.config import load_config
 from milkconsole.errors import ConfigError
-from milkconsole.events import SessionCompleted, SessionSnapshot
 from milkconsole.health.hook import HealthHook
 from milkconsole.health.mastitis import Alert as DetectorAlert
 from milkconsole.health.mastitis import MilkingRecord
-from milkconsole.identity import associate_pending, identify, resolve_animal
-from milkconsole.rfid import iso_to_fdx_b, to_hex16
+from milkconsole.herd.identity import associate_pending, identify, resolve_animal
+from milkconsole.meters.events import SessionCompleted, SessionSnapshot
+from milkconsole.meters.rfid import iso_to_fdx_b, to_hex16
 from milkconsole.store import Recorder, SessionStore, open_database
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import ALERT as ALERT_MODEL

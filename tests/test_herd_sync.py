@@ -8,22 +8,22 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from milkconsole.herd_changes import (
+from milkconsole.herd.changes import (
     change_keep_out,
     new_treatment_key,
     record_treatment,
     register_stall_tag,
 )
-from milkconsole.roles import Grant, UserStore
-from milkconsole.separation import SeparationRules
+from milkconsole.herd.separation import SeparationRules
+from milkconsole.herd.withdrawal import Treatment
 from milkconsole.store.db import Database
 from milkconsole.store.schema import Animal, OutboxRow, TreatmentRow
 from milkconsole.store.treatments import separation_inputs
+from milkconsole.supervision.roles import Grant, UserStore
 from milkconsole.sync.animals import pull_animals
 from milkconsole.sync.client import connect
 from milkconsole.sync.contract import ODOO_DATETIME, Contract
 from milkconsole.sync.treatments import pull_treatments
-from milkconsole.withdrawal import Treatment
 from simulators.odoo_server import OdooSimulator
 from tests.odoo_fixtures import engine_for, logged_in
 
@@ -43,7 +43,7 @@ def herd_from_odoo(sim: OdooSimulator, vault, db: Database, cows: int = 3):
 
 
 def divert_now(db: Database, animal_id: int) -> bool:
-    from milkconsole.separation import decide
+    from milkconsole.herd.separation import decide
 
     with db.read() as tx:
         cows = separation_inputs(tx, NOW, SeparationRules())
@@ -174,8 +174,8 @@ def test_a_cow_odoo_does_not_know_keeps_her_tags_and_treatments_until_it_does(si
     _ids, _local, engine, _settings = herd_from_odoo(sim, vault, db, cows=1)
     import io
 
-    from milkconsole.herd import read_herd_csv
-    from milkconsole.herd_changes import import_herd
+    from milkconsole.herd.changes import import_herd
+    from milkconsole.herd.file import read_herd_csv
 
     herd = read_herd_csv(io.StringIO("number,name,rfid_tag\n500,Juno,982000000000500\n"), "h.csv")
     import_herd(db, herd, grant=MARY)

@@ -739,7 +739,7 @@ def test_wheel_ships_profiles_migrations_and_styles_and_works_installed(tmp_path
     )
     # Run from elsewhere with only the installed copy of our packages on the path.
     code = (
-        "import sys, milkconsole.profiles as p, milkconsole.store.db as d;"
+        "import sys, milkconsole.meters.profiles as p, milkconsole.store.db as d;"
         f"assert p.__file__.startswith({str(target)!r}), p.__file__;"
         "print(sorted(p.load_profiles()));"
         f"d.open_database(__import__('pathlib').Path({str(tmp_path / 'x.sqlite')!r}));"

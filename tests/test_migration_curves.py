@@ -18,7 +18,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, inspect
 
-from milkconsole.events import FlowSample, SessionCompleted, SessionSnapshot
+from milkconsole.meters.events import FlowSample, SessionCompleted, SessionSnapshot
 from milkconsole.store import Recorder, SessionStore, open_database
 from milkconsole.store.db import MIGRATIONS_DIR, schema_revision
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from milkconsole.errors import DatabaseError
-from milkconsole.events import SessionSnapshot, SessionStarted
+from milkconsole.meters.events import SessionSnapshot, SessionStarted
 from milkconsole.store import Recorder, SessionStore, open_database
 from milkconsole.store.db import MIGRATIONS_DIR, schema_revision
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.config import ParlourConfig, load_config
 from milkconsole.mqtt.publisher import MqttPublisher
 from milkconsole.mqtt.status import MqttStatus
-from milkconsole.runtime import ParlourRuntime
 from milkconsole.store import open_database
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import iso_z, queue_meter_status, set_mqtt

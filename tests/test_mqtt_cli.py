@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from milkconsole.cli import main
+from milkconsole.app.entry import main
 from milkconsole.mqtt.password import SERVICE
 from simulators.broker import Mosquitto
 from simulators.keyring_memory import MemoryKeyring

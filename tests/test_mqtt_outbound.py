@@ -7,13 +7,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from milkconsole.alerts import acknowledge_alert, resolve_alert
-from milkconsole.events import SessionSnapshot
-from milkconsole.roles import Grant, UserStore
+from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_alert, queue_meter_status, queue_sessions, set_mqtt
 from milkconsole.store.schema import Alert, Animal, Meter, OutboxRow
 from milkconsole.store.sessions import new_session_row
+from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
+from milkconsole.supervision.roles import Grant, UserStore
 
 T0 = datetime(2025, 3, 1, 4, 30, tzinfo=UTC)
 SEED_KEYS = {
@@ -178,8 +178,8 @@ def test_a_meter_status_change_is_an_event_and_a_retained_state(db: Database) ->
 def test_the_runtime_queues_mqtt_while_the_config_has_the_section_and_not_after(
     tmp_path, db: Database
 ) -> None:
+    from milkconsole.app.runtime import ParlourRuntime
     from milkconsole.config import load_config
-    from milkconsole.runtime import ParlourRuntime
     from milkconsole.store.schema import SyncState
     from simulators.demo import make_demo_config
 

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from milkconsole.calibration import CalibrationStore
-from milkconsole.events import SessionSnapshot
+from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store.outbound import (
     production_payload,
     queue_sessions,
@@ -34,6 +33,7 @@ from milkconsole.sync.check import check_contract
 from milkconsole.sync.cli import main as sync_main
 from milkconsole.sync.client import connect
 from milkconsole.sync.contract import CONTRACT, Contract, Refs
+from milkconsole.technician.calibration import CalibrationStore
 from simulators.odoo_server import FieldDef, ModelDef, OdooSimulator, contract_models
 from tests.odoo_fixtures import (
     T0,

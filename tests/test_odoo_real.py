@@ -27,11 +27,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from milkconsole.alerts import acknowledge_alert, resolve_alert
-from milkconsole.roles import Grant
 from milkconsole.store import Outbox, open_database
 from milkconsole.store.db import Database
 from milkconsole.store.schema import Alert, Animal, MilkSession, User
+from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
+from milkconsole.supervision.roles import Grant
 from milkconsole.sync import secrets
 from milkconsole.sync.check import check_contract
 from milkconsole.sync.client import OdooUnavailable, connect
@@ -199,9 +199,9 @@ def test_the_simulators_models_agree_with_the_real_module(rpc):
 def test_a_simulated_parlour_lands_linked_to_the_right_meter_and_cow(
     real, real_odoo, rpc, tmp_path
 ):
+    from milkconsole.app.runtime import ParlourRuntime
     from milkconsole.config import load_config
-    from milkconsole.rfid import fdx_b_to_iso
-    from milkconsole.runtime import ParlourRuntime
+    from milkconsole.meters.rfid import fdx_b_to_iso
     from simulators.demo import SimulatedParlour, make_demo_config
 
     cfg_path = make_demo_config(tmp_path, stalls=8, time_scale=120.0)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.config import ParlourConfig, load_config
-from milkconsole.runtime import ParlourRuntime
 from milkconsole.store.db import open_database
 from milkconsole.store.sessions import SessionRecord, SessionStore
 from simulators.demo import SimulatedParlour, make_demo_config

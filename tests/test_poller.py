@@ -13,7 +13,7 @@ import pytest
 
 from milkconsole.config import BusConfig, MeterConfig, TrackingConfig
 from milkconsole.errors import TransportError
-from milkconsole.events import (
+from milkconsole.meters.events import (
     MeterPollFailed,
     MeterStateChanged,
     PollCycleCompleted,
@@ -21,11 +21,11 @@ from milkconsole.events import (
     SessionCompleted,
     SessionStarted,
 )
-from milkconsole.meter_health import MeterHealthTracker
-from milkconsole.poller import BusPoller, PolledMeter
-from milkconsole.profiles import load_profiles
-from milkconsole.readings import Reading
-from milkconsole.stall_tracker import StallTracker
+from milkconsole.meters.meter_health import MeterHealthTracker
+from milkconsole.meters.poller import BusPoller, PolledMeter
+from milkconsole.meters.profiles import load_profiles
+from milkconsole.meters.readings import Reading
+from milkconsole.meters.tracker import StallTracker
 from simulators.meter import SimulatedMeter
 from simulators.modbus_server import ModbusRtuServer, ModbusTcpServer, RegisterBank
 
@@ -383,7 +383,7 @@ def test_meter_is_offline_until_it_first_answers():
 
 
 def test_a_failure_streak_logs_one_error_then_debug_then_info(caplog):
-    caplog.set_level(logging.DEBUG, logger="milkconsole.meter_health")
+    caplog.set_level(logging.DEBUG, logger="milkconsole.meters.meter_health")
     h = MeterHealthTracker("MM-07")
     h.on_success(at(0))
     for i in range(5):

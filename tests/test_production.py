@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from milkconsole.events import SessionSnapshot
+from milkconsole.meters.events import SessionSnapshot
 from milkconsole.production import (
     AnimalInfo,
     HerdDirectory,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from milkconsole.errors import ProfileError
-from milkconsole.profiles import Block, load_profile_file, load_profiles
+from milkconsole.meters.profiles import Block, load_profile_file, load_profiles
 
 MINIMAL = """
 [profile]

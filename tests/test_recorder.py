@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from milkconsole.config import MeterConfig
-from milkconsole.events import (
+from milkconsole.meters.events import (
     FlowSample,
     MeterHealth,
     SessionCompleted,
@@ -341,8 +341,8 @@ CHILD = textwrap.dedent(
     import sys
     from datetime import UTC, datetime, timedelta
     from pathlib import Path
-    from milkconsole.events import FlowSample, SessionCompleted, SessionSnapshot, SessionStarted
-    from milkconsole.events import SessionUpdated
+    from milkconsole.meters.events import FlowSample, SessionCompleted, SessionSnapshot
+    from milkconsole.meters.events import SessionStarted, SessionUpdated
     from milkconsole.store import Recorder, open_database
 
     t0 = datetime(2025, 3, 14, 5, 30, tzinfo=UTC)

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.config import load_config
-from milkconsole.profiles import load_profiles
+from milkconsole.meters.profiles import load_profiles
+from milkconsole.meters.rfid import fdx_b_to_iso
 from milkconsole.reports.meters import (
     ComparisonSettings,
     build_meter_comparison,
     cow_ratios,
     deviations,
 )
-from milkconsole.rfid import fdx_b_to_iso
-from milkconsole.runtime import ParlourRuntime
 from milkconsole.store.db import open_database
 from milkconsole.store.history import MeterCowYield
 from milkconsole.store.schema import Animal

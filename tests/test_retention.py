@@ -13,7 +13,7 @@ from sqlalchemy import func, select, update
 
 from milkconsole.config import load_config
 from milkconsole.errors import ConfigError
-from milkconsole.events import FlowSample, SessionCompleted, SessionSnapshot
+from milkconsole.meters.events import FlowSample, SessionCompleted, SessionSnapshot
 from milkconsole.store import Outbox, Recorder, SessionStore
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import (

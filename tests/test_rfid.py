@@ -8,9 +8,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from milkconsole.decode import decode_reading, encode_field
-from milkconsole.profiles import load_profiles
-from milkconsole.rfid import (
+from milkconsole.meters.decode import decode_reading, encode_field
+from milkconsole.meters.profiles import load_profiles
+from milkconsole.meters.rfid import (
     MAX_NATIONAL_ID,
     AnimalTags,
     InvalidTag,

@@ -13,7 +13,9 @@ from sqlalchemy import select
 
 from milkconsole.config import ParlourConfig
 from milkconsole.errors import ConfigError
-from milkconsole.roles import (
+from milkconsole.store.db import open_database
+from milkconsole.store.schema import AuditEntry
+from milkconsole.supervision.roles import (
     AccessControl,
     AccessDenied,
     AccessSettings,
@@ -27,8 +29,6 @@ from milkconsole.roles import (
     run_users,
     verify_pin,
 )
-from milkconsole.store.db import open_database
-from milkconsole.store.schema import AuditEntry
 from tests.tech_helpers import (
     SUPERVISOR,
     SUPERVISOR_PIN,

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.config import ParlourConfig, load_config
-from milkconsole.diagnostics import self_test
-from milkconsole.events import ReadingTaken
-from milkconsole.runtime import ParlourRuntime
+from milkconsole.meters.events import ReadingTaken
 from milkconsole.store import open_database
 from milkconsole.store.schema import Alert, Meter
 from milkconsole.store.sessions import SessionRecord, SessionStore
+from milkconsole.technician.diagnostics import self_test
 from simulators.demo import SimulatedParlour, make_demo_config
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.config import parse_config
-from milkconsole.events import SessionCompleted
 from milkconsole.health.hook import HealthHook
-from milkconsole.runtime import ParlourRuntime
+from milkconsole.meters.events import SessionCompleted
 from milkconsole.store import open_database
 from milkconsole.store.db import Database
 from milkconsole.store.schema import Alert, HealthEvent

@@ -9,8 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from milkconsole.events import SessionCompleted, SessionSnapshot, SessionStarted
-from milkconsole.herd_changes import (
+from milkconsole.herd.changes import (
     change_keep_out,
     confirm_divert,
     new_treatment_key,
@@ -18,9 +17,10 @@ from milkconsole.herd_changes import (
     register_stall_tag,
     seed_treatments,
 )
+from milkconsole.herd.separation import SeparationRules
+from milkconsole.herd.withdrawal import Treatment
+from milkconsole.meters.events import SessionCompleted, SessionSnapshot, SessionStarted
 from milkconsole.production import production_snapshot
-from milkconsole.roles import AccessDenied, Grant, UserStore
-from milkconsole.separation import SeparationRules
 from milkconsole.store.db import Database
 from milkconsole.store.herd import TagTaken
 from milkconsole.store.outbound import queue_meter
@@ -28,7 +28,7 @@ from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import Alert, Animal, AnimalTag, AuditEntry, Meter, OutboxRow
 from milkconsole.store.separation import SeparationHook, set_rules
 from milkconsole.store.sessions import SessionStore
-from milkconsole.withdrawal import Treatment
+from milkconsole.supervision.roles import AccessDenied, Grant, UserStore
 from tests.odoo_fixtures import registration
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -327,14 +327,14 @@ def test_a_tag_made_primary_replaces_hers_and_keeps_the_old_one(db, herd, record
 
 def test_calving_dates_in_the_past_do_not_divert_a_cow_forever():
     # (a herd file with last year's calving and no milkings recorded here)
-    from milkconsole.separation import CowSeparation, decide
+    from milkconsole.herd.separation import CowSeparation, decide
 
     cow = CowSeparation(1, calved_on=date.today() - timedelta(days=200))
     assert not decide(cow, datetime.now(UTC)).divert
 
 
 def test_the_bulk_tank_check_leaves_diverted_milk_out(db, herd, recorder):
-    from milkconsole.calibration import CalibrationSettings, reconcile_bulk_tank
+    from milkconsole.technician.calibration import CalibrationSettings, reconcile_bulk_tank
 
     treated(db, herd["daisy"])
     milk(recorder, "T1", BELLA_TAG, NOW)

@@ -18,8 +18,8 @@ import pytest
 import serial
 from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 
-from milkconsole.decode import decode_reading
-from milkconsole.profiles import Profile, load_profiles
+from milkconsole.meters.decode import decode_reading
+from milkconsole.meters.profiles import Profile, load_profiles
 from simulators.meter import SimulatedMeter, fdx_b_code
 from simulators.modbus_server import (
     ModbusRtuServer,

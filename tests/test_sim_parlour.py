@@ -20,10 +20,10 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from milkconsole.config import load_config
-from milkconsole.decode import decode_reading
 from milkconsole.errors import ConfigError
-from milkconsole.profiles import Profile, load_profiles
-from milkconsole.readings import Reading
+from milkconsole.meters.decode import decode_reading
+from milkconsole.meters.profiles import Profile, load_profiles
+from milkconsole.meters.readings import Reading
 from simulators.cli import add_simulate_arguments, run_simulate
 from simulators.demo import SimulatedParlour, make_demo_config
 from simulators.meter import SimulatedMeter
@@ -351,7 +351,8 @@ def test_demo_parlour_serves_every_meter_and_its_final_registers_match_the_truth
                 client: Any = ModbusTcpClient(str(bus.host), port=int(bus.port), timeout=0.5)
             else:
                 # A pty carries no parity and refuses the reconfiguration pymodbus makes after
-                # opening with parity E (pyserial issue 196); milkconsole.transport does the same.
+                # opening with parity E (pyserial issue 196); milkconsole.meters.transport does the
+                # same.
                 client = ModbusSerialClient(
                     str(bus.port), baudrate=bus.baudrate, parity="N", timeout=0.5
                 )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from milkconsole.config import TrackingConfig
-from milkconsole.events import (
+from milkconsole.meters.events import (
     MeterPollFailed,
     SessionCompleted,
     SessionEvent,
@@ -21,9 +21,9 @@ from milkconsole.events import (
     SessionStarted,
     SessionUpdated,
 )
-from milkconsole.profiles import Detection
-from milkconsole.readings import Reading
-from milkconsole.stall_tracker import (
+from milkconsole.meters.profiles import Detection
+from milkconsole.meters.readings import Reading
+from milkconsole.meters.tracker import (
     LastFinished,
     StallTracker,
     effective_detection,

@@ -23,16 +23,16 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from milkconsole.config import TrackingConfig
-from milkconsole.events import (
+from milkconsole.meters.events import (
     MeterPollFailed,
     SessionCompleted,
     SessionSnapshot,
     SessionStarted,
     SessionUpdated,
 )
-from milkconsole.profiles import Detection
-from milkconsole.readings import Reading
-from milkconsole.stall_tracker import StallTracker
+from milkconsole.meters.profiles import Detection
+from milkconsole.meters.readings import Reading
+from milkconsole.meters.tracker import StallTracker
 
 BASE = datetime(2024, 5, 1, 5, 0, tzinfo=UTC)
 END_AFTER_S = 10.0

@@ -18,7 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select, text
 
-from milkconsole.events import FlowSample, SessionCompleted, SessionSnapshot, SessionStarted
+from milkconsole.meters.events import FlowSample, SessionCompleted, SessionSnapshot, SessionStarted
 from milkconsole.reports.csv_out import SESSION_COLUMNS, write_sessions
 from milkconsole.store import Outbox, Recorder, SessionStore, open_database
 from milkconsole.store.db import Database, default_db_path

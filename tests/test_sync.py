@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import select
 
 from milkconsole.errors import ConfigError
-from milkconsole.events import SessionCompleted, SessionSnapshot
+from milkconsole.meters.events import SessionCompleted, SessionSnapshot
 from milkconsole.store import Outbox, Recorder, SessionStore
 from milkconsole.store.outbound import (
     queue_alert,

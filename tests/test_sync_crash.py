@@ -166,7 +166,7 @@ def without_unique(models: dict[str, ModelDef]) -> dict[str, ModelDef]:
 def queue_work(db: Database, run: int) -> tuple[list[str], list[str]]:
     """A few more completed, identified sessions (with their outbox rows) and two alerts, queued
     as the console queues them (the meters registered on the first call)."""
-    from milkconsole.events import SessionSnapshot
+    from milkconsole.meters.events import SessionSnapshot
     from milkconsole.store.outbound import queue_alert, queue_meter, queue_session
     from milkconsole.store.schema import Meter
     from milkconsole.store.sessions import new_session_row, resolve_animal

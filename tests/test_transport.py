@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from milkconsole.config import BusConfig
-from milkconsole.decode import Value, decode_reading
 from milkconsole.errors import TransportError
-from milkconsole.profiles import Profile, load_profiles
-from milkconsole.transport import ModbusTransport, inter_frame_gap_s, open_transport
+from milkconsole.meters.decode import Value, decode_reading
+from milkconsole.meters.profiles import Profile, load_profiles
+from milkconsole.meters.transport import ModbusTransport, inter_frame_gap_s, open_transport
 from simulators.meter import SimulatedMeter
 from simulators.modbus_server import ModbusRtuServer, ModbusTcpServer, RegisterBank
 
@@ -281,7 +281,7 @@ def test_write_reaches_a_writable_register_and_a_read_only_one_is_refused(
 ):
     bank.define(1, "holding", range(300, 302), writable=True)
     t = connect(transports, tcp_bus(tcp_server.port))
-    with caplog.at_level(logging.INFO, logger="milkconsole.transport"):
+    with caplog.at_level(logging.INFO, logger="milkconsole.meters.transport"):
         t.write_registers(1, 300, [0x3F8C, 0xCCCD])
     assert bank.read(1, "holding", 300, 2) == [0x3F8C, 0xCCCD]
     assert any("300" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)

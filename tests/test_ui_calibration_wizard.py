@@ -16,13 +16,13 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QWizard
 from sqlalchemy import select
 
-from milkconsole.calibration import CalibrationSettings, CalibrationStore, TestMilking
+from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.config import ParlourConfig, parse_config
-from milkconsole.roles import AccessControl, AccessSettings
-from milkconsole.runtime import ParlourRuntime
 from milkconsole.store.db import Database
 from milkconsole.store.schema import AuditEntry
 from milkconsole.store.sessions import SessionStore
+from milkconsole.supervision.roles import AccessControl, AccessSettings
+from milkconsole.technician.calibration import CalibrationSettings, CalibrationStore, TestMilking
 from simulators.meter import SimulatedMeter
 from simulators.modbus_server import ModbusTcpServer, RegisterBank
 from simulators.parlour import MilkingTruth, ParlourScenario

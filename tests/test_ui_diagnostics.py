@@ -16,17 +16,17 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QApplication
 
-from milkconsole.calibration import (
+from milkconsole.app.runtime import ParlourRuntime
+from milkconsole.config import ParlourConfig
+from milkconsole.meters.transport import open_transport
+from milkconsole.supervision.roles import AccessControl, AccessSettings
+from milkconsole.technician.calibration import (
     CalibrationReading,
     CalibrationSettings,
     CalibrationStore,
     evaluate,
 )
-from milkconsole.config import ParlourConfig
-from milkconsole.diagnostics import EquipmentRanges, SelfTestResult, self_test
-from milkconsole.roles import AccessControl, AccessSettings
-from milkconsole.runtime import ParlourRuntime
-from milkconsole.transport import open_transport
+from milkconsole.technician.diagnostics import EquipmentRanges, SelfTestResult, self_test
 from simulators.meter import SimulatedMeter
 from simulators.modbus_server import ModbusTcpServer, RegisterBank
 from tests.tech_helpers import (

@@ -16,15 +16,20 @@ import pytest
 from PySide6.QtCore import Qt
 from sqlalchemy import select
 
-from milkconsole.events import SessionCompleted, SessionSnapshot, SessionStarted, SessionUpdated
-from milkconsole.herd import read_herd_csv
-from milkconsole.herd_changes import import_herd, seed_treatments
-from milkconsole.roles import Grant, UserStore
+from milkconsole.herd.changes import import_herd, seed_treatments
+from milkconsole.herd.file import read_herd_csv
+from milkconsole.herd.withdrawal import Treatment
+from milkconsole.meters.events import (
+    SessionCompleted,
+    SessionSnapshot,
+    SessionStarted,
+    SessionUpdated,
+)
 from milkconsole.store.db import Database, open_database
 from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import AuditEntry, MilkSession
 from milkconsole.store.separation import SeparationHook
-from milkconsole.withdrawal import Treatment
+from milkconsole.supervision.roles import Grant, UserStore
 from tests.test_ui_widgets import parlour, publish_from_thread
 from ui.bridge import EventBridge
 from ui.main_window import MainWindow

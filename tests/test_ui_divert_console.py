@@ -20,17 +20,17 @@ import pytest
 from PySide6.QtCore import Qt
 from sqlalchemy import select
 
-from milkconsole.calibration import CalibrationSettings, reconcile_bulk_tank
 from milkconsole.config import ParlourConfig, load_config
-from milkconsole.events import ReadingTaken
-from milkconsole.herd import read_herd_csv
-from milkconsole.herd_changes import import_herd, seed_treatments
+from milkconsole.herd.changes import import_herd, seed_treatments
+from milkconsole.herd.file import read_herd_csv
+from milkconsole.herd.withdrawal import Treatment
+from milkconsole.meters.events import ReadingTaken
+from milkconsole.meters.rfid import fdx_b_to_iso
 from milkconsole.production import production_snapshot
-from milkconsole.rfid import fdx_b_to_iso
-from milkconsole.roles import UserStore
 from milkconsole.store.db import Database, open_database
 from milkconsole.store.schema import Alert, Animal, AuditEntry, MilkSession, OutboxRow
-from milkconsole.withdrawal import Treatment
+from milkconsole.supervision.roles import UserStore
+from milkconsole.technician.calibration import CalibrationSettings, reconcile_bulk_tank
 from simulators.demo import SimulatedParlour, make_demo_config
 from simulators.meter import SimulatedMeter, fdx_b_code
 from tests.test_ui_divert import NeverNormal

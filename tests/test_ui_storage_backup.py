@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from milkconsole.config import parse_config
-from milkconsole.events import StorageStatus
+from milkconsole.meters.events import StorageStatus
 from milkconsole.store.backup import BackupError, BackupStatus
 from ui.app import Console
 from ui.status_bar import backup_text
@@ -96,7 +96,7 @@ def test_the_last_good_backup_and_a_failed_one_show_and_the_failure_is_an_alert(
     assert bar.backup_button.text() == "Backup FAILED"
     assert "is not there" in bar.backup_button.toolTip()
     console.window.grab().save(str(tmp_path / "backup-failed.png"))
-    from milkconsole.alerts import list_alerts
+    from milkconsole.supervision.alerts import list_alerts
 
     [alert] = list_alerts(console.db)
     assert (alert.kind, alert.severity) == ("backup", "critical")

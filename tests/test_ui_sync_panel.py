@@ -20,7 +20,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from milkconsole.config import ParlourConfig, parse_config
-from milkconsole.events import SessionCompleted, SessionSnapshot
+from milkconsole.meters.events import SessionCompleted, SessionSnapshot
 from milkconsole.store.db import open_database
 from milkconsole.sync import secrets
 from milkconsole.sync.settings import parse_odoo_settings

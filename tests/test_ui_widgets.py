@@ -17,7 +17,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from milkconsole.config import ParlourConfig, parse_config
-from milkconsole.events import (
+from milkconsole.meters.events import (
     MeterHealth,
     MeterStateChanged,
     PollCycleCompleted,
@@ -27,8 +27,8 @@ from milkconsole.events import (
     SessionStarted,
     SessionUpdated,
 )
+from milkconsole.meters.readings import Reading
 from milkconsole.production import AnimalInfo, HerdDirectory
-from milkconsole.readings import Reading
 from milkconsole.store.db import Database, open_database
 from ui.bridge import EventBridge
 from ui.main_window import MainWindow
@@ -343,7 +343,7 @@ def test_worker_that_raises_is_reported_logged_and_restarted(qtbot, caplog):
 
 
 def test_stopping_workers_ends_every_real_poller_thread(qtbot):
-    from milkconsole.poller import BusPoller, PolledMeter
+    from milkconsole.meters.poller import BusPoller, PolledMeter
 
     cfg = parlour(4)
     bus = cfg.buses[0]
@@ -531,7 +531,7 @@ def test_dashboard_shows_todays_figures_from_the_database(qtbot, window, db):
 
 
 def test_a_milking_resumed_after_a_restart_gets_its_stored_curve_back(qtbot, window, db):
-    from milkconsole.events import FlowSample
+    from milkconsole.meters.events import FlowSample
     from milkconsole.store import Recorder
 
     key = "T1-S4-0001"

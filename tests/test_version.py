@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from milkconsole import __version__, paths
-from milkconsole.cli import main
+from milkconsole.app.entry import main
 from milkconsole.version import (
     UNKNOWN,
     BuildInfo,

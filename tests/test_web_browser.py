@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from milkconsole.rfid import fdx_b_to_iso
-from milkconsole.runtime import ParlourRuntime
+from milkconsole.app.runtime import ParlourRuntime
+from milkconsole.meters.rfid import fdx_b_to_iso
 from milkconsole.store.schema import Alert, Animal, AuditEntry
 from simulators.demo import SimulatedParlour
 from simulators.meter import ISO_COUNTRY_DEFAULT, fdx_b_code

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from milkconsole.cli import build_parser
+from milkconsole.app.cli import build_parser
 from milkconsole.store.web_tokens import WebTokenStore
 from milkconsole.web.cli import run_web
 from tests.web_helpers import SUPERVISOR, database_with_users, web_config

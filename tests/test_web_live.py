@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
-from milkconsole.events import (
+from milkconsole.meters.events import (
     MeterHealth,
     MeterStateChanged,
     ReadingTaken,
@@ -15,8 +15,8 @@ from milkconsole.events import (
     SessionStarted,
     SessionUpdated,
 )
+from milkconsole.meters.readings import Reading
 from milkconsole.production import AnimalInfo, HerdDirectory
-from milkconsole.readings import Reading
 from milkconsole.web.live import DivertSet, LiveInbox, StallBoard
 
 T0 = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
@@ -131,11 +131,11 @@ def test_a_stalled_server_thread_costs_bounded_memory_and_never_blocks_a_poller(
 
 
 def test_a_treated_cow_shows_divert_on_the_phone_as_on_her_tile():
-    """The phone takes the tile's own decision (milkconsole.separation), with why and until."""
+    """The phone takes the tile's own decision (milkconsole.herd.separation), with why and until."""
     from datetime import timedelta
 
-    from milkconsole.separation import CowSeparation, SeparationBook
-    from milkconsole.withdrawal import Treatment
+    from milkconsole.herd.separation import CowSeparation, SeparationBook
+    from milkconsole.herd.withdrawal import Treatment
 
     treated = Treatment(
         key="T1",

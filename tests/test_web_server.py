@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 import pytest
 from sqlalchemy import select
 
-from milkconsole.events import ReadingTaken, SessionSnapshot, SessionStarted
-from milkconsole.gateway import run_gateway
-from milkconsole.readings import Reading
-from milkconsole.roles import AccessControl, AccessSettings, UserStore
+from milkconsole.app.gateway import run_gateway
+from milkconsole.meters.events import ReadingTaken, SessionSnapshot, SessionStarted
+from milkconsole.meters.readings import Reading
 from milkconsole.store.schema import Alert, AuditEntry
+from milkconsole.supervision.roles import AccessControl, AccessSettings, UserStore
 from tests.web_helpers import (
     ANN,
     SUPERVISOR,

@@ -11,7 +11,9 @@ import stat
 import pytest
 from sqlalchemy import select
 
-from milkconsole.roles import (
+from milkconsole.store.schema import AuditEntry, WebToken
+from milkconsole.store.web_tokens import TokenError, WebTokenStore, token_hash
+from milkconsole.supervision.roles import (
     AccessControl,
     AccessDenied,
     AccessSettings,
@@ -20,8 +22,6 @@ from milkconsole.roles import (
     PinRefused,
     UserStore,
 )
-from milkconsole.store.schema import AuditEntry, WebToken
-from milkconsole.store.web_tokens import TokenError, WebTokenStore, token_hash
 from milkconsole.web.certificate import ensure_certificate
 from tests.web_helpers import ANN, SUPERVISOR, TECHNICIAN, database_with_users
 

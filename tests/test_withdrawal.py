@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from milkconsole.errors import ConfigError
-from milkconsole.separation import CowSeparation, SeparationRules, decide
-from milkconsole.withdrawal import (
+from milkconsole.herd.separation import CowSeparation, SeparationRules, decide
+from milkconsole.herd.withdrawal import (
     DEFAULT_INTERVAL,
     Treatment,
     TreatmentError,

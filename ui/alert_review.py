@@ -1,13 +1,13 @@
 """The supervisor's alert review: the list of alerts, filters, acknowledge and resolve, her history.
 
-Filters (state, severity, cow number or name, raised between two local dates) narrow the list,
-which is read on the task runner, coalesced (`CoalescedReader`), newest first. Picking an alert
-shows its details and the cow's conductivity and yield chart with her alert marks
-(`ui.cow_history`). Acknowledge (with an optional note) and Resolve (the note is required) ask
-for a PIN through `ask_pin(action, then)` — the console's one PIN prompt — and run on the task
-runner; the core records the change, its audit row and its outbox row in one transaction
-(`milkconsole.alerts`). The widget never reads the database on the GUI thread and reads only
-while visible (a change while hidden is read when it is shown).
+Filters (state, severity, cow number or name, raised between two local dates) narrow the list, which
+is read on the task runner, coalesced (`CoalescedReader`), newest first. Picking an alert shows its
+details and the cow's conductivity and yield chart with her alert marks (`ui.cow_history`).
+Acknowledge (with an optional note) and Resolve (the note is required) ask for a PIN through
+`ask_pin(action, then)` — the console's one PIN prompt — and run on the task runner; the core
+records the change, its audit row and its outbox row in one transaction
+(`milkconsole.supervision.alerts`). The widget never reads the database on the GUI thread and reads
+only while visible (a change while hidden is read when it is shown).
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from milkconsole.alerts import (
+from milkconsole.store.db import Database
+from milkconsole.supervision.alerts import (
     ATTENTION_STATES,
     AlertFilter,
     AlertRecord,
@@ -42,8 +43,7 @@ from milkconsole.alerts import (
     list_alerts,
     resolve_alert,
 )
-from milkconsole.roles import Grant
-from milkconsole.store.db import Database
+from milkconsole.supervision.roles import Grant
 from ui.cow_history import CowHistoryWidget
 from ui.tables import record_table
 from ui.theme import DARK, Theme

@@ -22,12 +22,12 @@ from typing import Any
 from PySide6.QtCore import QEvent, QObject, QTimer
 from PySide6.QtWidgets import QApplication
 
+from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.clock import SYSTEM_CLOCK, Clock, ScaledClock
 from milkconsole.config import ParlourConfig, load_config, with_sections_of
-from milkconsole.diagnostics import SelfTestResult, self_test
 from milkconsole.paths import default_config_path, default_db_path
-from milkconsole.runtime import ParlourRuntime
 from milkconsole.store.db import open_database
+from milkconsole.technician.diagnostics import SelfTestResult, self_test
 from ui.bridge import EventBridge
 from ui.main_window import MainWindow
 from ui.tech_actions import TechActions

@@ -1,8 +1,8 @@
 """The audit log window: a supervisor reads who changed what, when, and exports it as CSV.
 
-Read-only by construction: the table cannot be edited and nothing here writes to the log except
-the record of an export (which `milkconsole.audit.export_audit_csv` makes itself). Every read
-checks the supervisor's grant again inside its transaction.
+Read-only by construction: the table cannot be edited and nothing here writes to the log except the
+record of an export (which `milkconsole.supervision.audit.export_audit_csv` makes itself). Every
+read checks the supervisor's grant again inside its transaction.
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from milkconsole.audit import (
+from milkconsole.store.db import Database
+from milkconsole.supervision.audit import (
     AuditFilter,
     AuditRecord,
     audit_vocabulary,
     export_audit_csv,
     query_audit,
 )
-from milkconsole.roles import AccessControl, AccessDenied, Grant
-from milkconsole.store.db import Database
+from milkconsole.supervision.roles import AccessControl, AccessDenied, Grant
 from ui.tables import record_table
 from ui.tech_style import ROW_HEIGHT_PX, TECH_QSS
 from ui.workers import TaskRunner

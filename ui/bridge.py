@@ -20,7 +20,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
-from milkconsole.events import (
+from milkconsole.meters.events import (
     MeterPollFailed,
     MeterStateChanged,
     PollCycleCompleted,

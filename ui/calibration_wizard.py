@@ -6,9 +6,9 @@ reference typed beside each (re-attached, reset or interrupted milkings are show
 the per-reading and mean deviation, the SD of the deviations, pass/fail and the proposed factor ->
 optionally a conductivity check against a reference solution -> review the before/after and save.
 
-The wizard only shows and asks: the maths is `milkconsole.calibration.evaluate`, the record is
-`CalibrationStore.save` (run on the task runner, with the technician's grant checked inside its
-transaction). After saving it hands each new factor to `apply_factor` (the runtime's
+The wizard only shows and asks: the maths is `milkconsole.technician.calibration.evaluate`, the
+record is `CalibrationStore.save` (run on the task runner, with the technician's grant checked
+inside its transaction). After saving it hands each new factor to `apply_factor` (the runtime's
 `set_calibration_factor`) so the pollers use it from their next read.
 """
 
@@ -42,7 +42,12 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
-from milkconsole.calibration import (
+from milkconsole.config import ParlourConfig
+from milkconsole.meters.events import ReadingTaken, SessionUpdated
+from milkconsole.meters.readings import Reading
+from milkconsole.store.db import Database
+from milkconsole.supervision.roles import AccessControl, AccessDenied, Grant
+from milkconsole.technician.calibration import (
     METHODS,
     CalibrationError,
     CalibrationOutcome,
@@ -60,11 +65,6 @@ from milkconsole.calibration import (
     evaluate,
     reference_litres,
 )
-from milkconsole.config import ParlourConfig
-from milkconsole.events import ReadingTaken, SessionUpdated
-from milkconsole.readings import Reading
-from milkconsole.roles import AccessControl, AccessDenied, Grant
-from milkconsole.store.db import Database
 from ui.bridge import EventBridge
 from ui.tables import record_table
 from ui.tech_style import ROW_HEIGHT_PX, TECH_QSS, bad_text, form_label, ok_text

@@ -27,7 +27,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from milkconsole.events import SessionCompleted, SessionSnapshot, SessionStarted, SessionUpdated
+from milkconsole.meters.events import (
+    SessionCompleted,
+    SessionSnapshot,
+    SessionStarted,
+    SessionUpdated,
+)
 from milkconsole.production import GRADES, ProductionSnapshot, SessionRow
 from ui.tables import record_table
 from ui.theme import DARK, Theme

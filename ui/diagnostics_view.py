@@ -5,11 +5,11 @@ errors, the vacuum (kPa) and pulsation (cycles/min) against their ranges, and th
 due date. Below: the open equipment alerts, and the self-test of the selected meter — every
 register read once, raw next to decoded.
 
-It is fed the bridge's events (through `milkconsole.diagnostics.DiagnosticsModel`) and repaints
-once a second; due dates and alerts are read from the database on the task runner. The self-test
-needs a technician or supervisor PIN and runs `run_self_test(meter_id)` on the task runner: that
-callable must do its Modbus I/O on the bus poller's thread (see the module docstring of
-`milkconsole.diagnostics`).
+It is fed the bridge's events (through `milkconsole.technician.diagnostics.DiagnosticsModel`) and
+repaints once a second; due dates and alerts are read from the database on the task runner. The
+self-test needs a technician or supervisor PIN and runs `run_self_test(meter_id)` on the task
+runner: that callable must do its Modbus I/O on the bus poller's thread (see the module docstring of
+`milkconsole.technician.diagnostics`).
 """
 
 from __future__ import annotations
@@ -33,9 +33,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from milkconsole.calibration import CalibrationSettings, CalibrationStore, due_status
 from milkconsole.config import ParlourConfig
-from milkconsole.diagnostics import (
+from milkconsole.store.db import Database
+from milkconsole.supervision.roles import Grant
+from milkconsole.technician.calibration import CalibrationSettings, CalibrationStore, due_status
+from milkconsole.technician.diagnostics import (
     DiagnosticsModel,
     EquipmentRanges,
     MeterDiagnostics,
@@ -43,8 +45,6 @@ from milkconsole.diagnostics import (
     SelfTestResult,
     open_equipment_alerts,
 )
-from milkconsole.roles import Grant
-from milkconsole.store.db import Database
 from ui.bridge import EventBridge
 from ui.tables import record_table
 from ui.tech_style import ROW_HEIGHT_PX, TECH_QSS, bad_text, ok_text

@@ -3,7 +3,7 @@
 The operator's, from a stall (no PIN): "milk diverted" for the milking there, and an unknown
 tag given to a cow. The supervisor's, from the Herd tab (PIN through the window's `ask_pin`):
 a treatment, the keep-out flag. Each is recorded off the GUI thread
-(`milkconsole.herd_changes`), then shown: the tile calms down, the herd is read again.
+(`milkconsole.herd.changes`), then shown: the tile calms down, the herd is read again.
 """
 
 from __future__ import annotations
@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
-from milkconsole.herd_changes import (
+from milkconsole.herd.changes import (
     change_keep_out,
     confirm_divert,
     new_treatment_key,
     record_treatment,
     register_stall_tag,
 )
+from milkconsole.herd.withdrawal import Treatment
 from milkconsole.production import AnimalInfo, display_tag
-from milkconsole.roles import Grant
 from milkconsole.store.herd import TagChange
 from milkconsole.store.sessions import SessionRecord
-from milkconsole.withdrawal import Treatment
+from milkconsole.supervision.roles import Grant
 from ui.manual_id_dialog import RegisterTagDialog
 from ui.treatment_dialog import KeepOutDialog, TreatmentDialog
 

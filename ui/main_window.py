@@ -30,11 +30,15 @@ from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QMainWindow, QMenu, QPushButton, QTabWidget, QWidget
 
-from milkconsole.alerts import AlertMarks, alert_marks
 from milkconsole.config import ParlourConfig
-from milkconsole.events import FlowSample, SessionStarted, SessionUpdated
+from milkconsole.herd.separation import SeparationRules
+from milkconsole.meters.events import FlowSample, SessionStarted, SessionUpdated
 from milkconsole.production import AnimalInfo, HerdDirectory, load_herd, production_snapshot
-from milkconsole.roles import (
+from milkconsole.store.db import Database
+from milkconsole.store.herd import current_herd_version
+from milkconsole.store.sessions import SessionRecord, SessionStore
+from milkconsole.supervision.alerts import AlertMarks, alert_marks
+from milkconsole.supervision.roles import (
     AccessControl,
     AccessDenied,
     AccessSettings,
@@ -42,10 +46,6 @@ from milkconsole.roles import (
     UserInfo,
     UserStore,
 )
-from milkconsole.separation import SeparationRules
-from milkconsole.store.db import Database
-from milkconsole.store.herd import current_herd_version
-from milkconsole.store.sessions import SessionRecord, SessionStore
 from milkconsole.sync.status import SyncStatus
 from ui.alert_review import AlertReviewWidget, AskPin
 from ui.bridge import EventBridge

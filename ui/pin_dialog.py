@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from milkconsole.roles import (
+from milkconsole.supervision.roles import (
     ACTION_LABELS,
     AccessControl,
     AccessDenied,

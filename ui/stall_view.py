@@ -16,7 +16,7 @@ open mastitis alert from yesterday shows while she is milked today).
 
 And whether her milk must be kept out of the tank: the moment a session event names a cow (a
 tag, late or changed, a manual ID, a resumed session's stored identity), the same refresh asks
-the herd's separation book (`milkconsole.separation`, loaded with the herd in one read) and the
+the herd's separation book (`milkconsole.herd.separation`, loaded with the herd in one read) and the
 tile shows DIVERT in that same repaint; who confirmed "milk diverted" comes from this console or
 the database (after a restart).
 """
@@ -35,7 +35,8 @@ from PySide6.QtGui import QColor, QKeyEvent, QPainter, QPaintEvent, QResizeEvent
 from PySide6.QtWidgets import QScrollArea, QWidget
 
 from milkconsole.config import ParlourConfig, parlour_sides
-from milkconsole.events import (
+from milkconsole.herd.separation import DivertDecision
+from milkconsole.meters.events import (
     MeterHealth,
     MeterStateChanged,
     PollCycleCompleted,
@@ -46,7 +47,6 @@ from milkconsole.events import (
     SessionUpdated,
 )
 from milkconsole.production import AnimalInfo, HerdDirectory, ProductionSnapshot, tile_alerts
-from milkconsole.separation import DivertDecision
 from ui.stall_tile import ATTENTION_STATES, NO_ID, CowIdentity, StallTileWidget, font_scale
 from ui.theme import DARK, Theme
 

@@ -40,7 +40,12 @@ from PySide6.QtWidgets import (
 )
 
 from milkconsole.config import ParlourConfig
-from milkconsole.events import MeterHealth, MeterStateChanged, PollCycleCompleted, StorageStatus
+from milkconsole.meters.events import (
+    MeterHealth,
+    MeterStateChanged,
+    PollCycleCompleted,
+    StorageStatus,
+)
 from milkconsole.store.backup import BackupStatus
 from ui.tables import record_table
 from ui.theme import DARK, Theme, icon

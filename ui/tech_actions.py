@@ -21,11 +21,11 @@ from PySide6.QtCore import QEvent, QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QLabel, QMenu, QMessageBox, QWidget
 
-from milkconsole.calibration import CalibrationRecord, CalibrationSettings
 from milkconsole.config import ParlourConfig
-from milkconsole.diagnostics import EquipmentRanges, SelfTestResult
-from milkconsole.roles import AccessControl, AccessDenied, Grant, UserInfo, UserStore
 from milkconsole.store.db import Database
+from milkconsole.supervision.roles import AccessControl, AccessDenied, Grant, UserInfo, UserStore
+from milkconsole.technician.calibration import CalibrationRecord, CalibrationSettings
+from milkconsole.technician.diagnostics import EquipmentRanges, SelfTestResult
 from ui.bridge import EventBridge
 from ui.pin_dialog import PinDialog
 from ui.theme import DARK, Theme

@@ -2,8 +2,9 @@
 
 The technician enters the period, the tank volume and any milk kept out of the tank; the dialog
 shows the parlour's overall error and, per meter, its estimated error with its standard error
-(`milkconsole.calibration.reconcile_bulk_tank`). Meters that drift significantly get a proposed
-factor, which a technician can apply: each is saved as a calibration with method `bulk_tank`.
+(`milkconsole.technician.calibration.reconcile_bulk_tank`). Meters that drift significantly get a
+proposed factor, which a technician can apply: each is saved as a calibration with method
+`bulk_tank`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from milkconsole.calibration import (
+from milkconsole.config import ParlourConfig
+from milkconsole.store.db import Database
+from milkconsole.supervision.roles import AccessControl, AccessDenied, Grant
+from milkconsole.technician.calibration import (
     CalibrationError,
     CalibrationReading,
     CalibrationRecord,
@@ -37,9 +41,6 @@ from milkconsole.calibration import (
     reconcile_bulk_tank,
     tank_outcome,
 )
-from milkconsole.config import ParlourConfig
-from milkconsole.roles import AccessControl, AccessDenied, Grant
-from milkconsole.store.db import Database
 from ui.tables import record_table
 from ui.tech_style import ROW_HEIGHT_PX, TECH_QSS, form_label
 from ui.workers import TaskRunner

@@ -2,8 +2,8 @@
 
 `CalibrationDueWidget` is a flat button reading, say, "Calibration: 2 overdue · 1 due soon" (red
 when any is overdue, amber when only due soon or never calibrated, dim when all is well); its
-tooltip lists the meters. It re-reads `milkconsole.calibration.due_meters` on the task runner
-every `refresh_s` and whenever `refresh()` is called (after a calibration is saved).
+tooltip lists the meters. It re-reads `milkconsole.technician.calibration.due_meters` on the task
+runner every `refresh_s` and whenever `refresh()` is called (after a calibration is saved).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from PySide6.QtCore import QTimer, Slot
 from PySide6.QtWidgets import QToolButton, QWidget
 
-from milkconsole.calibration import DueMeter, due_meters
 from milkconsole.store.db import Database
+from milkconsole.technician.calibration import DueMeter, due_meters
 from ui.tech_style import bad_text
 from ui.theme import DARK, Theme
 from ui.workers import TaskRunner

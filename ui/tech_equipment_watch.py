@@ -12,9 +12,13 @@ import logging
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from milkconsole.diagnostics import EquipmentMonitor, EquipmentRanges, raise_equipment_alerts
-from milkconsole.events import ReadingTaken
+from milkconsole.meters.events import ReadingTaken
 from milkconsole.store.db import Database
+from milkconsole.technician.diagnostics import (
+    EquipmentMonitor,
+    EquipmentRanges,
+    raise_equipment_alerts,
+)
 from ui.bridge import EventBridge
 from ui.workers import TaskRunner
 

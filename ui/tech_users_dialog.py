@@ -1,8 +1,8 @@
 """The users window: a supervisor adds technicians and supervisors, sets PINs, removes users.
 
-Every change goes through `milkconsole.roles.UserStore` on the task runner with the supervisor's
-grant, which checks it again and audits the change in the same transaction. PINs are typed twice
-and never shown.
+Every change goes through `milkconsole.supervision.roles.UserStore` on the task runner with the
+supervisor's grant, which checks it again and audits the change in the same transaction. PINs are
+typed twice and never shown.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from milkconsole.roles import (
+from milkconsole.supervision.roles import (
     LOGIN_ROLES,
     AccessControl,
     AccessDenied,

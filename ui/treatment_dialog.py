@@ -2,7 +2,7 @@
 
 They only ask and check what was typed (a product, a withdrawal in hours OR milkings, a start
 not in the future); the window asks for the supervisor's PIN and records the result off the GUI
-thread (`milkconsole.herd_changes`). Big fields and buttons, like every console dialog.
+thread (`milkconsole.herd.changes`). Big fields and buttons, like every console dialog.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from milkconsole.herd.withdrawal import Treatment, TreatmentError
 from milkconsole.production import AnimalInfo
-from milkconsole.withdrawal import Treatment, TreatmentError
 
 # Common labels' withdrawals, to pick instead of typing (hours, or milkings).
 _FIELD_H = 64

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from milkconsole.events import SessionSnapshot
 from milkconsole.health.grades import (
     DEFAULT_RULES,
     GradeRules,
@@ -42,7 +41,8 @@ from milkconsole.health.grades import (
     numbers_from_table,
 )
 from milkconsole.health.mastitis import Alert, DetectorParams, MastitisDetector, MilkingRecord
-from milkconsole.identity import SwapRules, check_cow_swap, resolve_animal
+from milkconsole.herd.identity import SwapRules, check_cow_swap, resolve_animal
+from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_alert, queue_health_event
 from milkconsole.store.schema import Alert as AlertRow

@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from milkconsole.events import MeterHealth, MeterStateChanged, SessionCompleted
+from milkconsole.meters.events import MeterHealth, MeterStateChanged, SessionCompleted
 from milkconsole.mqtt.client import (
     BrokerAuthError,
     BrokerConnection,

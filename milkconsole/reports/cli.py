@@ -5,12 +5,12 @@
     milkconsole export ade|calibrations|audit [--from T] [--to T] [--out F]
 
 Without a period a milking report is the last milking, a day report today, a cow report her
-lactation (since her last calving), a meter comparison the last 7 days and a herd trend the
-last 365 days. Times are the farm's local time unless they carry an offset; a date alone is
-that day's midnight, and a `--to` date includes that whole day. CSV goes to standard output
-without `--out`; a PDF is written to `--out` or a file named after the report in the current
-directory. The PDF is drawn with Qt (`ui.report_pdf`), which `milkconsole.cli` imports only for
-`--format pdf`, on the offscreen platform when there is no display.
+lactation (since her last calving), a meter comparison the last 7 days and a herd trend the last 365
+days. Times are the farm's local time unless they carry an offset; a date alone is that day's
+midnight, and a `--to` date includes that whole day. CSV goes to standard output without `--out`; a
+PDF is written to `--out` or a file named after the report in the current directory. The PDF is
+drawn with Qt (`ui.report_pdf`), which `milkconsole.app.entry` imports only for `--format pdf`, on
+the offscreen platform when there is no display.
 """
 
 from __future__ import annotations
@@ -171,9 +171,9 @@ def ensure_display_for_qt() -> None:
 PdfWriter = Callable[[Any, Path], int]
 
 
-def run_report(args: argparse.Namespace, write_pdf: Callable[[], PdfWriter]) -> int:
+def run_report(args: argparse.Namespace, write_pdf: Callable[[], PdfWriter] | None) -> int:
     """Make the report and write it; `write_pdf()` gives the Qt PDF writer (`ui.report_pdf`),
-    asked for only when a PDF is wanted (`milkconsole.cli` imports `ui` lazily)."""
+    asked for only when a PDF is wanted (the entry point, `milkconsole.app.entry`, gives it)."""
     from milkconsole.paths import default_db_path
     from milkconsole.reports.tables import write_report_csv
     from milkconsole.store.db import open_database
@@ -186,6 +186,8 @@ def run_report(args: argparse.Namespace, write_pdf: Callable[[], PdfWriter]) -> 
             with _output(args.out) as out:
                 write_report_csv(out, report)
             return 0
+        if write_pdf is None:
+            raise MilkConsoleError("report: PDF needs the console's Qt; use --format csv here")
         ensure_display_for_qt()
         target = args.out or default_pdf_name(report, now)
         pages = write_pdf()(report, target)
@@ -204,8 +206,8 @@ def run_export(args: argparse.Namespace, *, stdin: TextIO | None = None) -> int:
         if args.kind == "ade":
             return _export_ade(args, db)
         if args.kind == "calibrations":
-            from milkconsole.calibration import CalibrationStore
             from milkconsole.reports.tables import write_calibrations_csv
+            from milkconsole.technician.calibration import CalibrationStore
 
             records = CalibrationStore(db).history(limit=1_000_000)
             start, end = _when(args, "start"), _when(args, "end", end=True)
@@ -251,8 +253,8 @@ def _export_ade(args: argparse.Namespace, db: Any) -> int:
 def _export_audit(args: argparse.Namespace, db: Any, stdin: TextIO) -> int:
     import getpass
 
-    from milkconsole.audit import AuditFilter, export_audit_csv
-    from milkconsole.roles import AccessDenied, Grant, UserStore
+    from milkconsole.supervision.audit import AuditFilter, export_audit_csv
+    from milkconsole.supervision.roles import AccessDenied, Grant, UserStore
 
     if not args.as_user:
         print("milkconsole export audit: a supervisor must read it: add --as NAME", file=sys.stderr)

@@ -17,11 +17,11 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from milkconsole.calibration import CalibrationStore
 from milkconsole.reports.stats import median, signed_rank_test
 from milkconsole.store import history
 from milkconsole.store.db import Database
 from milkconsole.store.history import MeterCowYield
+from milkconsole.technician.calibration import CalibrationStore
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,13 @@ import json
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-from milkconsole.calibration import CalibrationRecord
 from milkconsole.reports.cow import CowTrend
 from milkconsole.reports.csv_out import write_table
 from milkconsole.reports.day import DayReport
 from milkconsole.reports.herd import HerdTrend
 from milkconsole.reports.meters import MeterComparison
 from milkconsole.reports.milking import CowLine, MilkingReport
+from milkconsole.technician.calibration import CalibrationRecord
 
 MILKING_COLUMNS: tuple[str, ...] = (
     "milking",

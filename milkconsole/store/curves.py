@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from milkconsole.events import FlowSample
+from milkconsole.meters.events import FlowSample
 
 FORMAT_VERSION = 1
 ELAPSED_STEP_S = 0.01

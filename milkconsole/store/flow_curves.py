@@ -16,7 +16,7 @@ from typing import cast
 from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from milkconsole.events import FlowSample
+from milkconsole.meters.events import FlowSample
 from milkconsole.store.curves import CurveError, pack_counted, unpack_curve
 from milkconsole.store.schema import FlowCurveRow, FlowSampleRow
 

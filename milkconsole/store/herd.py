@@ -24,8 +24,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from milkconsole.herd import HerdRow, ImportReport, RowProblem, tag_text
-from milkconsole.rfid import InvalidTag, normalize_tag
+from milkconsole.herd.file import HerdRow, ImportReport, RowProblem, tag_text
+from milkconsole.meters.rfid import InvalidTag, normalize_tag
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_animal_fields, queue_animal_tag
 from milkconsole.store.schema import Animal, AnimalTag, SyncState, append_audit

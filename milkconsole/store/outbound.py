@@ -47,7 +47,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from milkconsole.health.grades import describe_reason
-from milkconsole.rfid import InvalidTag, normalize_tag
+from milkconsole.meters.rfid import InvalidTag, normalize_tag
 from milkconsole.store.outbox import amend, create_row, enqueue, enqueue_many, withdraw
 from milkconsole.store.schema import (
     Alert,

@@ -32,7 +32,7 @@ from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from milkconsole.config import MeterConfig
-from milkconsole.events import (
+from milkconsole.meters.events import (
     FlowSample,
     SessionCompleted,
     SessionSnapshot,

@@ -1,7 +1,7 @@
 """Where a milking's milk went, in the store: the recorder's ruling, the operator's confirmation.
 
 - `SeparationHook` is a recorder completion hook: in the completed session's own transaction it
-  decides (`milkconsole.separation.decide`, from the stored herd) whether the milk had to be
+  decides (`milkconsole.herd.separation.decide`, from the stored herd) whether the milk had to be
   kept out, sets `destination` ('diverted' | 'tank') and `divert_reason`, and when a cow's milk
   had to be diverted and nobody confirmed it, raises a CRITICAL `divert_unconfirmed` alert for
   the supervisor. It runs before the session is queued, so Odoo's milk.session carries the
@@ -25,8 +25,8 @@ from datetime import datetime, tzinfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from milkconsole.events import SessionSnapshot
-from milkconsole.separation import DivertDecision, SeparationRules, decide, operator_decision
+from milkconsole.herd.separation import DivertDecision, SeparationRules, decide, operator_decision
+from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store.outbound import (
     FINISHED_STATES,
     queue_alert,

@@ -16,7 +16,7 @@ from typing import Any, cast
 from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.orm import Session
 
-from milkconsole.events import FlowSample, SessionSnapshot, SessionState
+from milkconsole.meters.events import FlowSample, SessionSnapshot, SessionState
 from milkconsole.store.db import Database
 from milkconsole.store.flow_curves import read_curve
 from milkconsole.store.outbound import queue_session_fields, queue_session_identity
@@ -166,16 +166,18 @@ def resolve_animal(tx: Session, rfid: str | None) -> int | None:
     """The active animal wearing this tag (canonical or alternative), if the herd list has it.
 
     The tag may be in any form a meter or person writes (16 hex digits, ISO decimal, ASCII):
-    `milkconsole.identity` normalises both sides before comparing.
+    `milkconsole.herd.identity` normalises both sides before comparing.
     """
-    from milkconsole.identity import resolve_animal as resolve  # identity imports this module
+    from milkconsole.herd.identity import resolve_animal as resolve  # identity imports this module
 
     return resolve(tx, rfid)
 
 
 def animal_resolver(tx: Session) -> Callable[[str | None], int | None]:
     """`resolve_animal` for many tags in one transaction (the herd's tags read once)."""
-    from milkconsole.identity import animal_resolver as resolver  # identity imports this module
+    from milkconsole.herd.identity import (
+        animal_resolver as resolver,  # identity imports this module
+    )
 
     return resolver(tx)
 

@@ -3,7 +3,7 @@
 `insert_treatment` records one in the caller's transaction (audited; Odoo learns it when it
 keeps the cow). `separation_inputs` gathers, for the cows that matter now (a keep-out flag, a
 recent calving, a treatment whose withdrawal holds or just ended), the `CowSeparation` values
-`milkconsole.separation.decide` works from: her treatments and the starts of her recent
+`milkconsole.herd.separation.decide` works from: her treatments and the starts of her recent
 completed milkings. Everything returned is a frozen value; rows stay here.
 """
 
@@ -15,10 +15,10 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from milkconsole.separation import CowSeparation, SeparationRules
+from milkconsole.herd.separation import CowSeparation, SeparationRules
+from milkconsole.herd.withdrawal import Treatment
 from milkconsole.store.outbound import queue_treatment
 from milkconsole.store.schema import Animal, MilkSession, TreatmentRow, append_audit, utc_now
-from milkconsole.withdrawal import Treatment
 
 # A withdrawal that ended longer ago than this says nothing more (not even "back in the tank").
 RECENT = timedelta(days=14)

@@ -352,7 +352,7 @@ def _check(settings: OdooSettings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m milkconsole.sync.cli sync|odoo ...` without the rest of the CLI."""
-    from milkconsole.logging_setup import setup_logging
+    from milkconsole.app.logging_setup import setup_logging
 
     parser = argparse.ArgumentParser(prog="milkconsole")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -360,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_odoo_arguments(sub)
     args = parser.parse_args(argv)
     setup_logging(verbose=getattr(args, "verbose", False))
-    from milkconsole.cli import run_reporting_errors
+    from milkconsole.errors import run_reporting_errors
 
     return run_reporting_errors(
         lambda: run_sync(args) if args.command == "sync" else run_odoo(args)

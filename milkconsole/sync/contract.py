@@ -26,7 +26,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from milkconsole.errors import MilkConsoleError
-from milkconsole.rfid import InvalidTag, normalize_tag
+from milkconsole.meters.rfid import InvalidTag, normalize_tag
 from milkconsole.sync.settings import OdooSettings
 
 ODOO_DATETIME = "%Y-%m-%d %H:%M:%S"

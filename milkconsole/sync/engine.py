@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from milkconsole.identity import associate_pending
+from milkconsole.herd.identity import associate_pending
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_unqueued, requeue_registrations
 from milkconsole.store.outbox import Outbox, OutboxItem

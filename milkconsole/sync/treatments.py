@@ -18,13 +18,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from milkconsole.herd.withdrawal import TreatmentError, check_withdrawal
 from milkconsole.store.db import Database
 from milkconsole.store.herd import bump_herd_version
 from milkconsole.store.schema import Animal, TreatmentRow, utc_now
 from milkconsole.sync.animals import PAGE, pull_pages, state_set
 from milkconsole.sync.client import OdooClient
 from milkconsole.sync.contract import Contract, from_odoo_datetime, many2one_id, odoo_text
-from milkconsole.withdrawal import TreatmentError, check_withdrawal
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from milkconsole.events import SessionCompleted
+from milkconsole.meters.events import SessionCompleted
 from milkconsole.store.db import Database
 from milkconsole.sync.client import (
     OdooAuthError,

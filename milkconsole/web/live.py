@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from milkconsole.events import (
+from milkconsole.meters.events import (
     MeterStateChanged,
     PollCycleCompleted,
     ReadingTaken,
@@ -268,7 +268,7 @@ class StallBoard:
             alerts = tile_alerts(s, expected, stored)
         divert = st.divert
         if divert is None and s is not None and animal_id is not None:
-            # The same decision the stall's tile makes (milkconsole.separation): a treated,
+            # The same decision the stall's tile makes (milkconsole.herd.separation): a treated,
             # fresh or kept-out cow's milk is to be diverted, with why and until when.
             decision = self.herd.decide(animal_id, s.started_at)
             if decision.divert:  # a phone's card is as small as a tile: the short words

@@ -14,8 +14,8 @@ from datetime import datetime, tzinfo
 from html import escape
 from typing import Any
 
-from milkconsole.alerts import AlertRecord, CowHistory
 from milkconsole.production import AnimalInfo, ProductionSnapshot, local_zone
+from milkconsole.supervision.alerts import AlertRecord, CowHistory
 from milkconsole.web.live import StallView
 
 STATE_WORDS = {

@@ -22,7 +22,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from milkconsole.alerts import (
+from milkconsole.config import ParlourConfig
+from milkconsole.errors import MilkConsoleError
+from milkconsole.meters.events import EquipmentAlertsRaised
+from milkconsole.production import HerdDirectory, ProductionSnapshot, load_herd, production_snapshot
+from milkconsole.store.db import Database
+from milkconsole.store.web_tokens import IssuedToken, WebTokenInfo, WebTokenStore
+from milkconsole.supervision.alerts import (
     ATTENTION_STATES,
     AlertFilter,
     AlertMarks,
@@ -33,13 +39,7 @@ from milkconsole.alerts import (
     cow_history,
     list_alerts,
 )
-from milkconsole.config import ParlourConfig
-from milkconsole.errors import MilkConsoleError
-from milkconsole.events import EquipmentAlertsRaised
-from milkconsole.production import HerdDirectory, ProductionSnapshot, load_herd, production_snapshot
-from milkconsole.roles import AccessControl, AccessSettings, Grant, UserStore
-from milkconsole.store.db import Database
-from milkconsole.store.web_tokens import IssuedToken, WebTokenInfo, WebTokenStore
+from milkconsole.supervision.roles import AccessControl, AccessSettings, Grant, UserStore
 from milkconsole.web.certificate import CertificateInfo, ensure_certificate
 from milkconsole.web.live import DATABASE_CHANGED, DivertSet, LiveInbox, StallBoard
 from milkconsole.web.settings import WebSettings

@@ -20,7 +20,7 @@ What it decides, per reading, and where each rule is (each module's docstring st
 `StallTracker` (`stall_tracker`) feeds each reading and poll failure to those in order and
 keeps what outlives a session; `session` holds the open session's state and the snapshot made
 of it; `settings`, `thresholds` and `flags` the values all of them share. The rest of the
-console uses only the names exported here (and, for now, from `milkconsole.stall_tracker`).
+console uses only the names exported here (and, for now, from `milkconsole.meters.tracker`).
 """
 
 from milkconsole.meters.tracker.flags import (

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from milkconsole.events import FlowSample, SessionCompleted, SessionState
+from milkconsole.meters.events import FlowSample, SessionCompleted, SessionState
 from milkconsole.meters.tracker import curve
 from milkconsole.meters.tracker.flags import FLAG_LOW_YIELD, FLAG_SHORT
 from milkconsole.meters.tracker.session import OpenSession, snapshot

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from milkconsole.events import FlowSample
+from milkconsole.meters.events import FlowSample
 from milkconsole.meters.tracker.session import OpenSession
 from milkconsole.meters.tracker.thresholds import EPS
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from milkconsole.events import FlowSample, SessionCompleted
+from milkconsole.meters.events import FlowSample, SessionCompleted
+from milkconsole.meters.profiles import Detection
+from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import closing, curve, figures
 from milkconsole.meters.tracker.session import OpenSession
 from milkconsole.meters.tracker.settings import Settings
 from milkconsole.meters.tracker.thresholds import EPS, YIELD_RISE_L, num
-from milkconsole.profiles import Detection
-from milkconsole.readings import Reading
 
 
 @dataclass(frozen=True, slots=True)

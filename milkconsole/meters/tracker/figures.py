@@ -11,10 +11,10 @@ milking) reading gives yield and quality only.
 from __future__ import annotations
 
 from milkconsole.config import TrackingConfig
+from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import curve
 from milkconsole.meters.tracker.session import OpenSession
 from milkconsole.meters.tracker.thresholds import num
-from milkconsole.readings import Reading
 
 
 def accumulate(tracking: TrackingConfig, s: OpenSession, r: Reading, *, gap_flow: bool) -> None:

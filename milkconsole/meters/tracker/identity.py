@@ -9,13 +9,13 @@ session at its quiet start.
 
 from __future__ import annotations
 
-from milkconsole.events import SessionCompleted
+from milkconsole.meters.events import SessionCompleted
+from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import closing, yields
 from milkconsole.meters.tracker.flags import FLAG_RFID_LATE, FLAG_RFID_SPLIT
 from milkconsole.meters.tracker.session import OpenSession
 from milkconsole.meters.tracker.settings import Settings
 from milkconsole.meters.tracker.thresholds import num
-from milkconsole.readings import Reading
 
 
 def tag_changed(s: OpenSession, r: Reading) -> bool:

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from milkconsole.events import SessionSnapshot
+from milkconsole.meters.events import SessionSnapshot
+from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker.flags import FLAG_RESUMED
 from milkconsole.meters.tracker.session import OpenSession
 from milkconsole.meters.tracker.settings import Settings
-from milkconsole.readings import Reading
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from milkconsole.events import FlowSample, SessionSnapshot, SessionState
+from milkconsole.meters.events import FlowSample, SessionSnapshot, SessionState
 from milkconsole.meters.tracker.settings import Settings
 
 

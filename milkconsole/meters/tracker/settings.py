@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from milkconsole.config import TrackingConfig
-from milkconsole.profiles import Detection
+from milkconsole.meters.profiles import Detection
 
 # (farm code, meter id, started_at) -> session key; `session.make_session_key` by default.
 KeyFactory = Callable[[str, str, datetime], str]

@@ -9,7 +9,7 @@ the package docstring says which holds what.
 from __future__ import annotations
 
 from milkconsole.config import TrackingConfig
-from milkconsole.events import (
+from milkconsole.meters.events import (
     MeterPollFailed,
     SessionCompleted,
     SessionEvent,
@@ -17,6 +17,8 @@ from milkconsole.events import (
     SessionStarted,
     SessionUpdated,
 )
+from milkconsole.meters.profiles import Detection
+from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import (
     closing,
     curve,
@@ -34,8 +36,6 @@ from milkconsole.meters.tracker.resume import PendingResume, anchor_resumed, res
 from milkconsole.meters.tracker.session import OpenSession, in_progress, make_session_key
 from milkconsole.meters.tracker.settings import KeyFactory, make_settings
 from milkconsole.meters.tracker.thresholds import num
-from milkconsole.profiles import Detection
-from milkconsole.readings import Reading
 
 
 class StallTracker:

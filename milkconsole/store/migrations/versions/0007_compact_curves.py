@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from milkconsole.events import FlowSample
+from milkconsole.meters.events import FlowSample
 from milkconsole.store.curves import pack_curve, unpack_curve
 
 revision: str = "0007"

@@ -8,7 +8,8 @@
   move from another herd program), `set_keep_out` (a supervisor's PIN).
 - `confirm_divert`: the operator says a milking's milk went to the divert line.
 
-A supervisor's change takes a `Grant` (`milkconsole.roles`), checked inside the transaction.
+A supervisor's change takes a `Grant` (`milkconsole.supervision.roles`), checked inside the
+transaction.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from milkconsole.herd import HerdFile, HerdFileError, ImportReport, write_herd_csv
-from milkconsole.identity import associate_pending
-from milkconsole.roles import Grant, check_grant
+from milkconsole.herd.file import HerdFile, HerdFileError, ImportReport, write_herd_csv
+from milkconsole.herd.identity import associate_pending
+from milkconsole.herd.withdrawal import Treatment
 from milkconsole.store.db import Database
 from milkconsole.store.herd import TagChange, export_rows, import_rows, register_tag, set_keep_out
 from milkconsole.store.outbound import queue_session_identity
@@ -33,7 +34,7 @@ from milkconsole.store.separation import confirm_divert as store_confirm_divert
 from milkconsole.store.separation import review_destination
 from milkconsole.store.sessions import SessionRecord, record_from_row
 from milkconsole.store.treatments import insert_treatment
-from milkconsole.withdrawal import Treatment
+from milkconsole.supervision.roles import Grant, check_grant
 
 SETUP_ACTOR = "setup"  # who imports a herd before any supervisor exists
 

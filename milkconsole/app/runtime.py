@@ -18,8 +18,10 @@ from sqlalchemy import select
 
 from milkconsole.clock import SYSTEM_CLOCK, Clock
 from milkconsole.config import ParlourConfig
-from milkconsole.diagnostics import EquipmentMonitor, EquipmentRanges, raise_equipment_alerts
-from milkconsole.events import (
+from milkconsole.health.hook import HealthHook
+from milkconsole.herd.separation import SeparationRules
+from milkconsole.housekeeping import Housekeeping
+from milkconsole.meters.events import (
     EquipmentAlertsRaised,
     MeterHealth,
     MeterStateChanged,
@@ -29,12 +31,9 @@ from milkconsole.events import (
     SessionStarted,
     SessionUpdated,
 )
-from milkconsole.health.hook import HealthHook
-from milkconsole.housekeeping import Housekeeping
-from milkconsole.poller import BusPoller, PolledMeter
-from milkconsole.readings import Reading
-from milkconsole.separation import SeparationRules
-from milkconsole.stall_tracker import LastFinished, StallTracker, effective_detection
+from milkconsole.meters.poller import BusPoller, PolledMeter
+from milkconsole.meters.readings import Reading
+from milkconsole.meters.tracker import LastFinished, StallTracker, effective_detection
 from milkconsole.store.backup import BackupSettings
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import meter_registration, set_mqtt
@@ -44,12 +43,17 @@ from milkconsole.store.run_lock import RunLock
 from milkconsole.store.schema import Meter
 from milkconsole.store.separation import SeparationHook, set_rules
 from milkconsole.store.sessions import SessionStore
+from milkconsole.technician.diagnostics import (
+    EquipmentMonitor,
+    EquipmentRanges,
+    raise_equipment_alerts,
+)
 
 if TYPE_CHECKING:
     from milkconsole.mqtt.publisher import MqttPublisher
     from milkconsole.mqtt.settings import MqttSettings
     from milkconsole.mqtt.status import MqttStatus
-    from milkconsole.roles import AccessControl
+    from milkconsole.supervision.roles import AccessControl
     from milkconsole.sync.status import SyncStatus
     from milkconsole.sync.worker import SyncWorker
     from milkconsole.web.service import WebStatus, WebView

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from milkconsole.profiles import Block, FieldSpec, Profile
-from milkconsole.readings import CALIBRATED_FIELDS, CONDUCTIVITY_FIELDS, FIELD_KINDS, Reading
+from milkconsole.meters.profiles import Block, FieldSpec, Profile
+from milkconsole.meters.readings import CALIBRATED_FIELDS, CONDUCTIVITY_FIELDS, FIELD_KINDS, Reading
 
 _STRUCT = {
     "uint16": "H",

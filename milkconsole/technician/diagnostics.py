@@ -35,22 +35,22 @@ from typing import Literal
 from sqlalchemy import select
 
 from milkconsole.config import MeterConfig, ParlourConfig
-from milkconsole.decode import Value, decode_fields, decode_raw
 from milkconsole.errors import TransportError
-from milkconsole.events import (
+from milkconsole.meters.decode import Value, decode_fields, decode_raw
+from milkconsole.meters.events import (
     MeterHealth,
     MeterPollFailed,
     MeterStateChanged,
     PollCycleCompleted,
     ReadingTaken,
 )
-from milkconsole.profiles import Block, Profile
-from milkconsole.readings import Reading
-from milkconsole.roles import config_table, settings_from_table
+from milkconsole.meters.profiles import Block, Profile
+from milkconsole.meters.readings import Reading
+from milkconsole.meters.transport import Transport
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_alert
 from milkconsole.store.schema import Alert, utc_now
-from milkconsole.transport import Transport
+from milkconsole.supervision.roles import config_table, settings_from_table
 
 Condition = Literal["vacuum_low", "vacuum_high", "pulsation_low", "pulsation_high"]
 RangeStatus = Literal["ok", "low", "high"]

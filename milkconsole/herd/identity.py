@@ -1,7 +1,7 @@
 """Who was milked: tag -> animal through the herd list, late association, and cow-swap checks.
 
 * `resolve_animal(tx, rfid)` finds the animal wearing a tag in any form the meters or Odoo
-  write (`milkconsole.rfid.normalize_tag`), as primary or alternative tag. A malformed or
+  write (`milkconsole.meters.rfid.normalize_tag`), as primary or alternative tag. A malformed or
   unknown tag gives None: the session keeps its raw tag and shows as unknown.
 * `associate_pending(tx)` gives every session still without an animal the one its tag now
   points to (a new cow was added, the herd list was refreshed) and tells Odoo through the
@@ -29,7 +29,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from milkconsole.rfid import AnimalTags, InvalidTag, TagForm, TagIndex, TagMatch, normalize_tag
+from milkconsole.meters.rfid import (
+    AnimalTags,
+    InvalidTag,
+    TagForm,
+    TagIndex,
+    TagMatch,
+    normalize_tag,
+)
 from milkconsole.store.outbound import queue_session_identity
 from milkconsole.store.schema import Animal, AnimalTag, MilkSession
 from milkconsole.store.separation import review_destination

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from milkconsole.events import MeterHealth, MeterState, MeterStateChanged
+from milkconsole.meters.events import MeterHealth, MeterState, MeterStateChanged
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Pure: the stall tile, the recorder's completion hook and a web view all call `de
 what the store knows of the cow (`CowSeparation`) and when the milking started, and get the
 same `DivertDecision`. Three reasons keep milk out:
 
-- a treatment's withdrawal (`milkconsole.withdrawal`: hours or milkings, several at once, the
+- a treatment's withdrawal (`milkconsole.herd.withdrawal`: hours or milkings, several at once, the
   latest end wins);
 - colostrum: the first `colostrum_milkings` milkings after calving (8 by default). The count
   starts at local midnight of the calving date; in case milkings went unrecorded (a cow milked
@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 
 from milkconsole.health.grades import numbers_from_table
-from milkconsole.withdrawal import (
+from milkconsole.herd.withdrawal import (
     Treatment,
     Withdrawal,
     combine,

@@ -15,10 +15,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.clock import SYSTEM_CLOCK, Clock
 from milkconsole.config import ParlourConfig
-from milkconsole.events import SessionCompleted, SessionSnapshot
-from milkconsole.runtime import ParlourRuntime
+from milkconsole.meters.events import SessionCompleted, SessionSnapshot
 from milkconsole.store.db import open_database
 from milkconsole.store.sessions import SessionRecord
 from milkconsole.web.service import WebError

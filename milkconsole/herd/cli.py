@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from milkconsole.errors import ConfigError
-from milkconsole.herd import HerdFileError, read_herd_csv
-from milkconsole.herd_changes import export_herd, import_herd
-from milkconsole.roles import AccessDenied, Grant, UserStore
+from milkconsole.herd.changes import export_herd, import_herd
+from milkconsole.herd.file import HerdFileError, read_herd_csv
+from milkconsole.supervision.roles import AccessDenied, Grant, UserStore
 
 
 def add_herd_arguments(subparsers: Any) -> None:

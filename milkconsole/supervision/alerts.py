@@ -1,12 +1,12 @@
 """The supervisor's alerts: listing and filtering them, acknowledging and resolving them, and a
 cow's history (her milkings' conductivity and yield over time, and her alerts).
 
-The health hook raises alerts (`milkconsole.health.hook`); this module is how a person acts on
-them. Acknowledging or resolving is one write transaction that checks the person's grant
-(`milkconsole.roles.check_grant`), changes the alert, appends an `audit_log` row and tells
-Odoo through the outbox (the alert's pending create learns the new state, or a write is
-queued when the create has gone already), so the change, its audit row and its way to Odoo
-are stored together or not at all (`milkconsole.store.outbound.queue_alert`).
+The health hook raises alerts (`milkconsole.health.hook`); this module is how a person acts on them.
+Acknowledging or resolving is one write transaction that checks the person's grant
+(`milkconsole.supervision.roles.check_grant`), changes the alert, appends an `audit_log` row and
+tells Odoo through the outbox (the alert's pending create learns the new state, or a write is queued
+when the create has gone already), so the change, its audit row and its way to Odoo are stored
+together or not at all (`milkconsole.store.outbound.queue_alert`).
 
 Everything returns frozen values (no ORM rows), so the console can read on a worker thread
 and hand the result to the GUI thread. No Qt.
@@ -23,10 +23,10 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from milkconsole.errors import MilkConsoleError
-from milkconsole.roles import Grant, check_grant
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_alert
 from milkconsole.store.schema import Alert, Animal, MilkSession, append_audit, utc_now
+from milkconsole.supervision.roles import Grant, check_grant
 
 STATES = ("open", "acknowledged", "resolved")
 SEVERITIES = ("warning", "critical")

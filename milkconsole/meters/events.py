@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from milkconsole.readings import Reading
+from milkconsole.meters.readings import Reading
 
 SessionState = Literal["in_progress", "completed", "incomplete", "interrupted"]
 MeterState = Literal["ok", "degraded", "offline"]

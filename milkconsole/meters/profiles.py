@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from milkconsole.errors import ProfileError
-from milkconsole.readings import FIELD_KINDS
+from milkconsole.meters.readings import FIELD_KINDS
 
 RegisterType = Literal["holding", "input"]
 DataType = Literal["uint16", "int16", "uint32", "int32", "float32", "uint64", "string"]
@@ -30,7 +30,7 @@ TYPE_REGISTERS: dict[str, int] = {
     "uint64": 4,
 }
 MODBUS_MAX_READ = 125
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "resources" / "profiles"
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "resources" / "profiles"
 
 _FIELD_KEYS = {
     "register",

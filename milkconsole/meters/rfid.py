@@ -17,7 +17,7 @@ Accepted input forms (``normalize_tag(text)``, ``form="auto"``):
   (``"80:00:F5:80:07:5B:CD:15"`` is 982 000123456789). Readers send it in either byte order;
   both are tried and the order whose country code is <= 999 wins. When both are valid, the one
   whose reserved bits are zero and whose animal flag is set wins, then the most-significant-
-  byte-first reading (the order ``milkconsole.decode`` writes). For an animal tag with zero
+  byte-first reading (the order ``milkconsole.meters.decode`` writes). For an animal tag with zero
   reserved bits this always picks the right order (see ``_byte_order_rank``).
 * Shorter hex: ``0x`` prefix, separators between hex groups, or a bare hex string of 1-15
   digits other than 8 characters: the 64-bit code with its leading zeros dropped, read most

@@ -23,26 +23,26 @@ from typing import Any, Protocol, TypeVar
 
 from milkconsole.clock import SYSTEM_CLOCK, Clock
 from milkconsole.config import BusConfig, MeterConfig
-from milkconsole.decode import decode_reading
 from milkconsole.errors import TransportError
-from milkconsole.events import (
+from milkconsole.meters.decode import decode_reading
+from milkconsole.meters.events import (
     MeterHealth,
     MeterPollFailed,
     PollCycleCompleted,
     ReadingTaken,
     SessionSnapshot,
 )
-from milkconsole.meter_health import MeterHealthTracker, log_poll_failed
-from milkconsole.profiles import Block, Profile
-from milkconsole.readings import Reading
-from milkconsole.transport import Interruptible, Transport, open_transport
+from milkconsole.meters.meter_health import MeterHealthTracker, log_poll_failed
+from milkconsole.meters.profiles import Block, Profile
+from milkconsole.meters.readings import Reading
+from milkconsole.meters.transport import Interruptible, Transport, open_transport
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
 class SessionTracker(Protocol):
-    """What the poller needs of a stall tracker (`milkconsole.stall_tracker.StallTracker`)."""
+    """What the poller needs of a stall tracker (`milkconsole.meters.tracker.StallTracker`)."""
 
     # Sequence, not list: it is covariant, so a tracker returning list[SessionEvent] fits.
     def on_reading(self, reading: Reading) -> Sequence[object]: ...

@@ -1,10 +1,11 @@
 """The audit log: reading it, exporting it, and recording configuration changes.
 
-Every change a person makes at the console is appended to `audit_log` in the same transaction as
-the change (`milkconsole.store.schema.append_audit`): calibrations (`milkconsole.calibration`),
-manual IDs and re-attaches (`SessionStore`), users (`milkconsole.roles`), alert acknowledgements
-and resolutions (`milkconsole.alerts`) and, here, configuration changes. The table refuses
-UPDATE and DELETE (database triggers), and nothing in the console offers to edit it.
+Every change a person makes at the console is appended to `audit_log` in the same transaction as the
+change (`milkconsole.store.schema.append_audit`): calibrations
+(`milkconsole.technician.calibration`), manual IDs and re-attaches (`SessionStore`), users
+(`milkconsole.supervision.roles`), alert acknowledgements and resolutions
+(`milkconsole.supervision.alerts`) and, here, configuration changes. The table refuses UPDATE and
+DELETE (database triggers), and nothing in the console offers to edit it.
 
 Reading and exporting need a supervisor's grant (`view_audit`); an export is itself audited.
 """
@@ -21,10 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from milkconsole.reports.csv_out import write_table  # the one CSV writer
-from milkconsole.roles import Grant, check_grant
 from milkconsole.store.db import Database
 from milkconsole.store.schema import AuditEntry, append_audit
 from milkconsole.store.sessions import iso_z
+from milkconsole.supervision.roles import Grant, check_grant
 
 CSV_COLUMNS: tuple[str, ...] = ("id", "at", "actor", "role", "action", "target", "before", "after")
 DEFAULT_LIMIT = 5000

@@ -7,7 +7,7 @@ transaction. Columns (a header row is required; only `number` is mandatory; orde
 
     number, name, rfid_tag, other_tags, group, birth_date, lactation_number, last_calving_date
 
-Tags are normalised (`milkconsole.rfid.normalize_tag`: ISO decimal, FDX-B hex, ASCII), so the
+Tags are normalised (`milkconsole.meters.rfid.normalize_tag`: ISO decimal, FDX-B hex, ASCII), so the
 same tag written two ways is one tag. `other_tags` holds several, separated by `|` (or `;` in a
 comma-separated file). Dates are ISO (`2021-03-14`). The delimiter is `,` or `;` (as Excel
 writes it in much of Europe), found from the header; a UTF-8 byte-order mark is skipped.
@@ -24,7 +24,7 @@ from datetime import date
 from typing import TextIO
 
 from milkconsole.errors import MilkConsoleError
-from milkconsole.rfid import InvalidTag, format_display, normalize_tag
+from milkconsole.meters.rfid import InvalidTag, format_display, normalize_tag
 
 COLUMNS: tuple[str, ...] = (
     "number",

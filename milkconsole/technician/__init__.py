@@ -1,0 +1,1 @@
+"""The technician's tools: meter calibration and equipment diagnostics."""
