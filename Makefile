@@ -20,6 +20,8 @@ bench:
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/lan.py
 	.venv/bin/python bench/mqtt_load.py
 	.venv/bin/python bench/installer.py
+	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/reports.py
+	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/scale.py
 
 # What a farm installs (installer/README.md): dist/milkconsole_<version>_<arch>.deb, and the
 # wheelhouse for installing with pip on Python 3.11-3.13.
@@ -30,7 +32,6 @@ deb:
 wheelhouse:
 	bash scripts/bootstrap.sh
 	.venv/bin/python installer/build.py wheelhouse
-	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/scale.py
 
 clean:
 	rm -rf .venv build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 DEB_PKGS=(libglib2.0-0 libdbus-1-3 libegl1 libgl1 libx11-6 libfontconfig1 libfreetype6 libxkbcommon0
   libx11-xcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0
   libxcb-render-util0 libxcb-shape0 libxcb-xkb1 libxkbcommon-x11-0 xvfb xauth socat mbpoll
-  postgresql python3-venv chromium chromium-driver mosquitto mosquitto-clients
+  postgresql python3-venv chromium chromium-driver mosquitto mosquitto-clients openssl
   poppler-utils fonts-dejavu-core dpkg-dev adduser)
 
 if command -v dpkg >/dev/null 2>&1; then

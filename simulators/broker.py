@@ -4,7 +4,7 @@ Not a stand-in: the console's publisher talks to the same broker a farm runs. Wh
 adds is the set-up a test needs and a farm does itself: a config file of its own (listeners on
 127.0.0.1 only, persistence in the work directory, no anonymous clients), a password file made
 with `mosquitto_passwd`, and a TLS listener whose certificate a throw-away CA made here signed
-(`make_ca`, `make_server_cert`; the `cryptography` package). `stop()` / `start()` take the
+(`make_ca`, `make_server_cert`; Debian's `openssl`). `stop()` / `start()` take the
 broker away and bring it back on the same ports with what it had persisted.
 
     with Mosquitto(workdir, users={"parlour": "s3cret"}) as broker:
@@ -13,7 +13,6 @@ broker away and bring it back on the same ports with what it had persisted.
 
 from __future__ import annotations
 
-import datetime as dt
 import getpass
 import ipaddress
 import shutil
@@ -42,101 +41,65 @@ class Ca:
     key_file: Path
 
 
-def _write_key(key: object, path: Path) -> None:
-    from cryptography.hazmat.primitives import serialization
-
-    path.write_bytes(
-        key.private_bytes(  # type: ignore[attr-defined]
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
+def _openssl(*args: str, cwd: Path) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise BrokerNotInstalled("openssl is not installed: run scripts/bootstrap.sh")
+    done = subprocess.run(
+        [openssl, *args], cwd=cwd, capture_output=True, text=True, check=False, timeout=60
     )
-    path.chmod(0o600)
+    if done.returncode != 0:
+        raise RuntimeError(f"openssl {args[0]} failed: {done.stderr.strip()}")
 
 
 def make_ca(directory: Path, name: str = "Milk Console test CA") -> Ca:
-    """A self-signed CA in `directory` (`<name>.pem` and its key)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
+    """A self-signed CA in `directory` (`<name>.pem` and its key), made by `openssl`."""
     directory.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    stem = name.lower().replace(" ", "-")
-    cert_file, key_file = directory / f"{stem}.pem", directory / f"{stem}.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(key, key_file)
-    return Ca(cert_file, key_file)
+    stem = name.lower().replace(" ", "-").replace("'", "")
+    ca = Ca(directory / f"{stem}.pem", directory / f"{stem}.key")
+    _openssl(
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", ca.key_file.name, "-out", ca.cert_file.name, "-days", "30",
+        "-subj", f"/CN={name}",
+        "-addext", "basicConstraints=critical,CA:TRUE,pathlen:0",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+        "-addext", "subjectKeyIdentifier=hash",
+        cwd=directory,
+    )  # fmt: skip
+    ca.key_file.chmod(0o600)
+    return ca
 
 
 def make_server_cert(ca: Ca, directory: Path, hosts: tuple[str, ...] = (HOST, "localhost")) -> Ca:
     """A server certificate for `hosts` signed by `ca` (returned as cert and key files)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    ca_cert = x509.load_pem_x509_certificate(ca.cert_file.read_bytes())
-    ca_key = serialization.load_pem_private_key(ca.key_file.read_bytes(), password=None)
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = []
+    directory.mkdir(parents=True, exist_ok=True)
+    names = []
     for h in hosts:
         try:
-            names.append(x509.IPAddress(ipaddress.ip_address(h)))
+            ipaddress.ip_address(h)
+            names.append(f"IP:{h}")
         except ValueError:
-            names.append(x509.DNSName(h))
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    directory.mkdir(parents=True, exist_ok=True)
+            names.append(f"DNS:{h}")
     out = Ca(directory / "server.pem", directory / "server.key")
-    out.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(key, out.key_file)
+    extensions = directory / "server.ext"
+    extensions.write_text(
+        f"subjectAltName={','.join(names)}\n"
+        "basicConstraints=critical,CA:FALSE\n"
+        "extendedKeyUsage=serverAuth\n"
+        "authorityKeyIdentifier=keyid\n"
+    )
+    _openssl(
+        "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", out.key_file.name, "-out", "server.csr", "-subj", f"/CN={hosts[0]}",
+        cwd=directory,
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", str(ca.cert_file.resolve()),
+        "-CAkey", str(ca.key_file.resolve()), "-CAcreateserial", "-days", "30",
+        "-extfile", extensions.name, "-out", out.cert_file.name,
+        cwd=directory,
+    )  # fmt: skip
+    out.key_file.chmod(0o600)
     return out
 
 
