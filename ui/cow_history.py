@@ -16,11 +16,11 @@ from datetime import datetime, time
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QDialog, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from milkconsole.store.db import Database
 from milkconsole.supervision.alerts import AlertRecord, CowHistory, HistoryPoint, cow_history
+from ui.charts import linked_plots, pyqtgraph, style_plots
 from ui.theme import DARK, Theme
 from ui.workers import TaskRunner
 
@@ -118,7 +118,7 @@ class CowHistoryWidget(QWidget):
     def _build(self) -> None:
         if self.chart is not None:
             return
-        import pyqtgraph as pg
+        pg = pyqtgraph()
 
         self.chart = pg.GraphicsLayoutWidget()
         self.chart.setMinimumHeight(320)
@@ -162,7 +162,7 @@ class CowHistoryWidget(QWidget):
 
     def show_history(self, history: CowHistory) -> None:
         """Draw `history` (GUI thread; no database access)."""
-        import pyqtgraph as pg
+        pg = pyqtgraph()
 
         self._build()
         self.history = history
@@ -253,7 +253,7 @@ class CowHistoryWidget(QWidget):
     def _mark_alerts(
         self, alerts: tuple[AlertRecord, ...], by_key: dict[str, HistoryPoint]
     ) -> None:
-        import pyqtgraph as pg
+        pg = pyqtgraph()
 
         t = self.theme
         sx: list[float] = []
@@ -315,46 +315,6 @@ class CowHistoryDialog(QDialog):
 # -- a cow's lactation trend ----------------------------------------------------------------------
 
 
-def style_plots(chart: Any, plots: list[Any], theme: Theme) -> None:
-    """Theme the chart's background, axes and labels (both trend widgets use it)."""
-    import pyqtgraph as pg
-
-    chart.setBackground(theme.panel)
-    font = QFont()
-    font.setPixelSize(14)
-    for plot in plots:
-        for axis in ("left", "bottom"):
-            ax = plot.getAxis(axis)
-            ax.setPen(pg.mkPen(theme.text_dim))
-            ax.setTextPen(pg.mkPen(theme.text))
-            ax.setStyle(tickFont=font)
-        plot.getAxis("left").label.setDefaultTextColor(pg.mkColor(theme.text))
-        plot.getAxis("bottom").label.setDefaultTextColor(pg.mkColor(theme.text))
-
-
-def linked_plots(
-    rows: list[str], bottom_label: str, *, date_axis: bool = False
-) -> tuple[Any, list[Any]]:
-    """A chart of plots one above the other sharing their x-axis; mouse wheel zooms, drag pans,
-    and every plot follows."""
-    import pyqtgraph as pg
-
-    chart = pg.GraphicsLayoutWidget()
-    plots: list[Any] = []
-    for i, label in enumerate(rows):
-        axis = {"bottom": pg.DateAxisItem(orientation="bottom")} if date_axis else {}
-        plot = chart.addPlot(row=i, col=0, axisItems=axis)
-        plot.setMenuEnabled(False)
-        plot.showGrid(x=True, y=True, alpha=0.2)
-        plot.setLabel("left", label)
-        plot.setMouseEnabled(x=True, y=False)
-        if plots:
-            plot.setXLink(plots[0])
-        plots.append(plot)
-    plots[-1].setLabel("bottom", bottom_label)
-    return chart, plots
-
-
 class CowTrendWidget(QWidget):
     """A cow over her lactation: milk per day and per milking against expected, conductivity,
     peak flow and milking time, with her alerts and health events as labelled lines.
@@ -411,7 +371,7 @@ class CowTrendWidget(QWidget):
 
     def show_trend(self, trend: Any) -> None:
         """Draw a `milkconsole.reports.cow.CowTrend` (GUI thread; no database access)."""
-        import pyqtgraph as pg
+        pg = pyqtgraph()
 
         self._build()
         self.trend = trend
@@ -534,7 +494,7 @@ class CowTrendWidget(QWidget):
     def _mark(self, trend: Any) -> None:
         """Alerts (red: critical, amber: warning) and health events (text colour) as lines
         across every plot, labelled in words on the top one."""
-        import pyqtgraph as pg
+        pg = pyqtgraph()
 
         t = self.theme
         marks = [

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QTimer, Slot
-from PySide6.QtGui import QBrush, QColor, QFont, QShowEvent
+from PySide6.QtGui import QBrush, QColor, QShowEvent
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -34,6 +34,7 @@ from milkconsole.meters.events import (
     SessionUpdated,
 )
 from milkconsole.production import GRADES, ProductionSnapshot, SessionRow
+from ui.charts import pyqtgraph, style_axes
 from ui.tables import record_table
 from ui.theme import DARK, Theme
 from ui.workers import CoalescedReader, TaskRunner
@@ -228,8 +229,7 @@ class DashboardWidget(QWidget):
         """Make the hourly chart (imports pyqtgraph); idempotent."""
         if self.chart is not None:
             return
-        import pyqtgraph as pg
-
+        pg = pyqtgraph()
         self.chart = pg.PlotWidget()
         self.chart.setMenuEnabled(False)
         self.chart.setMouseEnabled(x=False, y=False)
@@ -282,17 +282,10 @@ class DashboardWidget(QWidget):
     def _style_chart(self) -> None:
         if self.chart is None:
             return
-        import pyqtgraph as pg
-
+        pg = pyqtgraph()
         t = self.theme
         self.chart.setBackground(t.panel)
-        for axis in ("left", "bottom"):
-            ax = self.chart.getAxis(axis)
-            ax.setPen(pg.mkPen(t.text_dim))
-            ax.setTextPen(pg.mkPen(t.text))
-            f = QFont()
-            f.setPixelSize(16)
-            ax.setStyle(tickFont=f)
+        style_axes(self.chart.getPlotItem(), t, tick_px=16)
         self._bars.setOpts(brush=pg.mkBrush(t.curve), pen=pg.mkPen(t.text_dim))
 
     def _diverted(self, s: SessionSnapshot) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from milkconsole.reports.herd import HerdTrend
-from ui.cow_history import linked_plots, style_plots
+from ui.charts import linked_plots, pyqtgraph, style_plots
 from ui.theme import DARK, Theme
 
 
@@ -40,7 +40,7 @@ class HerdTrendWidget(QWidget):
             self.show_trend(self.trend)
 
     def show_trend(self, trend: HerdTrend) -> None:
-        import pyqtgraph as pg
+        pg = pyqtgraph()
 
         self.trend = trend
         t = self.theme
