@@ -33,8 +33,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import keyring
-
 if __package__ in (None, ""):  # run as a script (the Makefile does): make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -50,7 +48,7 @@ from milkconsole.store.sessions import new_session_row, resolve_animal
 from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings
-from simulators.keyring_memory import MemoryKeyring
+from simulators.keyring_memory import memory_keyring
 from simulators.odoo_server import OdooSimulator
 
 T0 = datetime(2025, 3, 1, 4, 30, tzinfo=UTC)
@@ -403,9 +401,7 @@ def main_real() -> int:
     if serve is None:
         print("bench/sync.py --real: no real Odoo 17 here (set MILKCONSOLE_ODOO17_SERVE)")
         return 2
-    previous = keyring.get_keyring()
-    keyring.set_keyring(MemoryKeyring())
-    with tempfile.TemporaryDirectory(prefix="milkconsole-bench-real-") as tmp:
+    with memory_keyring(), tempfile.TemporaryDirectory(prefix="milkconsole-bench-real-") as tmp:
         work = Path(tmp)
         process = ServeProcess(serve, work / "serve.log", ADDONS_DIR, MODULES)
         try:
@@ -415,7 +411,6 @@ def main_real() -> int:
             latency = real_latency(odoo, rpc)
         finally:
             process.stop()
-            keyring.set_keyring(previous)
     figures = {
         "server": "Odoo 17.0 Community (real), milkconsole_dairy",
         "backlog": backlog,
@@ -449,9 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.real:
         return main_real()
 
-    previous = keyring.get_keyring()
-    keyring.set_keyring(MemoryKeyring())
-    try:
+    with memory_keyring():  # noqa: SIM117 (one block per resource reads better here)
         with tempfile.TemporaryDirectory(prefix="milkconsole-bench-sync-") as tmp:
             work = Path(tmp)
             common = {"transport": args.transport, "workdir": work}
@@ -482,8 +475,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 transport=other,
                 workdir=work,
             )
-    finally:
-        keyring.set_keyring(previous)
 
     one_call_500 = args.call_ms + 500 * args.record_ms
     figures = {

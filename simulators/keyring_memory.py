@@ -1,9 +1,14 @@
 """A keyring backend in memory: the stand-in for the OS keyring, which no test or benchmark
 machine has. It speaks keyring's own backend interface and is installed with
-`keyring.set_keyring(MemoryKeyring())`, so the code under test calls the real keyring API."""
+`keyring.set_keyring(MemoryKeyring())` or `with memory_keyring():`, so the code under test
+calls the real keyring API."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import keyring
 from keyring.backend import KeyringBackend
 from keyring.errors import PasswordDeleteError
 
@@ -24,3 +29,16 @@ class MemoryKeyring(KeyringBackend):
     def delete_password(self, service: str, username: str) -> None:
         if self.items.pop((service, username), None) is None:
             raise PasswordDeleteError(username)
+
+
+@contextmanager
+def memory_keyring() -> Iterator[MemoryKeyring]:
+    """Install a fresh `MemoryKeyring` as keyring's backend for the block; restore the previous
+    backend after it."""
+    previous = keyring.get_keyring()
+    vault = MemoryKeyring()
+    keyring.set_keyring(vault)
+    try:
+        yield vault
+    finally:
+        keyring.set_keyring(previous)
