@@ -10,7 +10,8 @@ load under test (`--loads`, default `web,mqtt`):
 - `web`: the live view on, with 20 Server-Sent-Events clients in another process, as 20 phones
   with the Stalls page open;
 - `mqtt`: the MQTT publisher on (TLS, password, QoS 1) to a real mosquitto, with a subscriber
-  in another process (`bench/mqtt_load.py`).
+  in another process (`bench/mqtt_load.py`);
+- `none`: nothing (an A/A test: the spread this machine gives when there is no effect at all).
 
 Each run is a fresh console process with a fresh database (nothing carries over from one run to
 the next). Base and loaded runs alternate A B B A A B B A ..., `--rounds` pairs, so a machine
@@ -29,7 +30,8 @@ poll-cycle p50 and p95 (target: at most 1.10), and the loaded runs' latency p95 
 1000 ms). Each figure gets the median over the rounds, a 90 % interval for it, and a verdict:
 pass or fail only when the whole interval is on one side of the target, otherwise inconclusive
 (the machine's noise is larger than the margin). The output also says when the spread is larger
-than the effect being judged. Prints a table and writes `bench/results/lan.json`.
+than the effect being judged. Prints a table and writes `bench/results/lan.json` (another
+choice of loads: `lan-<loads>.json`).
 
 To read a verdict, each run also records what the GUI thread did (tile paints per second: the
 same work in both kinds of run), how it was scheduled (user / system share, voluntary and
@@ -37,7 +39,10 @@ involuntary context switches), every thread's CPU share, how busy the whole mach
 the CPU the stand-ins for the phones took (they run on this machine; phones would not).
 
 Run: `QT_QPA_PLATFORM=offscreen .venv/bin/python bench/lan.py` (8 rounds, about 16 minutes);
-`--quick` is a smoke run (2 short rounds: too few for a verdict).
+`--quick` is a smoke run (2 short rounds: too few for a verdict). On a shared machine 8 rounds
+may leave a verdict inconclusive: `--append` runs more rounds and judges them together with
+those already in the results file (made with the same settings), so the evidence accumulates
+until the interval clears the target or the effect is shown to sit right at it.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.compare import Judgement, judge_at_most, relative_spread  # noqa: E402
+from bench.results_io import RESULTS  # noqa: E402
 from simulators.steady import SteadyCycle  # noqa: E402
 
 STALLS = 80
@@ -185,9 +191,15 @@ def mqtt_load(console: Any, work: Path, seconds: float) -> tuple[Figures, Callab
     return start(console, work, seconds)
 
 
+def no_load(console: Any, work: Path, seconds: float) -> tuple[Figures, Callable[[], None]]:
+    """Nothing: `--loads none` compares base runs with base runs (an A/A test), which shows
+    the spread this machine gives when there is no effect at all."""
+    return (lambda window: {}), (lambda: None)
+
+
 # Started in this order (the broker takes a second or two; the pages then connect last and
 # their end time is planned from their own start).
-LOADS: dict[str, Load] = {"mqtt": mqtt_load, "web": web_load}
+LOADS: dict[str, Load] = {"mqtt": mqtt_load, "web": web_load, "none": no_load}
 
 
 # -- the SSE clients (their own process) --------------------------------------------------------
@@ -722,6 +734,38 @@ def _spreads(figs: dict[str, Any], key: str) -> str:
     return ", ".join(parts)
 
 
+def earlier_rounds(
+    path: Path, settings: dict[str, Any]
+) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]]]:
+    """The rounds, run order and batches of an earlier results file, if it was made with the
+    same `settings` (else ValueError naming the file and the setting that differs)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"--append: {path} does not exist yet (run without --append)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--append: {path} is not JSON: {exc}") from None
+    earlier = {
+        "stalls": doc.get("stalls"),
+        "poll_hz": doc.get("poll_hz"),
+        "loads": doc.get("loads"),
+        "quick": doc.get("quick"),
+        "window_s": doc.get("window_s"),
+        "meter_cycle_s": [doc.get("meter_load", {}).get(k) for k in ("milk_s", "gap_s")],
+    }
+    for key, value in settings.items():
+        if earlier[key] != value:
+            raise ValueError(
+                f"--append: {path} has {key} = {earlier[key]!r}, this run {value!r}:"
+                " rounds made differently cannot be judged together"
+            )
+    runs = doc.get("runs") or []
+    rounds = [{"base": r["base"], "loaded": r["loaded"]} for r in runs]
+    order = str(doc.get("order", "")).split()
+    batches = doc.get("batches") or [{"at": doc.get("at"), "first_round": 1}]
+    return rounds, order, batches
+
+
 def start_meters(config: Path) -> subprocess.Popen[str]:
     """The steady parlour in its own process; returns once every meter answers."""
     sim = subprocess.Popen(
@@ -749,6 +793,12 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, help=f"base/loaded pairs (default {ROUNDS})")
     parser.add_argument("--window-s", type=float, help="measured seconds per run")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="add the rounds to those already in the results file (same settings) and judge"
+        " them all: on a noisy machine the interval narrows as rounds accumulate",
+    )
     parser.add_argument("--clients-child", help=argparse.SUPPRESS)
     parser.add_argument("--run-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -771,8 +821,24 @@ def main() -> int:
     if args.window_s:
         window_s = args.window_s
     times = (warm_s, settle_s, window_s)
+    name = "lan" if sorted(loads) == ["mqtt", "web"] else "lan-" + "-".join(loads)
+    settings = {
+        "stalls": STALLS,
+        "poll_hz": 1 / POLL_S,
+        "loads": loads,
+        "quick": args.quick,
+        "window_s": window_s,
+        "meter_cycle_s": [CYCLE.milk_s, CYCLE.gap_s],
+    }
     rounds: list[dict[str, Any]] = []
     order: list[str] = []
+    batches: list[dict[str, Any]] = []
+    if args.append:
+        try:
+            rounds, order, batches = earlier_rounds(RESULTS / f"{name}.json", settings)
+        except ValueError as exc:
+            parser.error(str(exc))
+    first = len(rounds)
     with tempfile.TemporaryDirectory(prefix="milkconsole-lan-") as tmp:
         work = Path(tmp)
         base_cfg = bench_config(work)
@@ -781,7 +847,7 @@ def main() -> int:
         loaded_cfg.write_text(base_cfg.read_text() + web_section, encoding="utf-8")
         sim = start_meters(base_cfg)
         try:
-            for i in range(n_rounds):
+            for i in range(first, first + n_rounds):
                 kinds = ("base", "loaded") if i % 2 == 0 else ("loaded", "base")
                 pair: dict[str, Any] = {}
                 for kind in kinds:
@@ -790,7 +856,8 @@ def main() -> int:
                     order.append("A" if kind == "base" else "B")
                     r = pair[kind]
                     print(
-                        f"round {i + 1}/{n_rounds} {kind:<6}: GUI {r['gui_busy_share']:.4f},"
+                        f"round {i + 1}/{first + n_rounds} {kind:<6}:"
+                        f" GUI {r['gui_busy_share']:.4f},"
                         f" poll cycle p50 {r['poll_cycle_ms']['p50']} ms"
                         f" p95 {r['poll_cycle_ms']['p95']} ms,"
                         f" load average {r['load_average_1min']}",
@@ -801,6 +868,11 @@ def main() -> int:
         finally:
             sim.terminate()
             sim.wait(10)
+    from datetime import UTC, datetime
+
+    batches.append(
+        {"at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "first_round": first + 1}
+    )
     summary = summarise(rounds, loads)
     doc: dict[str, Any] = {
         "stalls": STALLS,
@@ -808,8 +880,9 @@ def main() -> int:
         "loads": loads,
         "clients": CLIENTS if "web" in loads else 0,
         "quick": args.quick,
-        "rounds": n_rounds,
+        "rounds": len(rounds),
         "order": " ".join(order),
+        "batches": batches,
         "window_s": window_s,
         "targets": {
             "loaded_over_base_at_most": 1.0 + WITHIN,
@@ -834,7 +907,7 @@ def main() -> int:
         ],
     }
     print_table(doc)
-    print(f"written {save('lan', doc)}")
+    print(f"written {save(name, doc)}")
     return 0
 
 
