@@ -12,7 +12,8 @@ written to `bench/results/mqtt.json`:
 
 For the LAN bench (`bench/lan.py --loads web,mqtt`), `mqtt_load(console, work, seconds)` starts
 a broker and the publisher of a running console and a subscriber in another process; its
-figures function returns the same latency figures for the sessions that console committed.
+figures function returns the same latency figures for the sessions that console committed
+within the bench's measured window.
 """
 
 from __future__ import annotations
@@ -247,10 +248,11 @@ def live(work: Path, rate_per_s: float, seconds: float) -> dict[str, Any]:
 
 def mqtt_load(
     console: Any, work: Path, seconds: float
-) -> tuple[Callable[[], dict[str, Any]], Callable[[], None]]:
+) -> tuple[Callable[[tuple[float, float]], dict[str, Any]], Callable[[], None]]:
     """Publish a running console's milkings to a real mosquitto for `seconds`: starts the
     broker, the console's publisher (TLS, password) and a subscriber in another process, and
-    notes when each session was committed. Returns (figures, stop) as `bench/lan.py` expects."""
+    notes when each session was committed. Returns (figures, stop) as `bench/lan.py` expects:
+    `figures((w0, w1))` counts the sessions committed between wall times w0 and w1."""
     work = Path(tempfile.mkdtemp(prefix="mqtt-", dir=work))
     broker = start_broker(work)
     committed: dict[str, float] = {}
@@ -269,7 +271,7 @@ def mqtt_load(
             sys.executable,
             __file__,
             "--subscriber-child",
-            json.dumps({"port": broker.port, "seconds": seconds + 5, "out": str(out)}),
+            json.dumps({"port": broker.port, "seconds": seconds + 1, "out": str(out)}),
         ],
         cwd=ROOT,
     )
@@ -281,17 +283,19 @@ def mqtt_load(
     sent0 = runtime.mqtt.sent_total if runtime.mqtt is not None else 0
     t0 = time.monotonic()
 
-    def figures() -> dict[str, Any]:
+    def figures(window: tuple[float, float]) -> dict[str, Any]:
         child.wait(seconds + 60)
         received: dict[str, float] = json.loads(out.read_text(encoding="utf-8"))
+        w0, w1 = window
         with lock:
-            latencies = [received[k] - committed[k] for k in received if k in committed]
+            inside = {k: t for k, t in committed.items() if w0 <= t <= w1}
+        latencies = [received[k] - inside[k] for k in received if k in inside]
         publisher = runtime.mqtt
         elapsed = time.monotonic() - t0
         sent = (publisher.sent_total - sent0) if publisher is not None else 0
         return {
-            "sessions_committed": len(committed),
-            "sessions_received": len(received),
+            "sessions_committed": len(inside),
+            "sessions_received": sum(1 for k in inside if k in received),
             "messages_acked": sent,
             "acked_per_s": round(sent / elapsed, 1) if elapsed else None,
             "latency_commit_to_subscriber_ms": ms(latencies),
