@@ -35,7 +35,8 @@ from milkconsole.meters.transport import open_transport
 from milkconsole.store.db import open_database
 from simulators.demo import SimulatedParlour, _free_tcp_ports
 from simulators.meter import SimulatedMeter
-from simulators.modbus_server import ModbusRtuServer, RegisterBank
+from simulators.modbus.registers import RegisterBank
+from simulators.modbus.rtu import ModbusRtuServer
 
 GAP_CHARS = 3.5
 REQUEST_BYTES = 8

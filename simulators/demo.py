@@ -20,7 +20,9 @@ from typing import Self
 from milkconsole.config import BusConfig, ParlourConfig, load_config
 from milkconsole.errors import ConfigError
 from simulators.meter import SimulatedMeter
-from simulators.modbus_server import ModbusRtuServer, ModbusTcpServer, RegisterBank
+from simulators.modbus.registers import RegisterBank
+from simulators.modbus.rtu import ModbusRtuServer
+from simulators.modbus.tcp import ModbusTcpServer
 from simulators.parlour import FaultPlan, ParlourScenario
 
 TCP_UNITS_PER_GATEWAY = 4

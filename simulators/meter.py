@@ -16,7 +16,7 @@ from typing import Literal
 
 from milkconsole.meters.decode import Value, decode_fields, decode_raw, encode_field, encode_raw
 from milkconsole.meters.profiles import Block, FieldSpec, Profile
-from simulators.modbus_server import RegisterBank, RegisterKind
+from simulators.modbus.registers import RegisterBank, RegisterKind
 
 # Fields the meter's measuring error scales (the ones a calibration factor corrects).
 _ERROR_FIELDS = ("yield_l", "flow_l_min")

@@ -32,7 +32,7 @@ from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import OdooSettings, parse_odoo_settings
 from simulators.keyring_memory import MemoryKeyring
-from simulators.odoo_server import OdooSimulator
+from simulators.odoo.server import OdooSimulator
 
 T0 = datetime(2025, 3, 1, 4, 30, tzinfo=UTC)
 FIRST_TAG = 982000000000001

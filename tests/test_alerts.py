@@ -34,7 +34,7 @@ from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings
 from simulators.keyring_memory import MemoryKeyring
-from simulators.odoo_server import OdooSimulator
+from simulators.odoo.server import OdooSimulator
 from tests.test_health_hook import add_animals, key_of, snapshot
 from tests.test_mastitis import herd
 

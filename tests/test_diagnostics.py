@@ -31,7 +31,8 @@ from milkconsole.technician.diagnostics import (
     self_test,
 )
 from simulators.meter import SimulatedMeter
-from simulators.modbus_server import ModbusTcpServer, RegisterBank
+from simulators.modbus.registers import RegisterBank
+from simulators.modbus.tcp import ModbusTcpServer
 from tests.tech_helpers import FARM, parlour_config, tech_db
 
 PROFILES = load_profiles()

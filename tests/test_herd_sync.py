@@ -24,7 +24,7 @@ from milkconsole.sync.animals import pull_animals
 from milkconsole.sync.client import connect
 from milkconsole.sync.contract import ODOO_DATETIME, Contract
 from milkconsole.sync.treatments import pull_treatments
-from simulators.odoo_server import OdooSimulator
+from simulators.odoo.server import OdooSimulator
 from tests.odoo_fixtures import engine_for, logged_in
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -265,7 +265,7 @@ def test_every_field_the_herd_models_read_is_in_the_payloads_the_builder_makes(d
 def test_a_cows_write_waits_while_odoo_lacks_her_and_leaves_out_a_field_odoo_has_not(vault, db):
     from dataclasses import replace as dc_replace
 
-    from simulators.odoo_server import contract_models
+    from simulators.odoo.models import contract_models
 
     models = contract_models()
     animal = models["farm.animal"]

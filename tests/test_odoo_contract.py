@@ -34,7 +34,8 @@ from milkconsole.sync.cli import main as sync_main
 from milkconsole.sync.client import connect
 from milkconsole.sync.contract import CONTRACT, Contract, Refs
 from milkconsole.technician.calibration import CalibrationStore
-from simulators.odoo_server import FieldDef, ModelDef, OdooSimulator, contract_models
+from simulators.odoo.models import FieldDef, ModelDef, contract_models
+from simulators.odoo.server import OdooSimulator
 from tests.odoo_fixtures import (
     T0,
     add_meters,

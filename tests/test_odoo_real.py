@@ -39,7 +39,7 @@ from milkconsole.sync.contract import Contract
 from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import OdooSettings, parse_odoo_settings
 from simulators.keyring_memory import MemoryKeyring
-from simulators.odoo_server import contract_models
+from simulators.odoo.models import contract_models
 from tests.odoo_fixtures import (
     METERS,
     add_meters,

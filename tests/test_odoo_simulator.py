@@ -25,7 +25,7 @@ from milkconsole.sync.client import (
 from milkconsole.sync.odoo_json2 import Json2Client
 from milkconsole.sync.odoo_rpc import OdooRpcClient
 from milkconsole.sync.settings import OdooSettings
-from simulators.odoo_server import OdooSimulator
+from simulators.odoo.server import OdooSimulator
 
 
 def settings_for(sim: OdooSimulator, **changes: Any) -> OdooSettings:

@@ -27,7 +27,9 @@ from milkconsole.meters.profiles import load_profiles
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import StallTracker
 from simulators.meter import SimulatedMeter
-from simulators.modbus_server import ModbusRtuServer, ModbusTcpServer, RegisterBank
+from simulators.modbus.registers import RegisterBank
+from simulators.modbus.rtu import ModbusRtuServer
+from simulators.modbus.tcp import ModbusTcpServer
 
 PROFILES = load_profiles()
 T0 = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)

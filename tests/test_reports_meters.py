@@ -29,7 +29,7 @@ from milkconsole.store.history import MeterCowYield
 from milkconsole.store.schema import Animal
 from simulators.demo import SimulatedParlour, make_demo_config
 from simulators.meter import SimulatedMeter
-from simulators.modbus_server import RegisterBank
+from simulators.modbus.registers import RegisterBank
 from simulators.parlour import ParlourScenario
 
 PROFILES = Path(__file__).resolve().parent.parent / "resources" / "profiles"

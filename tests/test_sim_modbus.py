@@ -21,14 +21,9 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from milkconsole.meters.decode import decode_reading
 from milkconsole.meters.profiles import Profile, load_profiles
 from simulators.meter import SimulatedMeter, fdx_b_code
-from simulators.modbus_server import (
-    ModbusRtuServer,
-    ModbusTcpServer,
-    RegisterBank,
-    crc16,
-    crc_ok,
-    with_crc,
-)
+from simulators.modbus.registers import RegisterBank
+from simulators.modbus.rtu import ModbusRtuServer, crc16, crc_ok, with_crc
+from simulators.modbus.tcp import ModbusTcpServer
 
 TAG = f"{fdx_b_code(982, 123_456_789_012):016X}"
 

@@ -27,7 +27,8 @@ from milkconsole.meters.readings import Reading
 from simulators.cli import add_simulate_arguments, run_simulate
 from simulators.demo import SimulatedParlour, make_demo_config
 from simulators.meter import SimulatedMeter
-from simulators.modbus_server import ModbusTcpServer, RegisterBank
+from simulators.modbus.registers import RegisterBank
+from simulators.modbus.tcp import ModbusTcpServer
 from simulators.parlour import (
     CONDUCTIVITY_RANGE_MS_CM,
     DURATION_RANGE_S,

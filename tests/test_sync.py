@@ -43,7 +43,9 @@ from milkconsole.sync.engine import SyncBusy, SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings
 from milkconsole.sync.status import SyncStatus
 from milkconsole.sync.worker import SyncWorker
-from simulators.odoo_server import OdooSimulator, contract_models, make_self_signed_cert
+from simulators.odoo.models import contract_models
+from simulators.odoo.server import OdooSimulator
+from simulators.odoo.tls import make_self_signed_cert
 from tests.odoo_fixtures import (
     FIRST_TAG,
     METERS,

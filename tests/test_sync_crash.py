@@ -39,7 +39,8 @@ from milkconsole.store import open_database
 from milkconsole.store.db import Database
 from milkconsole.store.schema import Alert, Animal, OutboxRow
 from milkconsole.sync.settings import parse_odoo_settings
-from simulators.odoo_server import ModelDef, OdooSimulator, contract_models
+from simulators.odoo.models import ModelDef, contract_models
+from simulators.odoo.server import OdooSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = 50

@@ -17,7 +17,9 @@ from milkconsole.meters.decode import Value, decode_reading
 from milkconsole.meters.profiles import Profile, load_profiles
 from milkconsole.meters.transport import ModbusTransport, inter_frame_gap_s, open_transport
 from simulators.meter import SimulatedMeter
-from simulators.modbus_server import ModbusRtuServer, ModbusTcpServer, RegisterBank
+from simulators.modbus.registers import RegisterBank
+from simulators.modbus.rtu import ModbusRtuServer
+from simulators.modbus.tcp import ModbusTcpServer
 
 PROFILES = load_profiles()
 NOW = datetime(2026, 3, 2, 5, 12, tzinfo=UTC)

@@ -24,7 +24,8 @@ from milkconsole.store.sessions import SessionStore
 from milkconsole.supervision.roles import AccessControl, AccessSettings
 from milkconsole.technician.calibration import CalibrationSettings, CalibrationStore, TestMilking
 from simulators.meter import SimulatedMeter
-from simulators.modbus_server import ModbusTcpServer, RegisterBank
+from simulators.modbus.registers import RegisterBank
+from simulators.modbus.tcp import ModbusTcpServer
 from simulators.parlour import MilkingTruth, ParlourScenario
 from tests.tech_helpers import TECHNICIAN, TECHNICIAN_PIN, cell_text, now_utc, tech_db
 from ui.bridge import EventBridge

@@ -28,7 +28,8 @@ from milkconsole.technician.calibration import (
 )
 from milkconsole.technician.diagnostics import EquipmentRanges, SelfTestResult, self_test
 from simulators.meter import SimulatedMeter
-from simulators.modbus_server import ModbusTcpServer, RegisterBank
+from simulators.modbus.registers import RegisterBank
+from simulators.modbus.tcp import ModbusTcpServer
 from tests.tech_helpers import (
     SUPERVISOR,
     SUPERVISOR_PIN,

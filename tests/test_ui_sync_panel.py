@@ -26,7 +26,7 @@ from milkconsole.sync import secrets
 from milkconsole.sync.settings import parse_odoo_settings
 from milkconsole.sync.status import SyncStatus
 from simulators.keyring_memory import MemoryKeyring
-from simulators.odoo_server import OdooSimulator
+from simulators.odoo.server import OdooSimulator
 from ui.app import Console
 from ui.bridge import EventBridge
 from ui.main_window import MainWindow
