@@ -20,7 +20,7 @@ from milkconsole.store import open_database
 from milkconsole.store.sessions import SessionStore
 from simulators.demo import _free_tcp_ports
 from simulators.meter import SimulatedMeter
-from simulators.modbus_server import RegisterBank
+from simulators.modbus.registers import RegisterBank
 from simulators.steady import SteadyCycle, SteadyMilking, spread_slots
 
 ROOT = Path(__file__).resolve().parent.parent
