@@ -106,7 +106,8 @@ def web_load(
     console: Any, work: Path, seconds: float
 ) -> tuple[Callable[[], dict], Callable[[], None]]:
     """20 live pages in another process (SSE clients), for `seconds`."""
-    from milkconsole.supervision.roles import Grant, UserStore
+    from milkconsole.grants import Grant
+    from milkconsole.supervision.users import UserStore
 
     web = console.runtime.web
     assert web is not None and web.certificate is not None

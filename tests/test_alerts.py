@@ -13,6 +13,7 @@ import keyring
 import pytest
 from sqlalchemy import select
 
+from milkconsole.grants import AccessDenied, Grant
 from milkconsole.health.hook import HealthHook
 from milkconsole.meters.events import SessionCompleted
 from milkconsole.store import Recorder, open_database
@@ -29,7 +30,7 @@ from milkconsole.supervision.alerts import (
     list_alerts,
     resolve_alert,
 )
-from milkconsole.supervision.roles import AccessDenied, Grant, UserStore
+from milkconsole.supervision.users import UserStore
 from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from milkconsole.grants import AccessDenied
 from milkconsole.store.schema import Alert
 from milkconsole.store.sessions import SessionStore
 from milkconsole.supervision.alerts import AlertError, acknowledge_alert, resolve_alert
@@ -24,7 +25,6 @@ from milkconsole.supervision.audit import (
     query_audit,
     record_config_change,
 )
-from milkconsole.supervision.roles import AccessDenied
 from milkconsole.technician.calibration import (
     CalibrationReading,
     CalibrationSettings,

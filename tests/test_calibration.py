@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from milkconsole.errors import ConfigError
+from milkconsole.grants import AccessDenied
 from milkconsole.store.schema import AuditEntry
 from milkconsole.store.sessions import SessionStore
-from milkconsole.supervision.roles import AccessDenied
 from milkconsole.technician.calibration import (
     CalibrationError,
     CalibrationReading,

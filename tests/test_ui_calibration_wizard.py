@@ -21,7 +21,7 @@ from milkconsole.config import ParlourConfig, parse_config
 from milkconsole.store.db import Database
 from milkconsole.store.schema import AuditEntry
 from milkconsole.store.sessions import SessionStore
-from milkconsole.supervision.roles import AccessControl, AccessSettings
+from milkconsole.supervision.lock import AccessControl, AccessSettings
 from milkconsole.technician.calibration import CalibrationSettings, CalibrationStore, TestMilking
 from simulators.meter import SimulatedMeter
 from simulators.modbus_server import ModbusTcpServer, RegisterBank

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QAbstractItemView, QApplication
 from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.config import ParlourConfig
 from milkconsole.meters.transport import open_transport
-from milkconsole.supervision.roles import AccessControl, AccessSettings
+from milkconsole.supervision.lock import AccessControl, AccessSettings
 from milkconsole.technician.calibration import (
     CalibrationReading,
     CalibrationSettings,

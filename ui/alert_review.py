@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from milkconsole.grants import Grant
 from milkconsole.store.db import Database
 from milkconsole.supervision.alerts import (
     ATTENTION_STATES,
@@ -43,7 +44,6 @@ from milkconsole.supervision.alerts import (
     list_alerts,
     resolve_alert,
 )
-from milkconsole.supervision.roles import Grant
 from ui.cow_history import CowHistoryWidget
 from ui.tables import record_table
 from ui.theme import DARK, Theme

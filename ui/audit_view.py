@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from milkconsole.grants import AccessDenied, Grant
 from milkconsole.store.db import Database
 from milkconsole.supervision.audit import (
     AuditFilter,
@@ -38,7 +39,7 @@ from milkconsole.supervision.audit import (
     export_audit_csv,
     query_audit,
 )
-from milkconsole.supervision.roles import AccessControl, AccessDenied, Grant
+from milkconsole.supervision.lock import AccessControl
 from ui.tables import record_table
 from ui.tech_style import ROW_HEIGHT_PX, TECH_QSS
 from ui.workers import TaskRunner

@@ -34,8 +34,8 @@ from PySide6.QtWidgets import (
 )
 
 from milkconsole.config import ParlourConfig
+from milkconsole.grants import Grant
 from milkconsole.store.db import Database
-from milkconsole.supervision.roles import Grant
 from milkconsole.technician.calibration import CalibrationSettings, CalibrationStore, due_status
 from milkconsole.technician.diagnostics import (
     DiagnosticsModel,

@@ -29,8 +29,9 @@ from PySide6.QtWidgets import (
 )
 
 from milkconsole.config import ParlourConfig
+from milkconsole.grants import AccessDenied, Grant
 from milkconsole.store.db import Database
-from milkconsole.supervision.roles import AccessControl, AccessDenied, Grant
+from milkconsole.supervision.lock import AccessControl
 from milkconsole.technician.calibration import (
     CalibrationError,
     CalibrationReading,

@@ -253,8 +253,9 @@ def _export_ade(args: argparse.Namespace, db: Any) -> int:
 def _export_audit(args: argparse.Namespace, db: Any, stdin: TextIO) -> int:
     import getpass
 
+    from milkconsole.grants import AccessDenied, Grant
     from milkconsole.supervision.audit import AuditFilter, export_audit_csv
-    from milkconsole.supervision.roles import AccessDenied, Grant, UserStore
+    from milkconsole.supervision.users import UserStore
 
     if not args.as_user:
         print("milkconsole export audit: a supervisor must read it: add --as NAME", file=sys.stderr)

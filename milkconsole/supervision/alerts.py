@@ -3,7 +3,7 @@ cow's history (her milkings' conductivity and yield over time, and her alerts).
 
 The health hook raises alerts (`milkconsole.health.hook`); this module is how a person acts on them.
 Acknowledging or resolving is one write transaction that checks the person's grant
-(`milkconsole.supervision.roles.check_grant`), changes the alert, appends an `audit_log` row and
+(`milkconsole.store.users.check_grant`), changes the alert, appends an `audit_log` row and
 tells Odoo through the outbox (the alert's pending create learns the new state, or a write is queued
 when the create has gone already), so the change, its audit row and its way to Odoo are stored
 together or not at all (`milkconsole.store.outbound.queue_alert`).
@@ -23,10 +23,11 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from milkconsole.errors import MilkConsoleError
+from milkconsole.grants import Grant
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_alert
 from milkconsole.store.schema import Alert, Animal, MilkSession, append_audit, utc_now
-from milkconsole.supervision.roles import Grant, check_grant
+from milkconsole.store.users import check_grant
 
 STATES = ("open", "acknowledged", "resolved")
 SEVERITIES = ("warning", "critical")

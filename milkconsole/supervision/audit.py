@@ -3,7 +3,7 @@
 Every change a person makes at the console is appended to `audit_log` in the same transaction as the
 change (`milkconsole.store.schema.append_audit`): calibrations
 (`milkconsole.technician.calibration`), manual IDs and re-attaches (`SessionStore`), users
-(`milkconsole.supervision.roles`), alert acknowledgements and resolutions
+(`milkconsole.supervision.users`), alert acknowledgements and resolutions
 (`milkconsole.supervision.alerts`) and, here, configuration changes. The table refuses UPDATE and
 DELETE (database triggers), and nothing in the console offers to edit it.
 
@@ -21,11 +21,12 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from milkconsole.grants import Grant
 from milkconsole.reports.csv_out import write_table  # the one CSV writer
 from milkconsole.store.db import Database
 from milkconsole.store.schema import AuditEntry, append_audit
 from milkconsole.store.sessions import iso_z
-from milkconsole.supervision.roles import Grant, check_grant
+from milkconsole.store.users import check_grant
 
 CSV_COLUMNS: tuple[str, ...] = ("id", "at", "actor", "role", "action", "target", "before", "after")
 DEFAULT_LIMIT = 5000

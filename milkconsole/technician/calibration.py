@@ -47,12 +47,14 @@ from typing import Any, ClassVar, Literal
 from sqlalchemy import select
 
 from milkconsole.config import ParlourConfig
+from milkconsole.config_tables import config_table, settings_from_table
 from milkconsole.errors import MilkConsoleError
+from milkconsole.grants import Grant
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_meter_calibrated
 from milkconsole.store.schema import Calibration, Meter, MilkSession, append_audit, utc_now
 from milkconsole.store.sessions import FINISHED_STATES, iso_z
-from milkconsole.supervision.roles import Grant, check_grant, config_table, settings_from_table
+from milkconsole.store.users import check_grant
 
 Method = Literal["weighed_milk", "water_rig", "bulk_tank"]
 METHODS: dict[str, str] = {

@@ -35,6 +35,7 @@ from typing import Literal
 from sqlalchemy import select
 
 from milkconsole.config import MeterConfig, ParlourConfig
+from milkconsole.config_tables import config_table, settings_from_table
 from milkconsole.errors import TransportError
 from milkconsole.meters.decode import Value, decode_fields, decode_raw
 from milkconsole.meters.events import (
@@ -50,7 +51,6 @@ from milkconsole.meters.transport import Transport
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_alert
 from milkconsole.store.schema import Alert, utc_now
-from milkconsole.supervision.roles import config_table, settings_from_table
 
 Condition = Literal["vacuum_low", "vacuum_high", "pulsation_low", "pulsation_high"]
 RangeStatus = Literal["ok", "low", "high"]
