@@ -14,17 +14,11 @@ import pytest
 from sqlalchemy import select
 
 from milkconsole.grants import AccessDenied
+from milkconsole.reports.audit import CSV_COLUMNS, export_audit_csv
+from milkconsole.store.audit import AuditFilter, audit_vocabulary, query_audit, record_config_change
 from milkconsole.store.schema import Alert
 from milkconsole.store.sessions import SessionStore
 from milkconsole.supervision.alerts import AlertError, acknowledge_alert, resolve_alert
-from milkconsole.supervision.audit import (
-    CSV_COLUMNS,
-    AuditFilter,
-    audit_vocabulary,
-    export_audit_csv,
-    query_audit,
-    record_config_change,
-)
 from milkconsole.technician.calibration import (
     CalibrationReading,
     CalibrationSettings,

@@ -254,7 +254,8 @@ def _export_audit(args: argparse.Namespace, db: Any, stdin: TextIO) -> int:
     import getpass
 
     from milkconsole.grants import AccessDenied, Grant
-    from milkconsole.supervision.audit import AuditFilter, export_audit_csv
+    from milkconsole.reports.audit import export_audit_csv
+    from milkconsole.store.audit import AuditFilter
     from milkconsole.supervision.users import UserStore
 
     if not args.as_user:
