@@ -15,10 +15,11 @@ from sqlalchemy import select
 
 from milkconsole.grants import AccessDenied
 from milkconsole.reports.audit import CSV_COLUMNS, export_audit_csv
+from milkconsole.store.alerts import AlertError
 from milkconsole.store.audit import AuditFilter, audit_vocabulary, query_audit, record_config_change
 from milkconsole.store.schema import Alert
 from milkconsole.store.sessions import SessionStore
-from milkconsole.supervision.alerts import AlertError, acknowledge_alert, resolve_alert
+from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
 from milkconsole.technician.calibration import (
     CalibrationReading,
     CalibrationSettings,

@@ -35,11 +35,11 @@ from milkconsole.grants import AccessDenied, Grant
 from milkconsole.herd.separation import SeparationRules
 from milkconsole.meters.events import FlowSample, SessionStarted, SessionUpdated
 from milkconsole.production import AnimalInfo, HerdDirectory, load_herd, production_snapshot
+from milkconsole.store.alerts import AlertMarks, alert_marks
 from milkconsole.store.db import Database
 from milkconsole.store.herd import current_herd_version
 from milkconsole.store.sessions import SessionRecord, SessionStore
 from milkconsole.store.users import UserInfo
-from milkconsole.supervision.alerts import AlertMarks, alert_marks
 from milkconsole.supervision.lock import AccessControl, AccessSettings
 from milkconsole.supervision.users import UserStore
 from milkconsole.sync.status import SyncStatus
