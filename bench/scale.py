@@ -140,7 +140,7 @@ def _curve(ctx: Context) -> object:
 
 
 def _calibration(ctx: Context) -> object:
-    from milkconsole.technician.calibration import CalibrationStore
+    from milkconsole.store.calibrations import CalibrationStore
 
     store = CalibrationStore(ctx.db)
     return store.meters(), store.test_milkings(ctx.meter_ids[:4], ctx.now - timedelta(days=1))

@@ -23,8 +23,8 @@ from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
 from milkconsole.technician.calibration import (
     CalibrationReading,
     CalibrationSettings,
-    CalibrationStore,
     evaluate,
+    save_calibration,
 )
 from milkconsole.technician.diagnostics import EquipmentFinding, raise_equipment_alerts
 from tests.tech_helpers import FARM, TechDb, record_sessions, tech_db
@@ -43,7 +43,8 @@ def equipment_alert(t: TechDb, meter_id: str = "M01") -> int:
 
 def calibrate(t: TechDb, meter_id: str) -> None:
     rs = [CalibrationReading(m, r) for m, r in ((10.4, 10.0), (20.8, 20.0), (15.6, 15.0))]
-    CalibrationStore(t.db).save(
+    save_calibration(
+        t.db,
         t.technician,
         meter_id=meter_id,
         method="water_rig",

@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import select
 
 from milkconsole.meters.events import SessionSnapshot
+from milkconsole.store.calibrations import CalibrationStore
 from milkconsole.store.outbound import (
     production_payload,
     queue_sessions,
@@ -33,7 +34,6 @@ from milkconsole.sync.check import check_contract
 from milkconsole.sync.cli import main as sync_main
 from milkconsole.sync.client import connect
 from milkconsole.sync.contract import CONTRACT, Contract, Refs
-from milkconsole.technician.calibration import CalibrationStore
 from simulators.odoo_server import FieldDef, ModelDef, OdooSimulator, contract_models
 from tests.odoo_fixtures import (
     T0,

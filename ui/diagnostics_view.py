@@ -36,8 +36,9 @@ from PySide6.QtWidgets import (
 from milkconsole.config import ParlourConfig
 from milkconsole.grants import Grant
 from milkconsole.store.alerts import OpenEquipmentAlert, open_equipment_alerts
+from milkconsole.store.calibrations import CalibrationStore
 from milkconsole.store.db import Database
-from milkconsole.technician.calibration import CalibrationSettings, CalibrationStore, due_status
+from milkconsole.technician.calibration import CalibrationSettings, due_status
 from milkconsole.technician.diagnostics import (
     DiagnosticsModel,
     EquipmentRanges,

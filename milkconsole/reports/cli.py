@@ -207,7 +207,7 @@ def run_export(args: argparse.Namespace, *, stdin: TextIO | None = None) -> int:
             return _export_ade(args, db)
         if args.kind == "calibrations":
             from milkconsole.reports.tables import write_calibrations_csv
-            from milkconsole.technician.calibration import CalibrationStore
+            from milkconsole.store.calibrations import CalibrationStore
 
             records = CalibrationStore(db).history(limit=1_000_000)
             start, end = _when(args, "start"), _when(args, "end", end=True)
