@@ -141,7 +141,8 @@ def ms(values: list[float]) -> dict[str, Any]:
 
 def web_load(console: Any, work: Path, seconds: float) -> tuple[Figures, Callable[[], None]]:
     """20 live pages in another process (SSE clients over TLS) for `seconds`."""
-    from milkconsole.supervision.roles import Grant, UserStore
+    from milkconsole.grants import Grant
+    from milkconsole.supervision.users import UserStore
 
     web = console.runtime.web
     assert web is not None and web.certificate is not None, "the loaded config has no [web]"

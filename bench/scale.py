@@ -104,25 +104,25 @@ def _dashboard(ctx: Context) -> object:
 
 
 def _alert_list(ctx: Context) -> object:
-    from milkconsole.supervision.alerts import list_alerts
+    from milkconsole.store.alerts import list_alerts
 
     return list_alerts(ctx.db)
 
 
 def _alert_list_all(ctx: Context) -> object:
-    from milkconsole.supervision.alerts import STATES, AlertFilter, list_alerts
+    from milkconsole.store.alerts import STATES, AlertFilter, list_alerts
 
     return list_alerts(ctx.db, AlertFilter(states=STATES))
 
 
 def _alert_marks(ctx: Context) -> object:
-    from milkconsole.supervision.alerts import alert_marks
+    from milkconsole.store.alerts import alert_marks
 
     return alert_marks(ctx.db)
 
 
 def _cow_history(ctx: Context) -> object:
-    from milkconsole.supervision.alerts import cow_history
+    from milkconsole.store.cow_history import cow_history
 
     return cow_history(ctx.db, ctx.rng.choice(ctx.animal_ids), days=30, now=ctx.now)
 
@@ -140,7 +140,7 @@ def _curve(ctx: Context) -> object:
 
 
 def _calibration(ctx: Context) -> object:
-    from milkconsole.technician.calibration import CalibrationStore
+    from milkconsole.store.calibrations import CalibrationStore
 
     store = CalibrationStore(ctx.db)
     return store.meters(), store.test_milkings(ctx.meter_ids[:4], ctx.now - timedelta(days=1))

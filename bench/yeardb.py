@@ -50,6 +50,7 @@ from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from milkconsole.config import ParlourConfig, parse_config  # noqa: E402
+from milkconsole.grants import Grant  # noqa: E402
 from milkconsole.meters.events import FlowSample, SessionCompleted, SessionSnapshot  # noqa: E402
 from milkconsole.store.db import Database, open_database  # noqa: E402
 from milkconsole.store.outbound import (  # noqa: E402
@@ -72,7 +73,7 @@ from milkconsole.store.schema import (  # noqa: E402
     append_audit,
 )
 from milkconsole.supervision.alerts import resolve_alert  # noqa: E402
-from milkconsole.supervision.roles import Grant, UserStore  # noqa: E402
+from milkconsole.supervision.users import UserStore  # noqa: E402
 from simulators.parlour import FlowCurve, draw_flow_curve  # noqa: E402
 
 log = logging.getLogger("bench.yeardb")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from milkconsole.config import ParlourConfig
+from milkconsole.grants import Grant
 from milkconsole.herd.changes import import_herd, seed_treatments
 from milkconsole.herd.file import COLUMNS, HerdFile, HerdRow
 from milkconsole.herd.withdrawal import Treatment
@@ -26,7 +27,6 @@ from milkconsole.meters.rfid import fdx_b_to_iso, normalize_tag
 from milkconsole.production import load_herd
 from milkconsole.store.db import Database
 from milkconsole.store.sessions import PastMilking, SessionStore
-from milkconsole.supervision.roles import Grant
 from simulators.parlour import (
     CONDUCTIVITY_RANGE_MS_CM,
     SICK_QUARTER,

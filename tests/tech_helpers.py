@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from milkconsole.config import ParlourConfig, parse_config
+from milkconsole.grants import Grant
 from milkconsole.meters.events import SessionCompleted, SessionSnapshot, SessionStarted
 from milkconsole.store.db import Database, open_database
 from milkconsole.store.recorder import Recorder
-from milkconsole.supervision.roles import Grant, UserStore
+from milkconsole.supervision.users import UserStore
 
 FARM = "T1"
 SUPERVISOR, SUPERVISOR_PIN = "Sue", "4321"

@@ -13,23 +13,18 @@ import keyring
 import pytest
 from sqlalchemy import select
 
+from milkconsole.grants import AccessDenied, Grant
 from milkconsole.health.hook import HealthHook
 from milkconsole.meters.events import SessionCompleted
 from milkconsole.store import Recorder, open_database
+from milkconsole.store.alerts import AlertError, AlertFilter, alert_marks, list_alerts
+from milkconsole.store.cow_history import cow_history
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import ALERT as ALERT_MODEL
 from milkconsole.store.outbound import queue_alert
 from milkconsole.store.schema import Alert, Animal, AuditEntry, OutboxRow
-from milkconsole.supervision.alerts import (
-    AlertError,
-    AlertFilter,
-    acknowledge_alert,
-    alert_marks,
-    cow_history,
-    list_alerts,
-    resolve_alert,
-)
-from milkconsole.supervision.roles import AccessDenied, Grant, UserStore
+from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
+from milkconsole.supervision.users import UserStore
 from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings

@@ -13,23 +13,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from milkconsole.grants import AccessDenied
+from milkconsole.reports.audit import CSV_COLUMNS, export_audit_csv
+from milkconsole.store.alerts import AlertError
+from milkconsole.store.audit import AuditFilter, audit_vocabulary, query_audit, record_config_change
 from milkconsole.store.schema import Alert
 from milkconsole.store.sessions import SessionStore
-from milkconsole.supervision.alerts import AlertError, acknowledge_alert, resolve_alert
-from milkconsole.supervision.audit import (
-    CSV_COLUMNS,
-    AuditFilter,
-    audit_vocabulary,
-    export_audit_csv,
-    query_audit,
-    record_config_change,
-)
-from milkconsole.supervision.roles import AccessDenied
+from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
 from milkconsole.technician.calibration import (
     CalibrationReading,
     CalibrationSettings,
-    CalibrationStore,
     evaluate,
+    save_calibration,
 )
 from milkconsole.technician.diagnostics import EquipmentFinding, raise_equipment_alerts
 from tests.tech_helpers import FARM, TechDb, record_sessions, tech_db
@@ -48,7 +43,8 @@ def equipment_alert(t: TechDb, meter_id: str = "M01") -> int:
 
 def calibrate(t: TechDb, meter_id: str) -> None:
     rs = [CalibrationReading(m, r) for m, r in ((10.4, 10.0), (20.8, 20.0), (15.6, 15.0))]
-    CalibrationStore(t.db).save(
+    save_calibration(
+        t.db,
         t.technician,
         meter_id=meter_id,
         method="water_rig",

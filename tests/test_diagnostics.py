@@ -19,6 +19,7 @@ from milkconsole.meters.poller import BusPoller, PolledMeter
 from milkconsole.meters.profiles import load_profiles
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.transport import open_transport
+from milkconsole.store.alerts import open_equipment_alerts
 from milkconsole.store.schema import Alert
 from milkconsole.supervision.alerts import resolve_alert
 from milkconsole.technician.diagnostics import (
@@ -26,7 +27,6 @@ from milkconsole.technician.diagnostics import (
     DiagnosticsModel,
     EquipmentMonitor,
     EquipmentRanges,
-    open_equipment_alerts,
     raise_equipment_alerts,
     self_test,
 )

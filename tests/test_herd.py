@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from milkconsole.grants import Grant
 from milkconsole.herd.changes import export_herd, import_herd
 from milkconsole.herd.file import HerdFileError, read_herd_csv, write_herd_csv
 from milkconsole.meters.events import SessionSnapshot
@@ -20,7 +21,7 @@ from milkconsole.store.db import Database
 from milkconsole.store.herd import export_rows
 from milkconsole.store.schema import Animal, AnimalTag, AuditEntry, MilkSession, OutboxRow
 from milkconsole.store.sessions import new_session_row, resolve_animal
-from milkconsole.supervision.roles import Grant, UserStore
+from milkconsole.supervision.users import UserStore
 from milkconsole.sync.animals import pull_animals
 from milkconsole.sync.client import connect
 from milkconsole.sync.contract import Contract
@@ -199,7 +200,7 @@ def test_export_then_import_into_a_new_database_gives_the_same_herd(db, tmp_path
 def test_once_there_is_a_supervisor_an_import_needs_her_pin(db):
     store = UserStore(db)
     store.add("mary", "supervisor", "2468", by=None)
-    from milkconsole.supervision.roles import AccessDenied
+    from milkconsole.grants import AccessDenied
 
     with pytest.raises(AccessDenied):
         import_herd(db, herd_file(GOOD), grant=None)

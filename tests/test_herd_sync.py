@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from milkconsole.grants import Grant
 from milkconsole.herd.changes import (
     change_keep_out,
     new_treatment_key,
@@ -19,7 +20,7 @@ from milkconsole.herd.withdrawal import Treatment
 from milkconsole.store.db import Database
 from milkconsole.store.schema import Animal, OutboxRow, TreatmentRow
 from milkconsole.store.treatments import separation_inputs
-from milkconsole.supervision.roles import Grant, UserStore
+from milkconsole.supervision.users import UserStore
 from milkconsole.sync.animals import pull_animals
 from milkconsole.sync.client import connect
 from milkconsole.sync.contract import ODOO_DATETIME, Contract

@@ -7,13 +7,14 @@ from typing import Any
 
 from sqlalchemy import select
 
+from milkconsole.grants import Grant
 from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_alert, queue_meter_status, queue_sessions, set_mqtt
 from milkconsole.store.schema import Alert, Animal, Meter, OutboxRow
 from milkconsole.store.sessions import new_session_row
 from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
-from milkconsole.supervision.roles import Grant, UserStore
+from milkconsole.supervision.users import UserStore
 
 T0 = datetime(2025, 3, 1, 4, 30, tzinfo=UTC)
 SEED_KEYS = {

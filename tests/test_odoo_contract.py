@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from milkconsole.grants import Grant
 from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store.outbound import (
     production_payload,
@@ -28,12 +29,18 @@ from milkconsole.store.outbound import (
 )
 from milkconsole.store.schema import Animal, Meter
 from milkconsole.store.sessions import new_session_row
+from milkconsole.supervision.users import UserStore
 from milkconsole.sync import secrets
 from milkconsole.sync.check import check_contract
 from milkconsole.sync.cli import main as sync_main
 from milkconsole.sync.client import connect
 from milkconsole.sync.contract import CONTRACT, Contract, Refs
-from milkconsole.technician.calibration import CalibrationStore
+from milkconsole.technician.calibration import (
+    CalibrationReading,
+    CalibrationSettings,
+    evaluate,
+    save_calibration,
+)
 from simulators.odoo.models import FieldDef, ModelDef, contract_models
 from simulators.odoo.server import OdooSimulator
 from tests.odoo_fixtures import (
@@ -232,17 +239,33 @@ def test_meters_register_as_device_milk_meter_and_point_and_a_calibration_update
     add_meters(db)
     assert engine.run_once().created == {}
 
-    with db.write() as tx:  # what CalibrationStore.save does to the meter row
-        m = tx.get(Meter, "M07")
-        assert m is not None
-        m.calibration_factor = 1.0312
-        from milkconsole.store.outbound import queue_meter_calibrated
-
-        queue_meter_calibrated(tx, m)
+    # A technician's calibration (the wizard's save) reaches the meter's Odoo record.
+    users = UserStore(db)
+    users.add("Sue", "supervisor", "2468", by=None)
+    users.add("Tom", "technician", "1357", by=Grant("Sue", "supervisor"))
+    readings = [
+        CalibrationReading(10.4, 10.0, "k1", 10.0, "L"),
+        CalibrationReading(20.8, 20.0, "k2", 20.0, "L"),
+        CalibrationReading(15.6, 15.0, "k3", 15.0, "L"),
+    ]
+    settings = CalibrationSettings()
+    saved = save_calibration(
+        db,
+        Grant("Tom", "technician"),
+        meter_id="M07",
+        method="weighed_milk",
+        readings=readings,
+        outcome=evaluate(readings, 1.0, settings),
+        settings=settings,
+    )
     assert engine.run_once().written == 1
-    [meter] = sim.records("iot.milk_meter", [["id", "=", meter["id"]]], ["flow_calibration_factor"])
-    assert meter["flow_calibration_factor"] == 1.0312
-    assert CalibrationStore  # the wizard's store calls queue_meter_calibrated in its save()
+    [meter] = sim.records(
+        "iot.milk_meter",
+        [["id", "=", meter["id"]]],
+        ["flow_calibration_factor", "last_calibration"],
+    )
+    assert meter["flow_calibration_factor"] == round(saved.new_factor, 4) != 1.0
+    assert meter["last_calibration"]
 
 
 def test_a_device_id_odoo_uses_for_another_kind_of_device_is_refused_not_linked(sim, vault, db):

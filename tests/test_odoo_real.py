@@ -27,11 +27,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from milkconsole.grants import Grant
 from milkconsole.store import Outbox, open_database
 from milkconsole.store.db import Database
 from milkconsole.store.schema import Alert, Animal, MilkSession, User
 from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
-from milkconsole.supervision.roles import Grant
 from milkconsole.sync import secrets
 from milkconsole.sync.check import check_contract
 from milkconsole.sync.client import OdooUnavailable, connect

@@ -13,22 +13,13 @@ from sqlalchemy import select
 
 from milkconsole.config import ParlourConfig
 from milkconsole.errors import ConfigError
+from milkconsole.grants import AccessDenied, Grant, UserError
 from milkconsole.store.db import open_database
 from milkconsole.store.schema import AuditEntry
-from milkconsole.supervision.roles import (
-    AccessControl,
-    AccessDenied,
-    AccessSettings,
-    Grant,
-    PinBackoff,
-    PinRefused,
-    UserError,
-    UserStore,
-    add_users_arguments,
-    hash_pin,
-    run_users,
-    verify_pin,
-)
+from milkconsole.supervision.lock import AccessControl, AccessSettings, PinBackoff, PinRefused
+from milkconsole.supervision.pins import hash_pin, verify_pin
+from milkconsole.supervision.users import UserStore
+from milkconsole.supervision.users_cli import add_users_arguments, run_users
 from tests.tech_helpers import (
     SUPERVISOR,
     SUPERVISOR_PIN,

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from milkconsole.grants import AccessDenied, Grant
 from milkconsole.herd.changes import (
     change_keep_out,
     confirm_divert,
@@ -28,7 +29,7 @@ from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import Alert, Animal, AnimalTag, AuditEntry, Meter, OutboxRow
 from milkconsole.store.separation import SeparationHook, set_rules
 from milkconsole.store.sessions import SessionStore
-from milkconsole.supervision.roles import AccessDenied, Grant, UserStore
+from milkconsole.supervision.users import UserStore
 from tests.odoo_fixtures import registration
 
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -22,13 +22,15 @@ from PySide6.QtWidgets import QApplication, QLabel, QMenu
 from sqlalchemy import select
 
 from milkconsole.config import ParlourConfig, parse_config
+from milkconsole.grants import Grant
 from milkconsole.meters.events import SessionCompleted, SessionSnapshot, SessionStarted
 from milkconsole.production import HIGH_CONDUCTIVITY_MS_CM, tile_alerts
+from milkconsole.store.alerts import list_alerts
 from milkconsole.store.db import Database, open_database
 from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import Alert, Animal, AuditEntry
-from milkconsole.supervision.alerts import acknowledge_alert, list_alerts, resolve_alert
-from milkconsole.supervision.roles import Grant, UserStore
+from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
+from milkconsole.supervision.users import UserStore
 from ui.app import Console, open_demo_console
 from ui.bridge import EventBridge
 from ui.main_window import MainWindow

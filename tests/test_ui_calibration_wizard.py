@@ -18,11 +18,12 @@ from sqlalchemy import select
 
 from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.config import ParlourConfig, parse_config
+from milkconsole.store.calibrations import CalibrationStore, TestMilking
 from milkconsole.store.db import Database
 from milkconsole.store.schema import AuditEntry
 from milkconsole.store.sessions import SessionStore
-from milkconsole.supervision.roles import AccessControl, AccessSettings
-from milkconsole.technician.calibration import CalibrationSettings, CalibrationStore, TestMilking
+from milkconsole.supervision.lock import AccessControl, AccessSettings
+from milkconsole.technician.calibration import CalibrationSettings
 from simulators.meter import SimulatedMeter
 from simulators.modbus.registers import RegisterBank
 from simulators.modbus.tcp import ModbusTcpServer

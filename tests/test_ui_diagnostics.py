@@ -19,12 +19,13 @@ from PySide6.QtWidgets import QAbstractItemView, QApplication
 from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.config import ParlourConfig
 from milkconsole.meters.transport import open_transport
-from milkconsole.supervision.roles import AccessControl, AccessSettings
+from milkconsole.store.calibrations import CalibrationStore
+from milkconsole.supervision.lock import AccessControl, AccessSettings
 from milkconsole.technician.calibration import (
     CalibrationReading,
     CalibrationSettings,
-    CalibrationStore,
     evaluate,
+    save_calibration,
 )
 from milkconsole.technician.diagnostics import EquipmentRanges, SelfTestResult, self_test
 from simulators.meter import SimulatedMeter
@@ -125,7 +126,8 @@ def test_diagnostics_show_faults_raise_equipment_alerts_and_self_test_after_a_pi
     p = parlour
     # M01's calibration ran out a month ago; the others were never calibrated.
     rs = [CalibrationReading(m, m) for m in (10.0, 12.0, 14.0)]
-    CalibrationStore(p.t.db).save(
+    save_calibration(
+        p.t.db,
         p.t.technician,
         meter_id="M01",
         method="water_rig",
@@ -270,7 +272,8 @@ def test_supervisor_reads_and_exports_the_audit_log_but_cannot_edit_it(
 ) -> None:
     t = tech_db(tmp_path)
     rs = [CalibrationReading(m, r) for m, r in ((10.4, 10.0), (20.8, 20.0), (15.6, 15.0))]
-    CalibrationStore(t.db).save(
+    save_calibration(
+        t.db,
         t.technician,
         meter_id="M02",
         method="weighed_milk",
@@ -388,7 +391,8 @@ def test_due_reminder_counts_overdue_and_never_calibrated_meters(
 ) -> None:
     t = tech_db(tmp_path)
     rs = [CalibrationReading(m, m) for m in (10.0, 12.0, 14.0)]
-    CalibrationStore(t.db).save(
+    save_calibration(
+        t.db,
         t.technician,
         meter_id="M01",
         method="water_rig",

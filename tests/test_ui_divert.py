@@ -16,6 +16,7 @@ import pytest
 from PySide6.QtCore import Qt
 from sqlalchemy import select
 
+from milkconsole.grants import Grant
 from milkconsole.herd.changes import import_herd, seed_treatments
 from milkconsole.herd.file import read_herd_csv
 from milkconsole.herd.withdrawal import Treatment
@@ -29,7 +30,7 @@ from milkconsole.store.db import Database, open_database
 from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import AuditEntry, MilkSession
 from milkconsole.store.separation import SeparationHook
-from milkconsole.supervision.roles import Grant, UserStore
+from milkconsole.supervision.users import UserStore
 from tests.test_ui_widgets import parlour, publish_from_thread
 from ui.bridge import EventBridge
 from ui.main_window import MainWindow

@@ -29,7 +29,7 @@ from milkconsole.meters.rfid import fdx_b_to_iso
 from milkconsole.production import production_snapshot
 from milkconsole.store.db import Database, open_database
 from milkconsole.store.schema import Alert, Animal, AuditEntry, MilkSession, OutboxRow
-from milkconsole.supervision.roles import UserStore
+from milkconsole.supervision.users import UserStore
 from milkconsole.technician.calibration import CalibrationSettings, reconcile_bulk_tank
 from simulators.demo import SimulatedParlour, make_demo_config
 from simulators.meter import SimulatedMeter, fdx_b_code

@@ -96,7 +96,7 @@ def test_the_last_good_backup_and_a_failed_one_show_and_the_failure_is_an_alert(
     assert bar.backup_button.text() == "Backup FAILED"
     assert "is not there" in bar.backup_button.toolTip()
     console.window.grab().save(str(tmp_path / "backup-failed.png"))
-    from milkconsole.supervision.alerts import list_alerts
+    from milkconsole.store.alerts import list_alerts
 
     [alert] = list_alerts(console.db)
     assert (alert.kind, alert.severity) == ("backup", "critical")

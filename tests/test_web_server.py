@@ -17,7 +17,8 @@ from milkconsole.app.gateway import run_gateway
 from milkconsole.meters.events import ReadingTaken, SessionSnapshot, SessionStarted
 from milkconsole.meters.readings import Reading
 from milkconsole.store.schema import Alert, AuditEntry
-from milkconsole.supervision.roles import AccessControl, AccessSettings, UserStore
+from milkconsole.supervision.lock import AccessControl, AccessSettings
+from milkconsole.supervision.users import UserStore
 from tests.web_helpers import (
     ANN,
     SUPERVISOR,

@@ -11,17 +11,11 @@ import stat
 import pytest
 from sqlalchemy import select
 
+from milkconsole.grants import AccessDenied, Grant
 from milkconsole.store.schema import AuditEntry, WebToken
 from milkconsole.store.web_tokens import TokenError, WebTokenStore, token_hash
-from milkconsole.supervision.roles import (
-    AccessControl,
-    AccessDenied,
-    AccessSettings,
-    Grant,
-    PinBackoff,
-    PinRefused,
-    UserStore,
-)
+from milkconsole.supervision.lock import AccessControl, AccessSettings, PinBackoff, PinRefused
+from milkconsole.supervision.users import UserStore
 from milkconsole.web.certificate import ensure_certificate
 from tests.web_helpers import ANN, SUPERVISOR, TECHNICIAN, database_with_users
 

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from milkconsole.config import ParlourConfig, load_config
+from milkconsole.grants import Grant
 from milkconsole.store import open_database
 from milkconsole.store.db import Database
 from milkconsole.store.schema import Alert, Animal
-from milkconsole.supervision.roles import Grant, UserStore
+from milkconsole.supervision.users import UserStore
 from milkconsole.web.service import WebView
 from milkconsole.web.settings import parse_web_settings
 from simulators.demo import make_demo_config

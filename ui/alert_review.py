@@ -6,8 +6,9 @@ details and the cow's conductivity and yield chart with her alert marks (`ui.cow
 Acknowledge (with an optional note) and Resolve (the note is required) ask for a PIN through
 `ask_pin(action, then)` — the console's one PIN prompt — and run on the task runner; the core
 records the change, its audit row and its outbox row in one transaction
-(`milkconsole.supervision.alerts`). The widget never reads the database on the GUI thread and reads
-only while visible (a change while hidden is read when it is shown).
+(`milkconsole.supervision.alerts`, `milkconsole.store.alerts`). The widget never reads the
+database on the GUI thread and reads only while visible (a change while hidden is read when it is
+shown).
 """
 
 from __future__ import annotations
@@ -34,16 +35,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from milkconsole.grants import Grant
+from milkconsole.store.alerts import ATTENTION_STATES, AlertFilter, AlertRecord, list_alerts
 from milkconsole.store.db import Database
-from milkconsole.supervision.alerts import (
-    ATTENTION_STATES,
-    AlertFilter,
-    AlertRecord,
-    acknowledge_alert,
-    list_alerts,
-    resolve_alert,
-)
-from milkconsole.supervision.roles import Grant
+from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
 from ui.cow_history import CowHistoryWidget
 from ui.tables import record_table
 from ui.theme import DARK, Theme

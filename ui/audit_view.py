@@ -1,7 +1,7 @@
 """The audit log window: a supervisor reads who changed what, when, and exports it as CSV.
 
 Read-only by construction: the table cannot be edited and nothing here writes to the log except the
-record of an export (which `milkconsole.supervision.audit.export_audit_csv` makes itself). Every
+record of an export (which `milkconsole.reports.audit.export_audit_csv` makes itself). Every
 read checks the supervisor's grant again inside its transaction.
 """
 
@@ -30,15 +30,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from milkconsole.grants import AccessDenied, Grant
+from milkconsole.reports.audit import export_audit_csv
+from milkconsole.store.audit import AuditFilter, AuditRecord, audit_vocabulary, query_audit
 from milkconsole.store.db import Database
-from milkconsole.supervision.audit import (
-    AuditFilter,
-    AuditRecord,
-    audit_vocabulary,
-    export_audit_csv,
-    query_audit,
-)
-from milkconsole.supervision.roles import AccessControl, AccessDenied, Grant
+from milkconsole.supervision.lock import AccessControl
 from ui.tables import record_table
 from ui.tech_style import ROW_HEIGHT_PX, TECH_QSS
 from ui.workers import TaskRunner

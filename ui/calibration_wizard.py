@@ -7,7 +7,7 @@ the per-reading and mean deviation, the SD of the deviations, pass/fail and the 
 optionally a conductivity check against a reference solution -> review the before/after and save.
 
 The wizard only shows and asks: the maths is `milkconsole.technician.calibration.evaluate`, the
-record is `CalibrationStore.save` (run on the task runner, with the technician's grant checked
+record is `save_calibration` (run on the task runner, with the technician's grant checked
 inside its transaction). After saving it hands each new factor to `apply_factor` (the runtime's
 `set_calibration_factor`) so the pollers use it from their next read.
 """
@@ -43,27 +43,32 @@ from PySide6.QtWidgets import (
 )
 
 from milkconsole.config import ParlourConfig
+from milkconsole.grants import AccessDenied, Grant
 from milkconsole.meters.events import ReadingTaken, SessionUpdated
 from milkconsole.meters.readings import Reading
+from milkconsole.store.calibrations import (
+    CalibrationError,
+    CalibrationRecord,
+    CalibrationStore,
+    MeterCalibrationState,
+    TestMilking,
+)
 from milkconsole.store.db import Database
-from milkconsole.supervision.roles import AccessControl, AccessDenied, Grant
+from milkconsole.supervision.lock import AccessControl
 from milkconsole.technician.calibration import (
     METHODS,
-    CalibrationError,
     CalibrationOutcome,
     CalibrationReading,
-    CalibrationRecord,
     CalibrationSettings,
-    CalibrationStore,
     ConductivityCheck,
-    MeterCalibrationState,
     Method,
     ReferenceUnit,
-    TestMilking,
     add_months,
     due_status,
     evaluate,
+    excluded_reason,
     reference_litres,
+    save_calibration,
 )
 from ui.bridge import EventBridge
 from ui.tables import record_table
@@ -379,7 +384,7 @@ class ReadingsPage(QWizardPage):
         self._filling = True
         self.table.setRowCount(len(milkings))
         for i, t in enumerate(milkings):
-            excluded = t.excluded_reason
+            excluded = excluded_reason(t)
             use = QTableWidgetItem("")
             if excluded is None:
                 use.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
@@ -451,7 +456,7 @@ class ReadingsPage(QWizardPage):
         by_meter: dict[str, list[CalibrationReading]] = {m.meter_id: [] for m in wiz.meters()}
         self._filling = True
         for i, t in enumerate(self.milkings):
-            note = t.excluded_reason
+            note = excluded_reason(t)
             ref = self.references.get(t.session_key)
             ref_l_text = dev_text = ""
             if note is None and ref is not None:
@@ -750,7 +755,7 @@ class ReviewPage(QWizardPage):
         self._saving = True
         self.save_button.setEnabled(False)
         self.status.setText("Saving…")
-        store, plans = CalibrationStore(self.wiz.db), list(self.plans)
+        db, plans = self.wiz.db, list(self.plans)
         method, settings = self.wiz.method_page.method(), self.wiz.method_page.effective_settings()
         now = self.wiz.now()
 
@@ -759,7 +764,8 @@ class ReviewPage(QWizardPage):
             for p in plans:
                 try:
                     saved.append(
-                        store.save(
+                        save_calibration(
+                            db,
                             grant,
                             meter_id=p.meter.meter_id,
                             method=method,

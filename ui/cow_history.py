@@ -6,7 +6,7 @@ points, each quarter as a thin line where the meter reports quarters, abnormal m
 rings) and yield below. Every alert is a vertical line across both plots, labelled with its kind and
 severity in words (red for critical, amber for warning, dashed once resolved), and a triangle on the
 milking that raised it. The history is read on the task runner
-(`milkconsole.supervision.alerts.cow_history`); a result that arrives after a newer request is
+(`milkconsole.store.cow_history.cow_history`); a result that arrives after a newer request is
 dropped. pyqtgraph is imported when the first chart is built, not when the module is.
 """
 
@@ -18,8 +18,9 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QDialog, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from milkconsole.store.alerts import AlertRecord
+from milkconsole.store.cow_history import CowHistory, HistoryPoint, cow_history
 from milkconsole.store.db import Database
-from milkconsole.supervision.alerts import AlertRecord, CowHistory, HistoryPoint, cow_history
 from ui.charts import linked_plots, pyqtgraph, style_plots
 from ui.theme import DARK, Theme
 from ui.workers import TaskRunner

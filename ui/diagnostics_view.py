@@ -34,16 +34,16 @@ from PySide6.QtWidgets import (
 )
 
 from milkconsole.config import ParlourConfig
+from milkconsole.grants import Grant
+from milkconsole.store.alerts import OpenEquipmentAlert, open_equipment_alerts
+from milkconsole.store.calibrations import CalibrationStore
 from milkconsole.store.db import Database
-from milkconsole.supervision.roles import Grant
-from milkconsole.technician.calibration import CalibrationSettings, CalibrationStore, due_status
+from milkconsole.technician.calibration import CalibrationSettings, due_status
 from milkconsole.technician.diagnostics import (
     DiagnosticsModel,
     EquipmentRanges,
     MeterDiagnostics,
-    OpenEquipmentAlert,
     SelfTestResult,
-    open_equipment_alerts,
 )
 from ui.bridge import EventBridge
 from ui.tables import record_table

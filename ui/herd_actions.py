@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
+from milkconsole.grants import Grant
 from milkconsole.herd.changes import (
     change_keep_out,
     confirm_divert,
@@ -24,7 +25,6 @@ from milkconsole.herd.withdrawal import Treatment
 from milkconsole.production import AnimalInfo, display_tag
 from milkconsole.store.herd import TagChange
 from milkconsole.store.sessions import SessionRecord
-from milkconsole.supervision.roles import Grant
 from ui.manual_id_dialog import RegisterTagDialog
 from ui.treatment_dialog import KeepOutDialog, TreatmentDialog
 

@@ -31,21 +31,17 @@ from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QHBoxLayout, QMainWindow, QMenu, QPushButton, QTabWidget, QWidget
 
 from milkconsole.config import ParlourConfig
+from milkconsole.grants import AccessDenied, Grant
 from milkconsole.herd.separation import SeparationRules
 from milkconsole.meters.events import FlowSample, SessionStarted, SessionUpdated
 from milkconsole.production import AnimalInfo, HerdDirectory, load_herd, production_snapshot
+from milkconsole.store.alerts import AlertMarks, alert_marks
 from milkconsole.store.db import Database
 from milkconsole.store.herd import current_herd_version
 from milkconsole.store.sessions import SessionRecord, SessionStore
-from milkconsole.supervision.alerts import AlertMarks, alert_marks
-from milkconsole.supervision.roles import (
-    AccessControl,
-    AccessDenied,
-    AccessSettings,
-    Grant,
-    UserInfo,
-    UserStore,
-)
+from milkconsole.store.users import UserInfo
+from milkconsole.supervision.lock import AccessControl, AccessSettings
+from milkconsole.supervision.users import UserStore
 from milkconsole.sync.status import SyncStatus
 from ui.alert_review import AlertReviewWidget, AskPin
 from ui.bridge import EventBridge

@@ -25,17 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from milkconsole.supervision.roles import (
-    ACTION_LABELS,
-    AccessControl,
-    AccessDenied,
-    Grant,
-    PinBackoff,
-    PinRefused,
-    UserInfo,
-    allowed_roles,
-    needs_text,
-)
+from milkconsole.grants import ACTION_LABELS, AccessDenied, Grant, allowed_roles, needs_text
+from milkconsole.store.users import UserInfo
+from milkconsole.supervision.lock import AccessControl, PinBackoff, PinRefused
 from ui.workers import TaskRunner
 
 

@@ -22,9 +22,13 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QLabel, QMenu, QMessageBox, QWidget
 
 from milkconsole.config import ParlourConfig
+from milkconsole.grants import AccessDenied, Grant
+from milkconsole.store.calibrations import CalibrationRecord
 from milkconsole.store.db import Database
-from milkconsole.supervision.roles import AccessControl, AccessDenied, Grant, UserInfo, UserStore
-from milkconsole.technician.calibration import CalibrationRecord, CalibrationSettings
+from milkconsole.store.users import UserInfo
+from milkconsole.supervision.lock import AccessControl
+from milkconsole.supervision.users import UserStore
+from milkconsole.technician.calibration import CalibrationSettings
 from milkconsole.technician.diagnostics import EquipmentRanges, SelfTestResult
 from ui.bridge import EventBridge
 from ui.pin_dialog import PinDialog

@@ -29,16 +29,16 @@ from PySide6.QtWidgets import (
 )
 
 from milkconsole.config import ParlourConfig
+from milkconsole.grants import AccessDenied, Grant
+from milkconsole.store.calibrations import CalibrationError, CalibrationRecord
 from milkconsole.store.db import Database
-from milkconsole.supervision.roles import AccessControl, AccessDenied, Grant
+from milkconsole.supervision.lock import AccessControl
 from milkconsole.technician.calibration import (
-    CalibrationError,
     CalibrationReading,
-    CalibrationRecord,
     CalibrationSettings,
-    CalibrationStore,
     TankReconciliation,
     reconcile_bulk_tank,
+    save_calibration,
     tank_outcome,
 )
 from ui.tables import record_table
@@ -226,7 +226,7 @@ class BulkTankDialog(QDialog):
         rec = self.reconciliation
         if rec is None:
             return
-        store, settings = CalibrationStore(self.db), self.settings
+        db, settings = self.db, self.settings
         rows = [r for r in rec.rows if r.drifting]
 
         def work() -> list[CalibrationRecord]:
@@ -234,7 +234,8 @@ class BulkTankDialog(QDialog):
             for r in rows:
                 o = tank_outcome(r, settings)
                 out.append(
-                    store.save(
+                    save_calibration(
+                        db,
                         grant,
                         meter_id=r.meter_id,
                         method="bulk_tank",

@@ -1,6 +1,6 @@
 """The users window: a supervisor adds technicians and supervisors, sets PINs, removes users.
 
-Every change goes through `milkconsole.supervision.roles.UserStore` on the task runner with the
+Every change goes through `milkconsole.supervision.users.UserStore` on the task runner with the
 supervisor's grant, which checks it again and audits the change in the same transaction. PINs are
 typed twice and never shown.
 """
@@ -25,15 +25,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from milkconsole.supervision.roles import (
-    LOGIN_ROLES,
-    AccessControl,
-    AccessDenied,
-    Grant,
-    UserError,
-    UserInfo,
-    UserStore,
-)
+from milkconsole.grants import LOGIN_ROLES, AccessDenied, Grant, UserError
+from milkconsole.store.users import UserInfo
+from milkconsole.supervision.lock import AccessControl
+from milkconsole.supervision.users import UserStore
 from ui.tables import record_table
 from ui.tech_style import ROW_HEIGHT_PX, TECH_QSS
 from ui.workers import TaskRunner

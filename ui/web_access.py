@@ -29,8 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from milkconsole.grants import Grant
 from milkconsole.store.web_tokens import WebTokenInfo
-from milkconsole.supervision.roles import Grant
 from milkconsole.web.qr import qr_matrix
 from milkconsole.web.service import WebStatus, WebView
 from ui.tables import record_table

@@ -73,7 +73,7 @@ def build_parser(
     from milkconsole.herd.cli import add_herd_arguments
     from milkconsole.mqtt.cli import add_mqtt_arguments
     from milkconsole.reports.cli import add_report_arguments
-    from milkconsole.supervision.roles import add_users_arguments
+    from milkconsole.supervision.users_cli import add_users_arguments
     from milkconsole.sync.cli import add_odoo_arguments, add_sync_arguments
     from milkconsole.web.cli import add_web_arguments
 
@@ -169,7 +169,7 @@ def run_headless(args: argparse.Namespace, pdf_writer: PdfWriter | None = None) 
 
         return run_health(args)
     if cmd == "users":
-        from milkconsole.supervision.roles import run_users
+        from milkconsole.supervision.users_cli import run_users
 
         return run_users(args)
     if cmd == "herd":

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from milkconsole.mqtt.publisher import MqttPublisher
     from milkconsole.mqtt.settings import MqttSettings
     from milkconsole.mqtt.status import MqttStatus
-    from milkconsole.supervision.roles import AccessControl
+    from milkconsole.supervision.lock import AccessControl
     from milkconsole.sync.status import SyncStatus
     from milkconsole.sync.worker import SyncWorker
     from milkconsole.web.service import WebStatus, WebView

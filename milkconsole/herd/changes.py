@@ -8,7 +8,7 @@
   move from another herd program), `set_keep_out` (a supervisor's PIN).
 - `confirm_divert`: the operator says a milking's milk went to the divert line.
 
-A supervisor's change takes a `Grant` (`milkconsole.supervision.roles`), checked inside the
+A supervisor's change takes a `Grant` (`milkconsole.grants`), checked inside the
 transaction.
 """
 
@@ -23,6 +23,7 @@ from typing import TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from milkconsole.grants import Grant
 from milkconsole.herd.file import HerdFile, HerdFileError, ImportReport, write_herd_csv
 from milkconsole.herd.identity import associate_pending
 from milkconsole.herd.withdrawal import Treatment
@@ -34,7 +35,7 @@ from milkconsole.store.separation import confirm_divert as store_confirm_divert
 from milkconsole.store.separation import review_destination
 from milkconsole.store.sessions import SessionRecord, record_from_row
 from milkconsole.store.treatments import insert_treatment
-from milkconsole.supervision.roles import Grant, check_grant
+from milkconsole.store.users import check_grant
 
 SETUP_ACTOR = "setup"  # who imports a herd before any supervisor exists
 

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from milkconsole.errors import ConfigError
+from milkconsole.grants import AccessDenied, Grant
 from milkconsole.herd.changes import export_herd, import_herd
 from milkconsole.herd.file import HerdFileError, read_herd_csv
-from milkconsole.supervision.roles import AccessDenied, Grant, UserStore
+from milkconsole.supervision.users import UserStore
 
 
 def add_herd_arguments(subparsers: Any) -> None:

@@ -207,7 +207,7 @@ def run_export(args: argparse.Namespace, *, stdin: TextIO | None = None) -> int:
             return _export_ade(args, db)
         if args.kind == "calibrations":
             from milkconsole.reports.tables import write_calibrations_csv
-            from milkconsole.technician.calibration import CalibrationStore
+            from milkconsole.store.calibrations import CalibrationStore
 
             records = CalibrationStore(db).history(limit=1_000_000)
             start, end = _when(args, "start"), _when(args, "end", end=True)
@@ -253,8 +253,10 @@ def _export_ade(args: argparse.Namespace, db: Any) -> int:
 def _export_audit(args: argparse.Namespace, db: Any, stdin: TextIO) -> int:
     import getpass
 
-    from milkconsole.supervision.audit import AuditFilter, export_audit_csv
-    from milkconsole.supervision.roles import AccessDenied, Grant, UserStore
+    from milkconsole.grants import AccessDenied, Grant
+    from milkconsole.reports.audit import export_audit_csv
+    from milkconsole.store.audit import AuditFilter
+    from milkconsole.supervision.users import UserStore
 
     if not args.as_user:
         print("milkconsole export audit: a supervisor must read it: add --as NAME", file=sys.stderr)

@@ -16,9 +16,9 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from milkconsole.errors import MilkConsoleError
 from milkconsole.production import local_zone
 from milkconsole.store import history
+from milkconsole.store.alerts import AlertFilter, AlertRecord, list_alerts
 from milkconsole.store.db import Database
 from milkconsole.store.history import CowInfo, HealthEventRecord
-from milkconsole.supervision.alerts import AlertFilter, AlertRecord, list_alerts
 
 # Without a calving date the trend covers this many days back.
 DEFAULT_DAYS = 120

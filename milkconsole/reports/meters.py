@@ -19,9 +19,9 @@ from datetime import datetime
 
 from milkconsole.reports.stats import median, signed_rank_test
 from milkconsole.store import history
+from milkconsole.store.calibrations import CalibrationStore
 from milkconsole.store.db import Database
 from milkconsole.store.history import MeterCowYield
-from milkconsole.technician.calibration import CalibrationStore
 
 
 @dataclass(frozen=True, slots=True)

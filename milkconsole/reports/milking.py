@@ -26,10 +26,10 @@ from milkconsole.config import parlour_sides, side_name
 from milkconsole.production import MIN_RATE_SPAN, display_tag
 from milkconsole.reports.periods import Period, same_shift_on, split_milkings
 from milkconsole.store import history
+from milkconsole.store.alerts import AlertFilter, list_alerts
 from milkconsole.store.db import Database
 from milkconsole.store.history import WindowTotals
 from milkconsole.store.sessions import SessionRecord
-from milkconsole.supervision.alerts import AlertFilter, list_alerts
 
 DEFAULT_DROP_SHARE = 0.30
 COMPARISON_DAYS = 7

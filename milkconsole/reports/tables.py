@@ -17,7 +17,7 @@ from milkconsole.reports.day import DayReport
 from milkconsole.reports.herd import HerdTrend
 from milkconsole.reports.meters import MeterComparison
 from milkconsole.reports.milking import CowLine, MilkingReport
-from milkconsole.technician.calibration import CalibrationRecord
+from milkconsole.store.calibrations import CalibrationRecord
 
 MILKING_COLUMNS: tuple[str, ...] = (
     "milking",

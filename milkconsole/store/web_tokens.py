@@ -18,9 +18,10 @@ from datetime import datetime
 from sqlalchemy import select
 
 from milkconsole.errors import MilkConsoleError
+from milkconsole.grants import Grant
 from milkconsole.store.db import Database
 from milkconsole.store.schema import WebToken, append_audit, utc_now
-from milkconsole.supervision.roles import Grant, check_grant
+from milkconsole.store.users import check_grant
 
 LABEL_MAX_CHARS = 60
 SECRET_BYTES = 32

@@ -1,1 +1,3 @@
-"""The technician's tools: meter calibration and equipment diagnostics."""
+"""The technician's tools: meter calibration (`calibration`: the maths, saving, due dates, the
+bulk tank) and equipment diagnostics (`diagnostics`). Their records are the store's
+(`store.calibrations`, the equipment alerts in `store.alerts`)."""

@@ -1,4 +1,4 @@
-"""Meter calibration: the maths, the settings, the stored records, due dates and the bulk tank.
+"""Meter calibration: the maths, the settings, saving a calibration, due dates and the bulk tank.
 
 A technician milks N cows (or runs a water rig) through a meter and weighs what really came
 through. Each test milking gives a *deviation* ``(measured - reference) / reference * 100``;
@@ -41,18 +41,21 @@ import math
 import statistics
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any, ClassVar, Literal
-
-from sqlalchemy import select
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from milkconsole.config import ParlourConfig
-from milkconsole.errors import MilkConsoleError
+from milkconsole.config_tables import config_table, settings_from_table
+from milkconsole.grants import Grant
+from milkconsole.store.calibrations import (
+    CalibrationError,
+    CalibrationRecord,
+    CalibrationStore,
+    NewCalibration,
+    TestMilking,
+)
 from milkconsole.store.db import Database
-from milkconsole.store.outbound import queue_meter_calibrated
-from milkconsole.store.schema import Calibration, Meter, MilkSession, append_audit, utc_now
-from milkconsole.store.sessions import FINISHED_STATES, iso_z
-from milkconsole.supervision.roles import Grant, check_grant, config_table, settings_from_table
+from milkconsole.store.sessions import iso_z
 
 Method = Literal["weighed_milk", "water_rig", "bulk_tank"]
 METHODS: dict[str, str] = {
@@ -71,10 +74,6 @@ UNTRUSTED_FLAGS = {
     "comm_timeout": "meter stopped answering",
 }
 FACTOR_RANGE = (0.5, 1.5)  # what the config file accepts for a factor
-
-
-class CalibrationError(MilkConsoleError):
-    """A calibration was refused (too few readings, bad reference, meter changed meanwhile)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,290 +274,86 @@ class ConductivityCheck:
         return self.reference_ms_cm - self.reading_ms_cm
 
 
-# -- the store --------------------------------------------------------------------------------
+# -- saving ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class TestMilking:
-    """A recorded session that may serve as a test milking for one meter."""
-
-    __test__: ClassVar[bool] = False  # a name pytest would otherwise try to collect
-
-    session_key: str
-    meter_id: str
-    stall: int
-    started_at: datetime
-    ended_at: datetime | None
-    measured_l: float
-    state: str
-    reattached: bool
-    flags: tuple[str, ...] = ()
-    # Its milk went to the divert line (treated, colostrum, kept out): not in the bulk tank.
-    diverted: bool = False
-
-    @property
-    def excluded_reason(self) -> str | None:
-        """Why this milking cannot be a test reading (None: it can)."""
-        if self.reattached:
-            return "cluster re-attached"
-        if self.state == "interrupted":
-            return "interrupted"
-        for flag, why in UNTRUSTED_FLAGS.items():
-            if flag in self.flags:
-                return why
-        if not self.measured_l > 0:
-            return "no milk measured"
-        return None
+def excluded_reason(milking: TestMilking) -> str | None:
+    """Why this recorded milking cannot be a test reading (None: it can)."""
+    if milking.reattached:
+        return "cluster re-attached"
+    if milking.state == "interrupted":
+        return "interrupted"
+    for flag, why in UNTRUSTED_FLAGS.items():
+        if flag in milking.flags:
+            return why
+    if not milking.measured_l > 0:
+        return "no milk measured"
+    return None
 
 
-@dataclass(frozen=True, slots=True)
-class MeterCalibrationState:
-    """One meter as the calibration sees it: factor, offset, due date, last calibration."""
+def save_calibration(
+    db: Database,
+    grant: Grant | None,
+    *,
+    meter_id: str,
+    method: Method,
+    readings: Sequence[CalibrationReading],
+    outcome: CalibrationOutcome,
+    settings: CalibrationSettings,
+    conductivity: ConductivityCheck | None = None,
+    now: datetime | None = None,
+    extra: dict[str, Any] | None = None,
+) -> CalibrationRecord:
+    """Store a calibration and apply it to the meter row, audited, in one transaction
+    (`milkconsole.store.calibrations.CalibrationStore.save`).
 
-    meter_id: str
-    name: str
-    stall: int
-    profile: str
-    calibration_factor: float
-    conductivity_offset_ms_cm: float
-    calibration_due_at: datetime | None
-    last_calibrated_at: datetime | None = None
-    last_result: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CalibrationRecord:
-    """One stored calibration (a copy of its row)."""
-
-    id: int
-    meter_id: str
-    performed_at: datetime
-    performed_by: str
-    method: str
-    readings: Any
-    references: Any
-    old_factor: float
-    new_factor: float
-    mean_deviation_pct: float | None
-    sd_deviation_pct: float | None
-    result: str
-    conductivity_offset_ms_cm: float | None
-    next_due_at: datetime | None
-
-
-def _record(row: Calibration) -> CalibrationRecord:
-    return CalibrationRecord(
-        id=row.id,
-        meter_id=row.meter_id,
-        performed_at=row.performed_at,
-        performed_by=row.performed_by,
-        method=row.method,
-        readings=row.readings,
-        references=row.references,
-        old_factor=row.old_factor,
-        new_factor=row.new_factor,
-        mean_deviation_pct=row.mean_deviation_pct,
-        sd_deviation_pct=row.sd_deviation_pct,
-        result=row.result,
-        conductivity_offset_ms_cm=row.conductivity_offset_ms_cm,
-        next_due_at=row.next_due_at,
-    )
-
-
-def _flags(text: str | None) -> tuple[str, ...]:
-    return tuple(f for f in (text or "").split(",") if f)
-
-
-class CalibrationStore:
-    """Meters, their test milkings and calibration records in the local database."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def meters(self, meter_ids: Collection[str] | None = None) -> list[MeterCalibrationState]:
-        """Meters by stall (only `meter_ids` when given), with their latest calibration."""
-        with self._db.read() as tx:
-            query = select(Meter).order_by(Meter.stall)
-            if meter_ids is not None:
-                query = query.where(Meter.id.in_(list(meter_ids)))
-            out = []
-            for m in tx.scalars(query):
-                last = tx.scalar(
-                    select(Calibration)
-                    .where(Calibration.meter_id == m.id)
-                    .order_by(Calibration.performed_at.desc(), Calibration.id.desc())
-                    .limit(1)
-                )
-                out.append(
-                    MeterCalibrationState(
-                        meter_id=m.id,
-                        name=m.name,
-                        stall=m.stall,
-                        profile=m.profile,
-                        calibration_factor=m.calibration_factor,
-                        conductivity_offset_ms_cm=m.conductivity_offset_ms_cm,
-                        calibration_due_at=m.calibration_due_at,
-                        last_calibrated_at=last.performed_at if last else None,
-                        last_result=last.result if last else None,
-                    )
-                )
-            return out
-
-    def test_milkings(
-        self, meter_ids: Collection[str], since: datetime, until: datetime | None = None
-    ) -> list[TestMilking]:
-        """Finished sessions of these meters that ended at or after `since`, by stall and then
-        oldest first."""
-        query = (
-            select(MilkSession)
-            .where(
-                # `column || ''` is SQLite's idiom for "not by this column's index": the
-                # ended_at index finds the days asked for, instead of a meter's (or every
-                # finished) session of the year being read.
-                MilkSession.meter_id.op("||")("").in_(list(meter_ids)),
-                MilkSession.state.op("||")("").in_(FINISHED_STATES),
-                MilkSession.ended_at >= since,
-            )
-            .order_by(MilkSession.stall, MilkSession.ended_at)
-        )
-        if until is not None:
-            query = query.where(MilkSession.ended_at <= until)
-        with self._db.read() as tx:
-            return [
-                TestMilking(
-                    session_key=r.key,
-                    meter_id=r.meter_id,
-                    stall=r.stall,
-                    started_at=r.started_at,
-                    ended_at=r.ended_at,
-                    measured_l=r.yield_l,
-                    state=r.state,
-                    reattached=r.reattached,
-                    flags=_flags(r.flags),
-                    diverted=r.destination == "diverted",
-                )
-                for r in tx.scalars(query)
-            ]
-
-    def history(self, meter_id: str | None = None, limit: int = 200) -> list[CalibrationRecord]:
-        """Calibrations, newest first (of one meter when given)."""
-        query = select(Calibration).order_by(Calibration.performed_at.desc(), Calibration.id.desc())
-        if meter_id is not None:
-            query = query.where(Calibration.meter_id == meter_id)
-        with self._db.read() as tx:
-            return [_record(r) for r in tx.scalars(query.limit(limit))]
-
-    def save(
-        self,
-        grant: Grant | None,
-        *,
-        meter_id: str,
-        method: Method,
-        readings: Sequence[CalibrationReading],
-        outcome: CalibrationOutcome,
-        settings: CalibrationSettings,
-        conductivity: ConductivityCheck | None = None,
-        now: datetime | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> CalibrationRecord:
-        """Store a calibration and apply it to the meter row, audited, in one transaction.
-
-        Refused (AccessDenied) without a technician's grant; refused (CalibrationError) when
-        the outcome has no result or the meter's factor changed since the test began. The
-        caller then tells the running pollers (`ParlourRuntime.set_calibration_factor`).
-        """
-        if method not in METHODS:
-            raise CalibrationError(f"method {method!r}: use one of {', '.join(METHODS)}")
-        if outcome.result is None:
-            raise CalibrationError(f"meter {meter_id}: {'; '.join(outcome.problems)}")
-        now = now or utc_now()
-        due = (
-            add_months(now, settings.interval_months) if outcome.result != "fail" else now
-        )  # a failed meter stays due until it passes
-        with self._db.write() as tx:
-            check_grant(tx, grant, "bulk_tank" if method == "bulk_tank" else "calibrate")
-            assert grant is not None
-            meter = tx.get(Meter, meter_id)
-            if meter is None:
-                raise CalibrationError(f"no meter {meter_id!r} in the database")
-            if not math.isclose(meter.calibration_factor, outcome.old_factor, rel_tol=1e-9):
-                raise CalibrationError(
-                    f"meter {meter_id}: its factor changed to {meter.calibration_factor:.4f} "
-                    f"since the test began (at {outcome.old_factor:.4f}); run the test again"
-                )
-            before = {
-                "calibration_factor": meter.calibration_factor,
-                "conductivity_offset_ms_cm": meter.conductivity_offset_ms_cm,
-                "calibration_due_at": iso_z(meter.calibration_due_at)
-                if meter.calibration_due_at
-                else None,
+    Refused (AccessDenied) without a technician's grant; refused (CalibrationError) when
+    the outcome has no result or the meter's factor changed since the test began. The
+    caller then tells the running pollers (`ParlourRuntime.set_calibration_factor`).
+    """
+    if method not in METHODS:
+        raise CalibrationError(f"method {method!r}: use one of {', '.join(METHODS)}")
+    if outcome.result is None:
+        raise CalibrationError(f"meter {meter_id}: {'; '.join(outcome.problems)}")
+    now = now or datetime.now(UTC)
+    due = (
+        add_months(now, settings.interval_months) if outcome.result != "fail" else now
+    )  # a failed meter stays due until it passes
+    references: list[dict[str, Any]] = [
+        {"value": r.reference_value, "unit": r.reference_unit, "litres": r.reference_l}
+        for r in readings
+    ]
+    if conductivity is not None:
+        references.append(
+            {
+                "conductivity_reference_ms_cm": conductivity.reference_ms_cm,
+                "conductivity_reading_ms_cm": conductivity.reading_ms_cm,
             }
-            offset = conductivity.offset_ms_cm if conductivity is not None else None
-            row = Calibration(
-                meter_id=meter_id,
-                performed_at=now,
-                performed_by=grant.user,
-                method=method,
-                readings=[
-                    {
-                        "session_key": r.session_key,
-                        "measured_l": r.measured_l,
-                        "ended_at": iso_z(r.ended_at) if r.ended_at else None,
-                        **(extra or {}),
-                    }
-                    for r in readings
-                ],
-                references=[
-                    {
-                        "value": r.reference_value,
-                        "unit": r.reference_unit,
-                        "litres": r.reference_l,
-                    }
-                    for r in readings
-                ]
-                + (
-                    [
-                        {
-                            "conductivity_reference_ms_cm": conductivity.reference_ms_cm,
-                            "conductivity_reading_ms_cm": conductivity.reading_ms_cm,
-                        }
-                    ]
-                    if conductivity is not None
-                    else []
-                ),
-                old_factor=outcome.old_factor,
-                new_factor=outcome.new_factor,
-                mean_deviation_pct=outcome.mean_deviation_pct,
-                sd_deviation_pct=outcome.sd_deviation_pct,
-                result=outcome.result,
-                conductivity_offset_ms_cm=offset,
-                next_due_at=due,
-            )
-            tx.add(row)
-            meter.calibration_factor = outcome.new_factor
-            if offset is not None:
-                meter.conductivity_offset_ms_cm = offset
-            meter.calibration_due_at = due
-            tx.flush()
-            queue_meter_calibrated(tx, meter)
-            append_audit(
-                tx,
-                actor=grant.user,
-                role=grant.role,
-                action="calibration",
-                target=f"meter:{meter_id}",
-                before=before,
-                after={
-                    "calibration_factor": meter.calibration_factor,
-                    "conductivity_offset_ms_cm": meter.conductivity_offset_ms_cm,
-                    "calibration_due_at": iso_z(due),
-                    "calibration_id": row.id,
-                    "method": method,
-                    "result": outcome.result,
-                },
-                at=now,
-            )
-            return _record(row)
+        )
+    entry = NewCalibration(
+        meter_id=meter_id,
+        method=method,
+        performed_at=now,
+        old_factor=outcome.old_factor,
+        new_factor=outcome.new_factor,
+        mean_deviation_pct=outcome.mean_deviation_pct,
+        sd_deviation_pct=outcome.sd_deviation_pct,
+        result=outcome.result,
+        readings=[
+            {
+                "session_key": r.session_key,
+                "measured_l": r.measured_l,
+                "ended_at": iso_z(r.ended_at) if r.ended_at else None,
+                **(extra or {}),
+            }
+            for r in readings
+        ],
+        references=references,
+        conductivity_offset_ms_cm=conductivity.offset_ms_cm if conductivity is not None else None,
+        next_due_at=due,
+    )
+    action = "bulk_tank" if method == "bulk_tank" else "calibrate"
+    return CalibrationStore(db).save(grant, action, entry)
 
 
 # -- due dates --------------------------------------------------------------------------------
@@ -744,7 +539,7 @@ def reconcile_bulk_tank(
 
 
 def tank_outcome(row: TankMeterRow, settings: CalibrationSettings) -> CalibrationOutcome:
-    """A drifting meter's bulk-tank finding as an outcome `CalibrationStore.save` can store."""
+    """A drifting meter's bulk-tank finding as an outcome `save_calibration` can store."""
     if row.proposed_factor is None or row.error_pct is None:
         raise CalibrationError(f"meter {row.meter_id}: no factor proposed (not drifting)")
     correction = (row.proposed_factor / row.old_factor - 1.0) * 100.0

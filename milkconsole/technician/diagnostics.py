@@ -29,12 +29,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import select
-
 from milkconsole.config import MeterConfig, ParlourConfig
+from milkconsole.config_tables import config_table, settings_from_table
 from milkconsole.errors import TransportError
 from milkconsole.meters.decode import Value, decode_fields, decode_raw
 from milkconsole.meters.events import (
@@ -47,10 +46,8 @@ from milkconsole.meters.events import (
 from milkconsole.meters.profiles import Block, Profile
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.transport import Transport
+from milkconsole.store import alerts as alert_rows
 from milkconsole.store.db import Database
-from milkconsole.store.outbound import queue_alert
-from milkconsole.store.schema import Alert, utc_now
-from milkconsole.supervision.roles import config_table, settings_from_table
 
 Condition = Literal["vacuum_low", "vacuum_high", "pulsation_low", "pulsation_high"]
 RangeStatus = Literal["ok", "low", "high"]
@@ -194,67 +191,21 @@ def raise_equipment_alerts(
 ) -> list[str]:
     """Store findings as open 'equipment' alerts; keys of the alerts made.
 
-    A meter with an alert of the same condition not yet resolved gets no second one.
+    A meter with an alert of the same condition not yet resolved gets no second one
+    (`milkconsole.store.alerts.raise_equipment_alerts`).
     """
-    made: list[str] = []
-    if not findings:
-        return made
-    now = utc_now()
-    with db.write() as tx:
-        for f in findings:
-            open_already = tx.scalar(
-                select(Alert.id).where(
-                    Alert.kind == "equipment",
-                    Alert.meter_id == f.meter_id,
-                    Alert.condition == f.condition,
-                    Alert.state != "resolved",
-                )
-            )
-            if open_already is not None:
-                continue
-            key = f"{farm_code}-EQ-{f.meter_id}-{f.condition}-{f.since_utc:%Y%m%dT%H%M%S%fZ}"
-            if tx.scalar(select(Alert.id).where(Alert.key == key)) is not None:
-                continue
-            alert = Alert(
-                key=key,
-                kind="equipment",
-                condition=f.condition,
-                severity="warning",
-                state="open",
+    return alert_rows.raise_equipment_alerts(
+        db,
+        [
+            alert_rows.NewEquipmentAlert(
+                key=f"{farm_code}-EQ-{f.meter_id}-{f.condition}-{f.since_utc:%Y%m%dT%H%M%S%fZ}",
                 meter_id=f.meter_id,
+                condition=f.condition,
                 message=f.message,
-                raised_at=now,
             )
-            tx.add(alert)
-            queue_alert(tx, alert)
-            made.append(key)
-    return made
-
-
-@dataclass(frozen=True, slots=True)
-class OpenEquipmentAlert:
-    id: int
-    meter_id: str
-    condition: str
-    state: str
-    raised_at: datetime
-    message: str
-
-
-def open_equipment_alerts(db: Database) -> list[OpenEquipmentAlert]:
-    """Equipment alerts not resolved yet, newest first."""
-    with db.read() as tx:
-        rows = tx.scalars(
-            select(Alert)
-            .where(Alert.kind == "equipment", Alert.state != "resolved")
-            .order_by(Alert.raised_at.desc(), Alert.id.desc())
-        )
-        return [
-            OpenEquipmentAlert(
-                r.id, r.meter_id or "", r.condition or "", r.state, r.raised_at, r.message
-            )
-            for r in rows
-        ]
+            for f in findings
+        ],
+    )
 
 
 # -- comms over the last hour --------------------------------------------------------------------
@@ -501,7 +452,7 @@ def self_test(
     A block that fails is reported (kind and message) and the others are still read.
     """
     started = clock()
-    at = utc_now()
+    at = datetime.now(UTC)
     blocks: list[SelfTestBlock] = []
     regs_by_block: dict[Block, list[int]] = {}
     for block in profile.blocks():

@@ -18,10 +18,12 @@ from typing import Any, TextIO
 
 from milkconsole.config import load_config
 from milkconsole.errors import ConfigError
+from milkconsole.grants import AccessDenied
 from milkconsole.paths import default_config_path, default_db_path
 from milkconsole.store.db import open_database
 from milkconsole.store.web_tokens import TokenError, WebTokenStore
-from milkconsole.supervision.roles import AccessControl, AccessDenied, AccessSettings, UserStore
+from milkconsole.supervision.lock import AccessControl, AccessSettings
+from milkconsole.supervision.users import UserStore
 from milkconsole.web.certificate import read_certificate
 from milkconsole.web.qr import qr_text
 from milkconsole.web.service import in_url, url_host_for

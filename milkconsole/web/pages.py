@@ -15,7 +15,8 @@ from html import escape
 from typing import Any
 
 from milkconsole.production import AnimalInfo, ProductionSnapshot, local_zone
-from milkconsole.supervision.alerts import AlertRecord, CowHistory
+from milkconsole.store.alerts import AlertRecord
+from milkconsole.store.cow_history import CowHistory
 from milkconsole.web.live import StallView
 
 STATE_WORDS = {

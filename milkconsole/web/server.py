@@ -35,9 +35,10 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from milkconsole.grants import AccessDenied
+from milkconsole.store.alerts import AlertError
 from milkconsole.store.web_tokens import WebTokenInfo, token_hash
-from milkconsole.supervision.alerts import AlertError
-from milkconsole.supervision.roles import AccessDenied, PinBackoff, PinRefused
+from milkconsole.supervision.lock import PinBackoff, PinRefused
 from milkconsole.web import pages
 from milkconsole.web.live import (
     DATABASE_CHANGED,

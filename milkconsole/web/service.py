@@ -24,22 +24,23 @@ from typing import TYPE_CHECKING
 
 from milkconsole.config import ParlourConfig
 from milkconsole.errors import MilkConsoleError
+from milkconsole.grants import Grant
 from milkconsole.meters.events import EquipmentAlertsRaised
 from milkconsole.production import HerdDirectory, ProductionSnapshot, load_herd, production_snapshot
-from milkconsole.store.db import Database
-from milkconsole.store.web_tokens import IssuedToken, WebTokenInfo, WebTokenStore
-from milkconsole.supervision.alerts import (
+from milkconsole.store.alerts import (
     ATTENTION_STATES,
     AlertFilter,
     AlertMarks,
     AlertRecord,
-    CowHistory,
-    acknowledge_alert,
     alert_marks,
-    cow_history,
     list_alerts,
 )
-from milkconsole.supervision.roles import AccessControl, AccessSettings, Grant, UserStore
+from milkconsole.store.cow_history import CowHistory, cow_history
+from milkconsole.store.db import Database
+from milkconsole.store.web_tokens import IssuedToken, WebTokenInfo, WebTokenStore
+from milkconsole.supervision.alerts import acknowledge_alert
+from milkconsole.supervision.lock import AccessControl, AccessSettings
+from milkconsole.supervision.users import UserStore
 from milkconsole.web.certificate import CertificateInfo, ensure_certificate
 from milkconsole.web.live import DATABASE_CHANGED, DivertSet, LiveInbox, StallBoard
 from milkconsole.web.settings import WebSettings

@@ -1,33 +1,30 @@
-"""The audit log: reading it, exporting it, and recording configuration changes.
+"""The audit log in the store: reading it (a supervisor's), and the rows this module writes itself.
 
-Every change a person makes at the console is appended to `audit_log` in the same transaction as the
-change (`milkconsole.store.schema.append_audit`): calibrations
-(`milkconsole.technician.calibration`), manual IDs and re-attaches (`SessionStore`), users
-(`milkconsole.supervision.roles`), alert acknowledgements and resolutions
-(`milkconsole.supervision.alerts`) and, here, configuration changes. The table refuses UPDATE and
-DELETE (database triggers), and nothing in the console offers to edit it.
+Every change a person makes at the console is appended to `audit_log` in the same transaction as
+the change (`milkconsole.store.schema.append_audit`): calibrations (`store.calibrations`), manual
+IDs and re-attaches (`store.sessions`), users (`store.users`), alert acknowledgements and
+resolutions (`store.alerts`), phone access (`store.web_tokens`) and, here, configuration changes
+and the audit log's own exports. The table refuses UPDATE and DELETE (database triggers), and
+nothing in the console offers to edit it.
 
-Reading and exporting need a supervisor's grant (`view_audit`); an export is itself audited.
+Reading needs a supervisor's grant (`view_audit`); the CSV export is `milkconsole.reports.audit`.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from milkconsole.reports.csv_out import write_table  # the one CSV writer
+from milkconsole.grants import Grant
 from milkconsole.store.db import Database
 from milkconsole.store.schema import AuditEntry, append_audit
 from milkconsole.store.sessions import iso_z
-from milkconsole.supervision.roles import Grant, check_grant
+from milkconsole.store.users import check_grant
 
-CSV_COLUMNS: tuple[str, ...] = ("id", "at", "actor", "role", "action", "target", "before", "after")
 DEFAULT_LIMIT = 5000
 
 
@@ -94,39 +91,10 @@ def audit_vocabulary(db: Database, grant: Grant | None) -> tuple[list[str], list
         return actions, actors
 
 
-def _json(value: Any) -> str:
-    return "" if value is None else json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
-def write_audit_csv(out: TextIO, records: Sequence[AuditRecord]) -> int:
-    """CSV with header `CSV_COLUMNS`: times ISO 8601 UTC with Z, before/after as JSON."""
-    rows = (
-        {
-            "id": r.id,
-            "at": r.at,
-            "actor": r.actor,
-            "role": r.role,
-            "action": r.action,
-            "target": r.target,
-            "before": _json(r.before),
-            "after": _json(r.after),
-        }
-        for r in records
-    )
-    return write_table(out, CSV_COLUMNS, rows)
-
-
-def export_audit_csv(
-    db: Database, grant: Grant | None, out: TextIO, f: AuditFilter | None = None
-) -> int:
-    """Write the matching rows (oldest first) as CSV to `out`; the count. The export is
-    itself recorded. Open `out` with newline=""."""
-    f = f or AuditFilter()
-    records = list(reversed(query_audit(db, grant, f)))
-    n = write_audit_csv(out, records)
-    assert grant is not None
+def record_audit_export(db: Database, grant: Grant | None, rows: int, f: AuditFilter) -> None:
+    """Record that `rows` rows matching `f` left the console (the export is audited too)."""
     with db.write() as tx:
-        check_grant(tx, grant, "view_audit")
+        grant = check_grant(tx, grant, "view_audit")
         append_audit(
             tx,
             actor=grant.user,
@@ -134,7 +102,7 @@ def export_audit_csv(
             action="audit_export",
             target="audit_log",
             after={
-                "rows": n,
+                "rows": rows,
                 "since": iso_z(f.since) if f.since else None,
                 "until": iso_z(f.until) if f.until else None,
                 "actor": f.actor,
@@ -142,10 +110,6 @@ def export_audit_csv(
                 "target": f.target,
             },
         )
-    return n
-
-
-# -- audited changes ------------------------------------------------------------------------------
 
 
 def record_config_change(
@@ -156,8 +120,7 @@ def record_config_change(
     The caller writes the setting itself; call this in the same breath, after it succeeded.
     """
     with db.write() as tx:
-        check_grant(tx, grant, "change_config")
-        assert grant is not None
+        grant = check_grant(tx, grant, "change_config")
         append_audit(
             tx,
             actor=grant.user,
