@@ -31,7 +31,7 @@ from milkconsole.store.sessions import new_session_row
 from milkconsole.sync import secrets
 from milkconsole.sync.check import check_contract
 from milkconsole.sync.cli import main as sync_main
-from milkconsole.sync.client import connect
+from milkconsole.sync.connect import connect
 from milkconsole.sync.contract import CONTRACT, Contract, Refs
 from milkconsole.technician.calibration import CalibrationStore
 from simulators.odoo_server import FieldDef, ModelDef, OdooSimulator, contract_models

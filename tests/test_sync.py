@@ -36,8 +36,8 @@ from milkconsole.sync.cli import main as sync_main
 from milkconsole.sync.client import (
     OdooNotConfigured,
     OdooUnavailable,
-    connect,
 )
+from milkconsole.sync.connect import connect
 from milkconsole.sync.contract import Contract
 from milkconsole.sync.engine import SyncBusy, SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings

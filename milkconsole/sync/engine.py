@@ -2,7 +2,7 @@
 
 A pass, with every network call outside any database transaction:
 
-1. Connect and log in (`client.connect`); check the contract once per connection
+1. Connect and log in (`sync.connect`); check the contract once per connection
    (`sync.check`): a model missing something, a many2one pointing at another model, a selection
    value the server lacks suspend that model with a message, the others go on.
 2. Pull `farm.animal` / `farm.animal.rfid` into the local herd, then `farm.animal.treatment`
@@ -52,8 +52,8 @@ from milkconsole.sync.client import (
     OdooRefused,
     OdooServerError,
     OdooUnavailable,
-    connect,
 )
+from milkconsole.sync.connect import connect
 from milkconsole.sync.contract import (
     CONTRACT,
     OUTBOX_MODEL,
@@ -109,8 +109,8 @@ class _Stopped(Exception):
 class SyncEngine:
     """One sync pass at a time over a database and an `[odoo]` config. Not thread-safe.
 
-    `connect_fn(settings)` makes a logged-in client (default: `client.connect`, which finds the
-    secret); tests and tools may pass one holding the secret themselves.
+    `connect_fn(settings)` makes a logged-in client (default: `sync.connect.connect`, which finds
+    the secret); tests and tools may pass one holding the secret themselves.
     """
 
     def __init__(
