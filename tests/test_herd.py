@@ -23,7 +23,7 @@ from milkconsole.store.schema import Animal, AnimalTag, AuditEntry, MilkSession,
 from milkconsole.store.sessions import new_session_row, resolve_animal
 from milkconsole.supervision.users import UserStore
 from milkconsole.sync.animals import pull_animals
-from milkconsole.sync.client import connect
+from milkconsole.sync.connect import connect
 from milkconsole.sync.contract import Contract
 from tests.odoo_fixtures import T0, engine_for, logged_in
 

@@ -22,7 +22,7 @@ from milkconsole.store.schema import Animal, OutboxRow, TreatmentRow
 from milkconsole.store.treatments import separation_inputs
 from milkconsole.supervision.users import UserStore
 from milkconsole.sync.animals import pull_animals
-from milkconsole.sync.client import connect
+from milkconsole.sync.connect import connect
 from milkconsole.sync.contract import ODOO_DATETIME, Contract
 from milkconsole.sync.treatments import pull_treatments
 from simulators.odoo.server import OdooSimulator

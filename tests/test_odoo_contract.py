@@ -33,7 +33,7 @@ from milkconsole.supervision.users import UserStore
 from milkconsole.sync import secrets
 from milkconsole.sync.check import check_contract
 from milkconsole.sync.cli import main as sync_main
-from milkconsole.sync.client import connect
+from milkconsole.sync.connect import connect
 from milkconsole.sync.contract import CONTRACT, Contract, Refs
 from milkconsole.technician.calibration import (
     CalibrationReading,

@@ -34,7 +34,8 @@ from milkconsole.store.schema import Alert, Animal, MilkSession, User
 from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
 from milkconsole.sync import secrets
 from milkconsole.sync.check import check_contract
-from milkconsole.sync.client import OdooUnavailable, connect
+from milkconsole.sync.client import OdooUnavailable
+from milkconsole.sync.connect import connect
 from milkconsole.sync.contract import Contract
 from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import OdooSettings, parse_odoo_settings

@@ -36,8 +36,8 @@ from milkconsole.sync.cli import main as sync_main
 from milkconsole.sync.client import (
     OdooNotConfigured,
     OdooUnavailable,
-    connect,
 )
+from milkconsole.sync.connect import connect
 from milkconsole.sync.contract import Contract
 from milkconsole.sync.engine import SyncBusy, SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings
@@ -507,6 +507,29 @@ def test_meters_are_found_by_device_id_and_their_last_seen_updated(sim, vault, d
     assert device["last_seen"] == "2025-03-01 06:00:05"
     with db.read() as tx:
         assert tx.get(Meter, "M03").odoo_device_id == device["id"]  # type: ignore[union-attr]
+
+
+def test_a_database_moved_to_another_odoo_registers_its_meters_there_and_pulls_its_herd(
+    sim, vault, db
+):
+    add_meters(db)
+    first = engine_for(db, logged_in(sim, vault))
+    first.run_once()
+    assert sim.count("iot.milk_meter") == len(METERS)
+    first.close()
+    with OdooSimulator(version="17.0") as other:
+        other.seed_devices(["X01", "X02", *METERS])  # its device ids are not the first one's
+        cows = other.seed_herd(2, first_tag=FIRST_TAG + 100)
+        second = engine_for(db, logged_in(other, vault))
+        second.run_once()
+        second.close()
+        devices = {r["device_id"]: r["id"] for r in other.records("iot.device", [], ["device_id"])}
+        assert other.count("iot.milk_meter") == len(METERS)
+    with db.read() as tx:
+        stored = {m.id: m.odoo_device_id for m in tx.scalars(select(Meter))}
+        pulled = set(tx.scalars(select(Animal.odoo_id).where(Animal.odoo_id.is_not(None))))
+    assert stored == {m: devices[m] for m in METERS}
+    assert pulled == set(cows)
 
 
 # -- transports ---------------------------------------------------------------------------------

@@ -32,6 +32,12 @@ from milkconsole.store.backup import (
     list_backups,
     restore_backup,
 )
+from milkconsole.store.backup_jobs import BackupJobs, record_restore
+from milkconsole.store.db import known_revisions, open_database
+from milkconsole.store.outbox import Outbox
+from milkconsole.store.run_lock import RunLock
+from milkconsole.store.sessions import SessionStore
+from milkconsole.sync.lock import SyncLock
 
 Common = Callable[..., None]
 
@@ -83,9 +89,6 @@ def run_backup(
 
 
 def _now(db_path: Path, settings: BackupSettings, out: TextIO) -> int:
-    from milkconsole.store.backup_jobs import BackupJobs
-    from milkconsole.store.db import open_database
-
     if not db_path.exists():
         raise BackupError(f"{db_path}: no database to back up")
     db = open_database(db_path)
@@ -98,12 +101,6 @@ def _now(db_path: Path, settings: BackupSettings, out: TextIO) -> int:
 
 
 def _restore(backup: Path, db_path: Path, *, yes: bool, out: TextIO, stdin: TextIO) -> int:
-    from milkconsole.store.db import known_revisions, open_database
-    from milkconsole.store.run_lock import RunLock
-    from milkconsole.store.schema import append_audit
-    from milkconsole.store.sessions import SessionStore
-    from milkconsole.sync.lock import SyncLock
-
     run_lock = RunLock(db_path)
     sync_lock = SyncLock(Path(f"{db_path}.sync-lock"))
     run_lock.acquire("running")  # DatabaseInUse: a console or gateway runs on it
@@ -124,19 +121,8 @@ def _restore(backup: Path, db_path: Path, *, yes: bool, out: TextIO, stdin: Text
             restored = restore_backup(backup, db_path, known_revisions=known_revisions())
             db = open_database(db_path)  # migrates an older backup to this version
             try:
-                with db.write() as tx:
-                    append_audit(
-                        tx,
-                        actor=getpass.getuser(),
-                        role="system",
-                        action="database_restored",
-                        target=f"database:{db_path.name}",
-                        before={"replaced": str(restored.replaced) if restored.replaced else None},
-                        after={"backup": str(backup), "revision": restored.revision},
-                    )
+                record_restore(db, restored, actor=getpass.getuser(), database=db_path.name)
                 sessions = SessionStore(db).count()
-                from milkconsole.store.outbox import Outbox
-
                 waiting = Outbox(db).counts()
             finally:
                 db.close()

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
-
 from milkconsole.clock import SYSTEM_CLOCK, Clock
 from milkconsole.config import ParlourConfig
 from milkconsole.health.hook import HealthHook
@@ -36,11 +34,11 @@ from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import LastFinished, StallTracker, effective_detection
 from milkconsole.store.backup import BackupSettings
 from milkconsole.store.db import Database
+from milkconsole.store.meters import conductivity_offset, meter_factors
 from milkconsole.store.outbound import meter_registration, set_mqtt
 from milkconsole.store.recorder import Recorder
 from milkconsole.store.retention import RetentionPolicy
 from milkconsole.store.run_lock import RunLock
-from milkconsole.store.schema import Meter
 from milkconsole.store.separation import SeparationHook, set_rules
 from milkconsole.store.sessions import SessionStore
 from milkconsole.technician.diagnostics import (
@@ -171,10 +169,9 @@ class ParlourRuntime:
     def reload_calibration(self) -> None:
         """Take the calibration factors and conductivity offsets the database holds (a recorded
         calibration beats the config); pollers use them from their next cycle."""
-        with self.db.read() as tx:
-            for m in tx.scalars(select(Meter)):
-                self.factors.values[m.id] = m.calibration_factor
-                self.offsets.values[m.id] = m.conductivity_offset_ms_cm
+        for meter_id, stored in meter_factors(self.db).items():
+            self.factors.values[meter_id] = stored.calibration_factor
+            self.offsets.values[meter_id] = stored.conductivity_offset_ms_cm
 
     # -- events -------------------------------------------------------------------------------
     def add_listener(self, fn: Listener) -> None:
@@ -228,10 +225,9 @@ class ParlourRuntime:
         """Apply a new factor from the next poll on (the caller records the calibration), and
         the meter's stored conductivity offset with it."""
         self.factors.values[meter_id] = factor
-        with self.db.read() as tx:
-            meter = tx.get(Meter, meter_id)
-            if meter is not None:
-                self.offsets.values[meter_id] = meter.conductivity_offset_ms_cm
+        offset = conductivity_offset(self.db, meter_id)
+        if offset is not None:
+            self.offsets.values[meter_id] = offset
 
     def start_sync(self, on_status: Callable[[SyncStatus], None] | None = None) -> bool:
         """Start the background Odoo sync when the config has an [odoo] section.

@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
+from milkconsole.clock import SYSTEM_CLOCK
 from milkconsole.meters.events import MeterHealth, MeterStateChanged, SessionCompleted
 from milkconsole.mqtt.client import (
     BrokerAuthError,
@@ -44,7 +45,6 @@ from milkconsole.mqtt.status import BrokerStateName, MqttStatus
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_meter_status
 from milkconsole.store.outbox import Outbox, OutboxItem
-from milkconsole.store.schema import utc_now
 from milkconsole.sync.lock import SyncBusy, SyncLock
 from milkconsole.sync.secrets import SecretsError
 
@@ -124,7 +124,7 @@ class MqttPublisher:
         self._meter_lock = threading.Lock()
         # Each meter's status as the pollers see it now (offline until it first answers) is
         # said first, so a subscriber is not left with a retained "ok" from before a restart.
-        now = utc_now()
+        now = SYSTEM_CLOCK.now()
         self._meter_states: deque[_MeterStatus] = deque(
             _MeterStatus(h.meter_id, h.state, now, h.last_error if h.state != "ok" else None)
             for h in meters
@@ -187,7 +187,7 @@ class MqttPublisher:
         h = event.health
         detail = h.last_error if h.state != "ok" else None
         with self._meter_lock:
-            self._meter_states.append(_MeterStatus(h.meter_id, h.state, utc_now(), detail))
+            self._meter_states.append(_MeterStatus(h.meter_id, h.state, SYSTEM_CLOCK.now(), detail))
         self._wake.set()
 
     def retry_now(self) -> None:
@@ -338,7 +338,7 @@ class MqttPublisher:
             return
         self._wake.clear()
         self._next_check = now + self.idle_check_s
-        items = self.outbox.claim(None, room, utc_now())
+        items = self.outbox.claim(None, room, SYSTEM_CLOCK.now())
         self._more = len(items) == room
         for item in items:
             try:
@@ -361,7 +361,9 @@ class MqttPublisher:
         self.outbox.mark_sent(dict.fromkeys(rows))
         self.sent_total += len(rows)
         with self._status_lock:
-            self._status = replace(self._status, sent=self.sent_total, last_sent_at=utc_now())
+            self._status = replace(
+                self._status, sent=self.sent_total, last_sent_at=SYSTEM_CLOCK.now()
+            )
         if len(rows) >= self.window // 2:
             self._more = True
 

@@ -4,7 +4,8 @@ The outcome of every attempt is kept in `sync_state` (`backup.status`), so the s
 running console shows a backup taken by `milkconsole backup now` from another process too. A
 failed backup, and a backup missing for longer than `MISSING_AFTER`, is a supervisor alert
 (kind `backup`), raised once per day at most and queued like every alert
-(`outbound.queue_alert`).
+(`outbound.queue_alert`). A restore is recorded in the restored database's audit log
+(`record_restore`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from milkconsole.store.backup import (
     BackupFile,
     BackupSettings,
     BackupStatus,
+    Restored,
     rotate,
     status_from_json,
     status_json,
@@ -26,7 +28,7 @@ from milkconsole.store.backup import (
 )
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_alert
-from milkconsole.store.schema import Alert, SyncState
+from milkconsole.store.schema import Alert, SyncState, append_audit
 
 log = logging.getLogger(__name__)
 
@@ -143,3 +145,18 @@ class BackupJobs:
                 queue_alert(tx, alert)
         except Exception:
             log.exception("the backup alert could not be stored: %s", message)
+
+
+def record_restore(db: Database, restored: Restored, *, actor: str, database: str) -> None:
+    """Say in the restored database's audit log who put which backup back (`database`: the
+    database file's name), and what it replaced."""
+    with db.write() as tx:
+        append_audit(
+            tx,
+            actor=actor,
+            role="system",
+            action="database_restored",
+            target=f"database:{database}",
+            before={"replaced": str(restored.replaced) if restored.replaced else None},
+            after={"backup": str(restored.backup), "revision": restored.revision},
+        )

@@ -30,8 +30,8 @@ from milkconsole.sync.client import (
     OdooAuthError,
     OdooError,
     OdooUnavailable,
-    connect,
 )
+from milkconsole.sync.connect import connect
 from milkconsole.sync.settings import OdooSettings, load_odoo_settings, normalize_url
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,8 @@
-"""The transport-neutral Odoo client: the calls the sync makes, the errors it tells apart, connect.
+"""The transport-neutral Odoo client: the calls the sync makes, the errors it tells apart.
 
 Two transports implement `OdooClient`: `odoo_rpc` (odoorpc over `/jsonrpc`, Odoo 16-19) and
-`odoo_json2` (Odoo 19's `POST /json/2/<model>/<method>` with a bearer API key). `connect(settings)`
-picks one from `settings.transport` or, for `auto`, from the server's version (JSON-2 from 19 on,
-since Odoo 19 deprecates `/jsonrpc` and plans to remove it in 22), then logs in.
+`odoo_json2` (Odoo 19's `POST /json/2/<model>/<method>` with a bearer API key); both build on
+this module, and `milkconsole.sync.connect` picks one and logs in.
 
 Every failure becomes one of a few errors the sync acts on differently:
 
@@ -243,37 +242,3 @@ class OdooClient(Protocol):
     def existing_models(self, names: list[str]) -> set[str]: ...
 
     def close(self) -> None: ...
-
-
-def connect(settings: OdooSettings | None, secret: str | None = None) -> OdooClient:
-    """A logged-in client for `settings` (the secret from the keyring unless given).
-
-    Raises `OdooNotConfigured`, `OdooAuthError` or `OdooUnavailable` with a message for the user.
-    """
-    if settings is None:
-        raise OdooNotConfigured("Odoo sync is not set up: the config file has no [odoo] section")
-    if secret is None:
-        from milkconsole.sync.secrets import get_secret
-
-        secret = get_secret(settings)
-        if not secret:
-            raise OdooNotConfigured(
-                f"no Odoo password / API key stored for {settings.account}; run "
-                f"`milkconsole odoo login --url {settings.url} --db {settings.database} "
-                f"--user {settings.login}`"
-            )
-    transport = settings.transport
-    version: ServerVersion | None = None
-    if transport == "auto":
-        version = probe_version(settings)
-        transport = "json2" if version.major >= 19 else "jsonrpc"
-        log.debug("Odoo %s at %s: using %s", version.text, settings.url, transport)
-    if transport == "json2":
-        from milkconsole.sync.odoo_json2 import Json2Client
-
-        client: OdooClient = Json2Client(settings, secret, version.text if version else None)
-    else:
-        from milkconsole.sync.odoo_rpc import OdooRpcClient
-
-        client = OdooRpcClient(settings, secret)
-    return client

@@ -22,12 +22,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from milkconsole.errors import MilkConsoleError
 from milkconsole.meters.rfid import InvalidTag, normalize_tag
-from milkconsole.sync.settings import OdooSettings
+
+if TYPE_CHECKING:
+    # The settings are validated against this contract (`sync.settings` imports it): the
+    # contract only reads them.
+    from milkconsole.sync.settings import OdooSettings
 
 ODOO_DATETIME = "%Y-%m-%d %H:%M:%S"
 ODOO_DATE = "%Y-%m-%d"

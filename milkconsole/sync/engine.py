@@ -2,7 +2,7 @@
 
 A pass, with every network call outside any database transaction:
 
-1. Connect and log in (`client.connect`); check the contract once per connection
+1. Connect and log in (`sync.connect`); check the contract once per connection
    (`sync.check`): a model missing something, a many2one pointing at another model, a selection
    value the server lacks suspend that model with a message, the others go on.
 2. Pull `farm.animal` / `farm.animal.rfid` into the local herd, then `farm.animal.treatment`
@@ -34,14 +34,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from milkconsole.herd.identity import associate_pending
 from milkconsole.store.db import Database
+from milkconsole.store.meters import forget_odoo_ids, seen_meters
 from milkconsole.store.outbound import queue_unqueued, requeue_registrations
 from milkconsole.store.outbox import Outbox, OutboxItem
-from milkconsole.store.schema import Meter
-from milkconsole.sync.animals import pull_animals, reset_cursors, state_get, state_set
+from milkconsole.store.sync_state import state_get, state_set
+from milkconsole.sync.animals import pull_animals, reset_cursors
 from milkconsole.sync.check import check_contract
 from milkconsole.sync.client import (
     OdooAuthError,
@@ -52,8 +51,8 @@ from milkconsole.sync.client import (
     OdooRefused,
     OdooServerError,
     OdooUnavailable,
-    connect,
 )
+from milkconsole.sync.connect import connect
 from milkconsole.sync.contract import (
     CONTRACT,
     OUTBOX_MODEL,
@@ -109,8 +108,8 @@ class _Stopped(Exception):
 class SyncEngine:
     """One sync pass at a time over a database and an `[odoo]` config. Not thread-safe.
 
-    `connect_fn(settings)` makes a logged-in client (default: `client.connect`, which finds the
-    secret); tests and tools may pass one holding the secret themselves.
+    `connect_fn(settings)` makes a logged-in client (default: `sync.connect.connect`, which finds
+    the secret); tests and tools may pass one holding the secret themselves.
     """
 
     def __init__(
@@ -281,8 +280,7 @@ class SyncEngine:
                     self.settings.account,
                 )
                 with self.db.write() as tx:
-                    for m in tx.scalars(select(Meter)):
-                        m.odoo_device_id = m.odoo_meter_id = m.odoo_point_id = None
+                    forget_odoo_ids(tx)
                     # The new server has none of our meters: register them there again (a
                     # registration finds what it already has by device id).
                     requeue_registrations(tx)
@@ -661,16 +659,17 @@ class SyncEngine:
             return 0
         with self.db.read() as tx:
             meters = [
-                (m.odoo_device_id, m.id, m.last_seen_at, state_get(tx, _METER_SEEN + m.id))
-                for m in tx.scalars(
-                    select(Meter).where(
-                        Meter.last_seen_at.is_not(None), Meter.odoo_device_id.is_not(None)
-                    )
+                (
+                    m.odoo_device_id,
+                    m.meter_id,
+                    m.last_seen_at,
+                    state_get(tx, _METER_SEEN + m.meter_id),
                 )
+                for m in seen_meters(tx)
             ]
         n = 0
         for device, mid, seen, pushed in meters:
-            if device is None or seen is None or _iso(seen) == pushed:
+            if _iso(seen) == pushed:
                 continue
             client.write(
                 self.contract.model("device"),

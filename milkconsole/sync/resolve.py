@@ -16,10 +16,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
-
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Animal, Meter
+from milkconsole.store.herd_sync import CowLink, cow_links
+from milkconsole.store.meters import odoo_meters, set_odoo_ids
 from milkconsole.sync.client import OdooClient
 from milkconsole.sync.contract import Contract, MeterIds, odoo_text
 
@@ -50,26 +49,15 @@ class Resolver:
 
     def remember_meter(self, device_id: str, ids: MeterIds) -> None:
         self._meters[device_id] = ids
-        with self.db.write() as tx:
-            row = tx.get(Meter, device_id)
-            if row is not None:
-                row.odoo_device_id, row.odoo_meter_id, row.odoo_point_id = (
-                    ids.device,
-                    ids.meter,
-                    ids.point,
-                )
+        set_odoo_ids(self.db, device_id, ids.device, ids.meter, ids.point)
 
     # -- meters ---------------------------------------------------------------------------------
     def meters(self, client: OdooClient, device_ids: set[str]) -> dict[str, MeterIds]:
         """MeterIds for each device id (MeterIds() when the meter is not in Odoo)."""
         want = {d for d in device_ids if d not in self._meters and d not in self._meters_partial}
         if want:
-            with self.db.read() as tx:
-                for m in tx.scalars(select(Meter).where(Meter.id.in_(want))):
-                    if m.odoo_device_id and m.odoo_meter_id:
-                        self._meters[m.id] = MeterIds(
-                            m.odoo_device_id, m.odoo_meter_id, m.odoo_point_id
-                        )
+            for device_id, m in odoo_meters(self.db, want).items():
+                self._meters[device_id] = MeterIds(m.device, m.meter, m.point)
             for d in sorted(want - set(self._meters)):
                 found = self.find_meter(client, d)
                 if found.meter is not None:
@@ -116,11 +104,7 @@ class Resolver:
         return {i: self._animals.get(i) for i in local_ids}
 
     def _look_up_animals(self, client: OdooClient, want: set[int]) -> None:
-        with self.db.read() as tx:
-            rows = {
-                a.id: (a.odoo_id, a.number, a.rfid_tag)
-                for a in tx.scalars(select(Animal).where(Animal.id.in_(want)))
-            }
+        rows = cow_links(self.db, want)
         model = self.contract.model("animal")
         claimed = sorted({odoo for odoo, _, _ in rows.values() if odoo is not None})
         alive: set[int] = set()
@@ -162,9 +146,7 @@ class Resolver:
                     row[0],
                 )
 
-    def _by_tag_or_number(
-        self, client: OdooClient, lost: dict[int, tuple[int | None, str, str | None]]
-    ) -> dict[int, int]:
+    def _by_tag_or_number(self, client: OdooClient, lost: dict[int, CowLink]) -> dict[int, int]:
         c = self.contract
         have = self.available.get("animal")
         tag_field = c.field("animal", "rfid_tag")

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from milkconsole.errors import ConfigError
+from milkconsole.sync.contract import CONTRACT, REQUIRED_FIELDS  # the valid names
 
 Transport = Literal["auto", "jsonrpc", "json2"]
 TRANSPORTS: tuple[Transport, ...] = ("auto", "jsonrpc", "json2")
@@ -148,8 +149,6 @@ def _string(t: dict[str, Any], key: str, source: str) -> str:
 
 
 def _name_map(raw: Any, where: str, source: str, pattern: re.Pattern[str]) -> dict[str, str]:
-    from milkconsole.sync.contract import CONTRACT  # the contract knows the valid names
-
     if not isinstance(raw, dict):
         raise ConfigError(source, where, "must be a table")
     out: dict[str, str] = {}
@@ -173,8 +172,6 @@ def _name_map(raw: Any, where: str, source: str, pattern: re.Pattern[str]) -> di
 
 def parse_odoo_settings(section: Any, source: str) -> OdooSettings:
     """Validate an `[odoo]` table already read from TOML (`source` names the file)."""
-    from milkconsole.sync.contract import CONTRACT, REQUIRED_FIELDS
-
     if not isinstance(section, dict):
         raise ConfigError(source, "odoo", "must be a table")
     for k in section:

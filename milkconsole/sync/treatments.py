@@ -15,14 +15,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from milkconsole.herd.withdrawal import TreatmentError, check_withdrawal
 from milkconsole.store.db import Database
 from milkconsole.store.herd import bump_herd_version
-from milkconsole.store.schema import Animal, TreatmentRow, utc_now
-from milkconsole.sync.animals import PAGE, pull_pages, state_set
+from milkconsole.store.herd_sync import local_ids
+from milkconsole.store.sync_state import state_set
+from milkconsole.store.treatment_sync import PulledTreatment, deactivate_gone, save_treatments
+from milkconsole.sync.animals import PAGE, pull_pages
 from milkconsole.sync.client import OdooClient
 from milkconsole.sync.contract import Contract, from_odoo_datetime, many2one_id, odoo_text
 
@@ -57,7 +56,9 @@ def pull_treatments(
     changed = skipped = 0
     for records, cursor in pull_pages(client, db, model, fields, CURSOR_TREATMENTS, page):
         with db.write() as tx:
-            done, missed = _upsert(tx, records, fmap)
+            local = local_ids(tx, {many2one_id(r.get(fmap["animal_id"])) for r in records})
+            pulled, missed = _treatments(records, fmap, local)
+            done = save_treatments(tx, pulled)
             state_set(tx, CURSOR_TREATMENTS, cursor)
             if done:
                 bump_herd_version(tx)
@@ -67,14 +68,7 @@ def pull_treatments(
     if full:
         ids = set(client.search(model, [], context={"active_test": False}))
         with db.write() as tx:
-            for row in tx.scalars(
-                select(TreatmentRow).where(
-                    TreatmentRow.odoo_id.is_not(None), TreatmentRow.active.is_(True)
-                )
-            ):
-                if row.odoo_id not in ids:
-                    row.active = False
-                    deactivated += 1
+            deactivated = deactivate_gone(tx, ids)
             if deactivated:
                 bump_herd_version(tx)
     if changed or deactivated or skipped:
@@ -87,24 +81,21 @@ def pull_treatments(
     return TreatmentPull(changed, skipped, deactivated)
 
 
-def _upsert(tx: Session, records: list[dict[str, Any]], fmap: dict[str, str]) -> tuple[int, int]:
-    odoo_animals = {many2one_id(r.get(fmap["animal_id"])) for r in records}
-    local = {
-        odoo: aid
-        for odoo, aid in tx.execute(
-            select(Animal.odoo_id, Animal.id).where(
-                Animal.odoo_id.in_([i for i in odoo_animals if i is not None])
-            )
-        )
-    }
-    changed = missed = 0
+def _treatments(
+    records: list[dict[str, Any]], fmap: dict[str, str], local: dict[int, int]
+) -> tuple[list[PulledTreatment], int]:
+    """A page of Odoo's treatments in the store's terms (`local`: Odoo cow id -> local id), and
+    how many were skipped: a cow the herd does not have, no start, or no usable withdrawal."""
+    pulled: list[PulledTreatment] = []
+    missed = 0
     for rec in records:
         odoo_id = int(rec["id"])
 
         def get(name: str, rec: dict[str, Any] = rec) -> Any:
             return rec.get(fmap[name]) if name in fmap else None
 
-        animal = local.get(many2one_id(get("animal_id")))
+        odoo_animal = many2one_id(get("animal_id"))
+        animal = local.get(odoo_animal) if odoo_animal is not None else None
         start = from_odoo_datetime(get("start"))
         hours = get("withdrawal_hours") or None
         milkings = get("withdrawal_milkings") or None
@@ -121,29 +112,19 @@ def _upsert(tx: Session, records: list[dict[str, Any]], fmap: dict[str, str]) ->
             log.debug("treatment %d from Odoo has no usable withdrawal: %s", odoo_id, exc)
             missed += 1
             continue
-        key = odoo_text(get("source_reference")) or f"odoo:{odoo_id}"
-        values = {
-            "odoo_id": odoo_id,
-            "key": key,
-            "animal_id": animal,
-            "product": odoo_text(get("product")) or "treatment",
-            "started_at": start,
-            "withdrawal_hours": float(hours) if hours else None,
-            "withdrawal_milkings": int(milkings) if milkings else None,
-            "note": odoo_text(get("note")),
-            "recorded_by": odoo_text(get("recorded_by")),
-            "active": bool(get("active")) if "active" in fmap else True,
-            "write_date": from_odoo_datetime(rec.get("write_date")),
-        }
-        row = tx.scalars(select(TreatmentRow).where(TreatmentRow.odoo_id == odoo_id)).first()
-        if row is None:
-            row = tx.scalars(select(TreatmentRow).where(TreatmentRow.key == key)).first()
-        if row is None:
-            tx.add(TreatmentRow(source="odoo", created_at=utc_now(), **values))
-            changed += 1
-        elif any(getattr(row, k) != v for k, v in values.items()):
-            for k, v in values.items():
-                setattr(row, k, v)
-            changed += 1
-    tx.flush()
-    return changed, missed
+        pulled.append(
+            PulledTreatment(
+                odoo_id=odoo_id,
+                key=odoo_text(get("source_reference")) or f"odoo:{odoo_id}",
+                animal_id=animal,
+                product=odoo_text(get("product")) or "treatment",
+                started_at=start,
+                withdrawal_hours=float(hours) if hours else None,
+                withdrawal_milkings=int(milkings) if milkings else None,
+                note=odoo_text(get("note")),
+                recorded_by=odoo_text(get("recorded_by")),
+                active=bool(get("active")) if "active" in fmap else True,
+                write_date=from_odoo_datetime(rec.get("write_date")),
+            )
+        )
+    return pulled, missed

@@ -20,8 +20,8 @@ from milkconsole.sync.client import (
     OdooError,
     OdooNotConfigured,
     OdooUnavailable,
-    connect,
 )
+from milkconsole.sync.connect import connect
 from milkconsole.sync.engine import ConnectFn, SyncEngine
 from milkconsole.sync.lock import SyncBusy
 from milkconsole.sync.secrets import SecretsError
