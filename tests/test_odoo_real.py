@@ -535,8 +535,8 @@ def test_the_herd_and_alternative_tags_are_pulled(real, rpc, fresh_db):
 def test_the_sync_killed_at_random_moments_leaves_no_duplicate_and_no_loss(
     real_odoo, rpc, tmp_path
 ):
-    """12 runs of `milkconsole sync --once`, each killed with SIGKILL at a random moment while it
-    pushes to the real Odoo; then one run to the end: every record once."""
+    """Runs of `milkconsole sync --once` killed with SIGKILL at random moments of their push to
+    the real Odoo until 10 were cut mid-push; then one run to the end: every record once."""
     herd(rpc, 40)
     rng = random.Random(9)
     secret = tmp_path / "odoo-secret"
@@ -545,7 +545,7 @@ def test_the_sync_killed_at_random_moments_leaves_no_duplicate_and_no_loss(
     config = tmp_path / "parlour.toml"
     config.write_text(
         f'[odoo]\nurl = "{real_odoo.url}"\ndatabase = "{real_odoo.db}"\n'
-        f'login = "{real_odoo.login}"\nsecret_file = "{secret}"\nbatch_size = 40\n',
+        f'login = "{real_odoo.login}"\nsecret_file = "{secret}"\nbatch_size = 10\n',
         encoding="utf-8",
     )
     db_path = tmp_path / "console.sqlite"
@@ -563,26 +563,36 @@ def test_the_sync_killed_at_random_moments_leaves_no_duplicate_and_no_loss(
         str(db_path),
     ]
     keys: list[str] = []
-    kills = 0
-    for run in range(12):
+    kills = runs = 0
+    outbox = Outbox(db)
+    while kills < 10 and runs < 20:
         keys += record_sessions(
             db,
             40,
             3,
-            prefix=f"RK{run:02d}",
-            start=datetime(2025, 4, 1, tzinfo=UTC) + timedelta(days=run),
+            prefix=f"RK{runs:02d}",
+            start=datetime(2025, 4, 1, tzinfo=UTC) + timedelta(days=runs),
         )
+        runs += 1
+        sent_before = outbox.counts().get("sent", 0)
         proc = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(rng.uniform(1.0, 4.0))  # start-up is ~1 s; the push follows
+        # Kill at a random moment of the push itself: after this run's first claim or send.
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            counts = outbox.counts()
+            if counts.get("in_flight", 0) or counts.get("sent", 0) > sent_before:
+                break
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.8))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait(timeout=60)
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert kills >= 8  # most runs were cut, not finished
+    assert kills == 10, f"only {kills} of {runs} runs were still pushing when killed"
     assert Counter(r.state for r in Outbox(db).dead()) == Counter()
     db.close()
     sessions = keys_in(rpc, "milk.session", "name", "RK")
