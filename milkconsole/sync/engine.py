@@ -36,11 +36,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from milkconsole.herd.identity import associate_pending
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_unqueued, requeue_registrations
 from milkconsole.store.outbox import Outbox, OutboxItem
 from milkconsole.store.schema import Meter
+from milkconsole.store.tags import associate_pending
 from milkconsole.sync.animals import pull_animals, reset_cursors, state_get, state_set
 from milkconsole.sync.check import check_contract
 from milkconsole.sync.client import (
