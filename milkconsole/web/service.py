@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING
 
 from milkconsole.config import ParlourConfig
 from milkconsole.errors import MilkConsoleError
+from milkconsole.herd.directory import HerdDirectory
 from milkconsole.meters.events import EquipmentAlertsRaised
-from milkconsole.production import HerdDirectory, ProductionSnapshot, load_herd, production_snapshot
+from milkconsole.reports.dashboard import ProductionSnapshot, production_snapshot
 from milkconsole.store.db import Database
+from milkconsole.store.directory import load_herd
 from milkconsole.store.web_tokens import IssuedToken, WebTokenInfo, WebTokenStore
 from milkconsole.supervision.alerts import (
     ATTENTION_STATES,
