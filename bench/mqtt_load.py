@@ -36,16 +36,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from milkconsole.app.runtime import ParlourRuntime  # noqa: E402
-from milkconsole.config import load_config  # noqa: E402
+from milkconsole.config import MeterConfig, load_config  # noqa: E402
 from milkconsole.meters.events import SessionCompleted, SessionSnapshot  # noqa: E402
 from milkconsole.mqtt.client import Subscription  # noqa: E402
 from milkconsole.mqtt.publisher import MqttPublisher  # noqa: E402
 from milkconsole.mqtt.settings import MqttSettings, parse_mqtt_settings  # noqa: E402
 from milkconsole.store import open_database  # noqa: E402
-from milkconsole.store.outbound import queue_sessions, set_mqtt  # noqa: E402
+from milkconsole.store.bulk import add_finished_sessions  # noqa: E402
+from milkconsole.store.outbound import set_mqtt  # noqa: E402
 from milkconsole.store.outbox import Outbox  # noqa: E402
-from milkconsole.store.schema import Meter  # noqa: E402
-from milkconsole.store.sessions import new_session_row  # noqa: E402
+from milkconsole.store.recorder import Recorder  # noqa: E402
+from milkconsole.store.sessions import PastMilking  # noqa: E402
 from simulators.broker import Mosquitto  # noqa: E402
 from simulators.demo import make_demo_config  # noqa: E402
 
@@ -120,36 +121,28 @@ def backlog(work: Path, n: int) -> dict[str, Any]:
     try:
         with db.write() as tx:
             set_mqtt(tx, "BENCH")
-            for i in range(24):
-                tx.add(
-                    Meter(
-                        id=f"M{i + 1:02d}",
-                        name="",
-                        bus_id="b",
-                        unit=i + 1,
-                        profile="gea",
-                        stall=i + 1,
-                    )
-                )
+        Recorder(db, farm_code="BENCH").upsert_meters(
+            [
+                MeterConfig(id=f"M{i + 1:02d}", bus="b", unit=i + 1, profile="gea", stall=i + 1)
+                for i in range(24)
+            ]
+        )
         for start in range(0, n, 1000):
-            with db.write() as tx:
-                rows = []
-                for i in range(start, min(n, start + 1000)):
-                    began = T0 + timedelta(seconds=20 * i)
-                    snap = SessionSnapshot(
-                        key=f"BENCH-{i:06d}",
-                        meter_id=f"M{i % 24 + 1:02d}",
-                        stall=i % 24 + 1,
-                        started_at=began,
-                        state="completed",
-                        ended_at=began + timedelta(minutes=7),
-                        duration_s=420.0,
-                        yield_l=11.5,
-                    )
-                    rows.append(new_session_row(snap, began))
-                tx.add_all(rows)
-                tx.flush()
-                queue_sessions(tx, rows)
+            milkings = []
+            for i in range(start, min(n, start + 1000)):
+                began = T0 + timedelta(seconds=20 * i)
+                snap = SessionSnapshot(
+                    key=f"BENCH-{i:06d}",
+                    meter_id=f"M{i % 24 + 1:02d}",
+                    stall=i % 24 + 1,
+                    started_at=began,
+                    state="completed",
+                    ended_at=began + timedelta(minutes=7),
+                    duration_s=420.0,
+                    yield_l=11.5,
+                )
+                milkings.append(PastMilking(snap, destination=None))
+            add_finished_sessions(db, milkings)
         sub = watcher(broker, "dairy/+/milk_meters/+/events", "bench-backlog")
         publisher = MqttPublisher(db, publisher_settings(broker, work, "BENCH"))
         t0, wall0 = time.perf_counter(), time.time()

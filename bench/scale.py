@@ -98,7 +98,7 @@ def _health_prime(ctx: Context) -> object:
 
 
 def _dashboard(ctx: Context) -> object:
-    from milkconsole.production import production_snapshot
+    from milkconsole.reports.dashboard import production_snapshot
 
     return production_snapshot(ctx.db, now=ctx.now)
 
@@ -128,7 +128,7 @@ def _cow_history(ctx: Context) -> object:
 
 
 def _herd(ctx: Context) -> object:
-    from milkconsole.production import load_herd
+    from milkconsole.store.directory import load_herd
 
     return load_herd(ctx.db)
 
@@ -262,19 +262,14 @@ def size_breakdown(path: Path, sessions: int) -> dict[str, float]:
 
 
 def context(db: Any, seed: int) -> Context:
-    from sqlalchemy import func, select
+    from milkconsole.store import history
+    from milkconsole.technician.calibration import CalibrationStore
 
-    from milkconsole.store.schema import Animal, Meter, MilkSession
-
-    with db.read() as tx:
-        end = tx.scalar(select(func.max(MilkSession.ended_at)))
-        meters = list(tx.scalars(select(Meter.id).order_by(Meter.stall)))
-        animals = list(tx.scalars(select(Animal.id)))
-        keys = list(
-            tx.scalars(
-                select(MilkSession.key).where(MilkSession.started_at >= end - timedelta(days=60))
-            )
-        )
+    end = history.last_session_end(db)
+    assert end is not None, "the year's database has no finished session"
+    meters = [m.meter_id for m in CalibrationStore(db).meters()]
+    animals = list(history.cows(db))
+    keys = history.session_keys(db, end - timedelta(days=60))
     return Context(db, end, meters, animals, keys, random.Random(seed))
 
 

@@ -36,15 +36,14 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script (the Makefile does): make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import select
-
 from bench.results_io import save
+from milkconsole.config import MeterConfig
 from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store import open_database
+from milkconsole.store.bulk import add_finished_sessions
 from milkconsole.store.db import Database
-from milkconsole.store.outbound import queue_meter, queue_sessions
-from milkconsole.store.schema import Meter, MilkSession
-from milkconsole.store.sessions import new_session_row, resolve_animal
+from milkconsole.store.recorder import Recorder
+from milkconsole.store.sessions import PastMilking, SessionStore, resolve_animal
 from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncEngine
 from milkconsole.sync.settings import parse_odoo_settings
@@ -57,65 +56,56 @@ FIRST_TAG = 982000000000001
 
 def register_meters(db: Database, meters: int = 24) -> None:
     """The bench parlour's meters, registered as a console start registers them."""
-    with db.write() as tx:
-        for n in range(1, meters + 1):
-            mid = f"M{n:02d}"
-            row = tx.get(Meter, mid)
-            if row is None:
-                row = Meter(id=mid, name=mid, bus_id="b1", unit=n, profile="gea", stall=n)
-                tx.add(row)
-                tx.flush()
-            queue_meter(
-                tx,
-                row,
-                {
-                    "meter_id": mid,
-                    "name": f"Milk meter {mid}",
-                    "stall": n,
-                    "manufacturer": "GEA",
-                    "model": "DemaTron",
-                    "transport": "tcp",
-                    "host": "10.0.0.5",
-                    "port": 502,
-                    "unit": n,
-                },
-            )
+    ids = [f"M{n:02d}" for n in range(1, meters + 1)]
+    Recorder(db, farm_code="BENCH").upsert_meters(
+        [
+            MeterConfig(id=mid, bus="b1", unit=n, profile="gea", stall=n, name=mid)
+            for n, mid in enumerate(ids, start=1)
+        ],
+        {
+            mid: {
+                "meter_id": mid,
+                "name": f"Milk meter {mid}",
+                "stall": n,
+                "manufacturer": "GEA",
+                "model": "DemaTron",
+                "transport": "tcp",
+                "host": "10.0.0.5",
+                "port": 502,
+                "unit": n,
+            }
+            for n, mid in enumerate(ids, start=1)
+        },
+    )
 
 
 def _queue_sessions(db: Database, n: int, cows: int) -> None:
     """`n` completed, identified sessions with their outbox rows (session + production)."""
     with db.read() as tx:
         cache = {c: resolve_animal(tx, str(FIRST_TAG + c)) for c in range(cows)}
-    done = 0
-    while done < n:
-        with db.write() as tx:
-            rows = []
-            for i in range(done, min(n, done + 1000)):
-                cow = i % cows
-                began = T0 + timedelta(seconds=20 * i)
-                snap = SessionSnapshot(
-                    key=f"B-{i:07d}",
-                    meter_id=f"M{i % 24 + 1:02d}",
-                    stall=i % 24 + 1,
-                    started_at=began,
-                    state="completed",
-                    rfid=str(FIRST_TAG + cow),
-                    ended_at=began + timedelta(minutes=7),
-                    duration_s=420.0,
-                    yield_l=9.5,
-                    peak_flow_l_min=3.7,
-                    avg_flow_l_min=1.5,
-                    fat_pct=4.0,
-                    protein_pct=3.3,
-                    scc_cells_ml=150_000,
-                )
-                row = new_session_row(snap, began)
-                row.animal_id, row.id_source = cache[cow], "rfid"
-                rows.append(row)
-            tx.add_all(rows)
-            tx.flush()
-            queue_sessions(tx, rows)
-            done += len(rows)
+    for start in range(0, n, 1000):
+        milkings = []
+        for i in range(start, min(n, start + 1000)):
+            cow = i % cows
+            began = T0 + timedelta(seconds=20 * i)
+            snap = SessionSnapshot(
+                key=f"B-{i:07d}",
+                meter_id=f"M{i % 24 + 1:02d}",
+                stall=i % 24 + 1,
+                started_at=began,
+                state="completed",
+                rfid=str(FIRST_TAG + cow),
+                ended_at=began + timedelta(minutes=7),
+                duration_s=420.0,
+                yield_l=9.5,
+                peak_flow_l_min=3.7,
+                avg_flow_l_min=1.5,
+                fat_pct=4.0,
+                protein_pct=3.3,
+                scc_cells_ml=150_000,
+            )
+            milkings.append(PastMilking(snap, cache[cow], destination=None))
+        add_finished_sessions(db, milkings)
 
 
 def run_backlog(
@@ -226,13 +216,10 @@ def sync_latency(
                 by_id = {
                     r["id"]: r for r in sim.records("milk.session", fields=["name", "rfid_tag"])
                 }
-                with runtime.db.read() as tx:
-                    keys = {
-                        (row.meter_id, row.rfid): row.key
-                        for row in tx.scalars(
-                            select(MilkSession).where(MilkSession.state != "in_progress")
-                        )
-                    }
+                keys = {
+                    (r.meter_id, r.rfid): r.key
+                    for r in SessionStore(runtime.db).completed_since(None)
+                }
                 at_by_key = {by_id[i]["name"]: t for i, t in list(created_at.items()) if i in by_id}
                 latencies = [
                     at_by_key[k] - t.ended_at.timestamp()
@@ -359,13 +346,10 @@ def real_latency(odoo: Any, rpc: Any, *, sessions: int = 60, poll_s: float = 1.0
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline and len(latencies) < sessions:
                 time.sleep(1.0)
-                with runtime.db.read() as tx:
-                    keys = {
-                        (row.meter_id, row.rfid): row.key
-                        for row in tx.scalars(
-                            select(MilkSession).where(MilkSession.state != "in_progress")
-                        )
-                    }
+                keys = {
+                    (r.meter_id, r.rfid): r.key
+                    for r in SessionStore(runtime.db).completed_since(None)
+                }
                 latencies = [
                     seen_at[k] - t.ended_at.timestamp()
                     for t in park.scenario.truth

@@ -13,7 +13,8 @@ holds after `days` of milking `cows` cows `milkings_per_day` times a day, and re
   now and then a cow-swap), raised by a completion hook inside the session's transaction and
   queued with `queue_health_event` / `queue_alert`; a supervisor resolves each alert a day or
   two later (`milkconsole.supervision.alerts.resolve_alert`: audited, queued for Odoo);
-- each meter calibrated twice a year (a calibration row, audited, `queue_meter_calibrated`);
+- each meter calibrated twice a year by the technician (`CalibrationStore.save`: a calibration
+  row, the meter's new factor, audited, queued for Odoo);
 - the Odoo sync keeping up: at the end of each day what was queued is marked sent
   (`Outbox.mark_sent`), except the last day's, which is still waiting;
 - the console's daily retention pass (`store/retention.py`, default policy: sent outbox rows
@@ -46,40 +47,35 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import select  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from milkconsole.config import ParlourConfig, parse_config  # noqa: E402
+from milkconsole.flags import MASTITIS_SUSPECTED  # noqa: E402
 from milkconsole.grants import Grant  # noqa: E402
 from milkconsole.meters.events import FlowSample, SessionCompleted, SessionSnapshot  # noqa: E402
+from milkconsole.store.bulk import NewCow, add_cows  # noqa: E402
+from milkconsole.store.calibrations import CalibrationStore  # noqa: E402
 from milkconsole.store.db import Database, open_database  # noqa: E402
-from milkconsole.store.outbound import (  # noqa: E402
-    meter_registration,
-    queue_alert,
-    queue_health_event,
-    queue_meter_calibrated,
-)
+from milkconsole.store.health import HealthRecords, StoredMilking  # noqa: E402
+from milkconsole.store.outbound import meter_registration  # noqa: E402
 from milkconsole.store.outbox import Outbox  # noqa: E402
 from milkconsole.store.recorder import Recorder  # noqa: E402
 from milkconsole.store.retention import RetentionPolicy, apply_retention  # noqa: E402
-from milkconsole.store.schema import (  # noqa: E402
-    Alert,
-    Animal,
-    Calibration,
-    HealthEvent,
-    Meter,
-    MilkSession,
-    OutboxRow,
-    append_audit,
-)
 from milkconsole.supervision.alerts import resolve_alert  # noqa: E402
 from milkconsole.supervision.users import UserStore  # noqa: E402
+from milkconsole.technician.calibration import (  # noqa: E402
+    CalibrationReading,
+    CalibrationSettings,
+    evaluate,
+    save_calibration,
+)
 from simulators.parlour import FlowCurve, draw_flow_curve  # noqa: E402
 
 log = logging.getLogger("bench.yeardb")
 
 FARM = "YEAR"
 SUPERVISOR = "Year Supervisor"
+TECHNICIAN = "Year Technician"
 SAMPLE_S = 2.0
 COWS_PER_STALL = 20  # per milking: a 50-stall parlour milks 1,000 cows in under three hours
 SLOT_S = 480.0  # a stall's turn: a six-minute milking, then the next cow walks in
@@ -242,8 +238,8 @@ class _Health:
     The real `HealthHook` compares each milking with the cow's history and her group's (the
     cow-swap check reads two weeks of the group); over a year of 1,000 cows that is hours. Here
     the outcomes come from the simulated truth (blood, a mastitis episode, a swap), and are
-    written exactly as the hook writes them: rows in the session's transaction, queued by
-    `store/outbound.py`.
+    written exactly as the hook writes them: through the store's `HealthRecords`, in the
+    session's transaction, queued by `store/outbound.py`.
     """
 
     def __init__(self, rng: random.Random, cows: dict[int, _Cow], t0: datetime) -> None:
@@ -254,120 +250,90 @@ class _Health:
         self.raised: list[int] = []
 
     def __call__(self, tx: Session, snap: SessionSnapshot) -> None:
-        row = tx.get(MilkSession, snap.key)
-        if row is None:
+        store = HealthRecords(tx)
+        m = store.milking(snap.key)
+        if m is None:
             return
-        at = row.ended_at or row.started_at
-        if row.blood:
-            row.quality_grade = "reject"
-            row.abnormal = True
-            self._event(tx, row, "blood_in_milk", "blood detected by the meter", at)
-        cow = self._cows.get(row.animal_id or -1)
-        if cow is None or row.state != "completed":
+        if m.blood:
+            store.set_grade(m.key, "reject", ())
+            store.add_flags(m.key, abnormal=True)
+            store.record_event(m, "blood_in_milk", "blood detected by the meter")
+        cow = self._cows.get(m.animal_id or -1)
+        if cow is None or m.state != "completed":
             return
-        day = (row.started_at - self._t0).total_seconds() / 86400.0
+        day = (m.started_at - self._t0).total_seconds() / 86400.0
         rise = cow.ec_rise(day)
         if rise > 0.12:
             severity = "critical" if rise > 0.3 else "warning"
-            row.abnormal = True
-            row.flags = ",".join(
-                [*(f for f in (row.flags or "").split(",") if f), "mastitis_suspected"]
-            )
-            self._mastitis(tx, row, cow, severity, rise, at)
+            store.add_flags(m.key, MASTITIS_SUSPECTED, abnormal=True)
+            self._mastitis(store, m, cow, severity, rise)
         elif self._rng.random() < P_SWAP:
-            alert = Alert(
-                key=f"{row.key}:cow_swap",
+            alert_id = store.raise_alert(
+                m,
+                key=f"{m.key}:cow_swap",
                 kind="identity",
                 condition="cow_swap",
                 severity="warning",
-                state="open",
-                animal_id=row.animal_id,
-                rfid=row.rfid,
-                session_key=row.key,
-                meter_id=row.meter_id,
                 message="cow swap suspected: yield unlike her own pattern",
-                raised_at=at,
             )
-            tx.add(alert)
-            queue_alert(tx, alert)
-            self.raised.append(alert.id)
+            if alert_id is not None:
+                self.raised.append(alert_id)
 
     def _mastitis(
-        self, tx: Session, row: MilkSession, cow: _Cow, severity: str, rise: float, at: datetime
+        self, store: HealthRecords, m: StoredMilking, cow: _Cow, severity: str, rise: float
     ) -> None:
         reason = f"conductivity {rise:+.0%} over her baseline"
         known = self._open.get(cow.animal_id)
         if known is not None:
-            alert = tx.get(Alert, known[0])
-            if alert is not None and alert.state != "resolved":
+            state = store.alert_state(known[0])
+            if state is not None and state != "resolved":
                 if severity == "critical" and known[1] == "warning":
-                    alert.severity, alert.message = "critical", reason
-                    queue_alert(tx, alert)  # an escalation: Odoo learns it
-                    self._open[cow.animal_id] = (alert.id, "critical")
+                    store.escalate(known[0], "critical", reason)  # Odoo learns it
+                    self._open[cow.animal_id] = (known[0], "critical")
                 return
-        alert = Alert(
-            key=f"{row.key}:mastitis",
+        alert_id = store.raise_alert(
+            m,
+            key=f"{m.key}:mastitis",
             kind="mastitis",
             condition="cow",
             severity=severity,
-            state="open",
-            animal_id=row.animal_id,
-            rfid=row.rfid,
-            session_key=row.key,
-            meter_id=row.meter_id,
             message=reason,
-            raised_at=at,
         )
-        tx.add(alert)
-        queue_alert(tx, alert)
-        self._open[cow.animal_id] = (alert.id, severity)
-        self.raised.append(alert.id)
-        self._event(tx, row, "mastitis_indicator", reason, at)
-
-    @staticmethod
-    def _event(tx: Session, row: MilkSession, kind: str, detail: str, at: datetime) -> None:
-        event = HealthEvent(
-            key=f"{row.key}:{kind}",
-            animal_id=row.animal_id,
-            session_key=row.key,
-            kind=kind,
-            detail=detail,
-            recorded_at=at,
-        )
-        tx.add(event)
-        queue_health_event(tx, event)
+        if alert_id is None:
+            return
+        self._open[cow.animal_id] = (alert_id, severity)
+        self.raised.append(alert_id)
+        store.record_event(m, "mastitis_indicator", reason)
 
 
 def _herd(db: Database, cows: int, rng: random.Random) -> dict[int, _Cow]:
-    out: dict[int, _Cow] = {}
-    with db.write() as tx:
-        rows = []
-        for i in range(cows):
-            tag = f"982{100000000000 + i:012d}"
-            rows.append(
-                Animal(
-                    odoo_id=10_000 + i,
-                    number=str(1000 + i),
-                    name=None,
-                    rfid_tag=tag,
-                    group_name=("fresh", "high", "low")[i % 3],
-                    birth_date=date(2019 + i % 4, 1 + i % 12, 1 + i % 28),
-                    lactation_number=1 + i % 5,
-                    active=True,
-                )
+    tags = [f"982{100000000000 + i:012d}" for i in range(cows)]
+    ids = add_cows(
+        db,
+        [
+            NewCow(
+                odoo_id=10_000 + i,
+                number=str(1000 + i),
+                name=None,
+                rfid_tag=tags[i],
+                group_name=("fresh", "high", "low")[i % 3],
+                birth_date=date(2019 + i % 4, 1 + i % 12, 1 + i % 28),
+                lactation_number=1 + i % 5,
+                active=True,
             )
-        tx.add_all(rows)
-        tx.flush()
-        for row in rows:
-            assert row.rfid_tag is not None
-            out[row.id] = _Cow(
-                animal_id=row.id,
-                tag=row.rfid_tag,
-                ec_base=rng.gauss(5.0, 0.35),
-                peak_l_day=max(22.0, rng.gauss(38.0, 6.0)),
-                calved=-rng.uniform(0.0, 365.0),
-            )
-    return out
+            for i in range(cows)
+        ],
+    )
+    return {
+        animal_id: _Cow(
+            animal_id=animal_id,
+            tag=tag,
+            ec_base=rng.gauss(5.0, 0.35),
+            peak_l_day=max(22.0, rng.gauss(38.0, 6.0)),
+            calved=-rng.uniform(0.0, 365.0),
+        )
+        for animal_id, tag in zip(ids, tags, strict=True)
+    }
 
 
 def _plan_mastitis(cows: dict[int, _Cow], days: int, rng: random.Random) -> None:
@@ -422,56 +388,39 @@ def _snapshot(
 
 def _sync_day(db: Database, day_id: int, at: datetime) -> int:
     """The Odoo sync kept up: everything queued so far is sent at `at` (ids as Odoo gave)."""
-    with db.read() as tx:
-        ids = list(
-            tx.scalars(
-                select(OutboxRow.id).where(
-                    OutboxRow.channel == "odoo",
-                    OutboxRow.state == "pending",
-                    OutboxRow.id > day_id,
-                )
-            )
-        )
+    box = Outbox(db)
+    ids = box.pending_ids(day_id)
     if ids:
-        Outbox(db).mark_sent({i: 1_000_000 + i for i in ids}, now=at)
+        box.mark_sent({i: 1_000_000 + i for i in ids}, now=at)
     return max(ids, default=day_id)
 
 
-def _calibrate(db: Database, config: ParlourConfig, at: datetime, rng: random.Random) -> None:
-    with db.write() as tx:
-        for m in config.meters:
-            meter = tx.get(Meter, m.id)
-            assert meter is not None
-            old = meter.calibration_factor
-            new = round(old * (1.0 + rng.gauss(0.0, 0.01)), 4)
-            tx.add(
-                Calibration(
-                    meter_id=m.id,
-                    performed_at=at,
-                    performed_by=SUPERVISOR,
-                    method="reference_jar",
-                    readings=[10.0, 12.0, 9.5],
-                    references=[10.1, 12.1, 9.5],
-                    old_factor=old,
-                    new_factor=new,
-                    mean_deviation_pct=0.6,
-                    sd_deviation_pct=0.4,
-                    result="pass",
-                    next_due_at=at + timedelta(days=182),
-                )
-            )
-            meter.calibration_factor = new
-            meter.calibration_due_at = at + timedelta(days=182)
-            append_audit(
-                tx,
-                actor=SUPERVISOR,
-                action="calibration",
-                target=f"meter:{m.id}",
-                before={"factor": old},
-                after={"factor": new},
-                at=at,
-            )
-            queue_meter_calibrated(tx, meter)
+def _calibrate(
+    db: Database, config: ParlourConfig, at: datetime, rng: random.Random, grant: Grant
+) -> None:
+    """Each meter tested with three jars of milk and calibrated as the technician's wizard
+    does (`save_calibration`: audited, queued for Odoo)."""
+    store = CalibrationStore(db)
+    settings = CalibrationSettings()
+    factors = {m.meter_id: m.calibration_factor for m in store.meters()}
+    for m in config.meters:
+        # The meter reads this much low (or high) now: the wizard's new factor makes up for it.
+        drift = 1.0 + rng.gauss(0.0, 0.01)
+        readings = [
+            CalibrationReading(measured_l=round(ref / drift, 2), reference_l=ref)
+            for ref in (10.1, 12.1, 9.5)
+        ]
+        old = factors[m.id]
+        save_calibration(
+            db,
+            grant,
+            meter_id=m.id,
+            method="weighed_milk",
+            readings=readings,
+            outcome=evaluate(readings, old, settings),
+            settings=settings,
+            now=at,
+        )
 
 
 def build(
@@ -508,8 +457,11 @@ def build(
     started = time.perf_counter()
     db = open_database(building)
     try:
-        UserStore(db).add(SUPERVISOR, "supervisor", "4321", by=None)
+        users = UserStore(db)
+        users.add(SUPERVISOR, "supervisor", "4321", by=None)
         grant = Grant(SUPERVISOR, "supervisor")
+        users.add(TECHNICIAN, "technician", "5678", by=grant)
+        technician = Grant(TECHNICIAN, "technician")
         herd = _herd(db, cows, rng)
         _plan_mastitis(herd, days, rng)
         recorder = Recorder(db, farm_code=FARM, max_batch=BATCH)
@@ -531,7 +483,7 @@ def build(
             # takes them in large batches (one transaction each) instead of a few at a time.
             todo: list[SessionCompleted] = []
             if d % 182 == 0:
-                _calibrate(db, config, day_start + timedelta(hours=1), rng)
+                _calibrate(db, config, day_start + timedelta(hours=1), rng, technician)
             for k in range(milkings_per_day):
                 milking = day_start + timedelta(hours=FIRST_MILKING_H + k * gap_h)
                 order = cow_list[:]

@@ -6,13 +6,15 @@ plays its cows `time_scale` times faster than real time; its console reads them 
 `ScaledClock`, so a 6-minute milking is recorded as 6 minutes (not 3 wall seconds) and its
 average flow reads 2 L/min, not 240. Poll scheduling, timeouts of the Modbus link and meter
 health stay on the wall clock: they are about the wire, not the cow.
+
+The store keeps UTC; people read the farm's clock, `local_zone()`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Protocol
 
 
@@ -70,3 +72,9 @@ class ScaledClock:
 
     def now(self) -> datetime:
         return self.start_utc + timedelta(seconds=self.elapsed_s())
+
+
+def local_zone() -> tzinfo:
+    """The machine's local time zone (the farm's clock)."""
+    zone = datetime.now().astimezone().tzinfo
+    return zone if zone is not None else UTC

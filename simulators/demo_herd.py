@@ -24,8 +24,8 @@ from milkconsole.herd.file import COLUMNS, HerdFile, HerdRow
 from milkconsole.herd.withdrawal import Treatment
 from milkconsole.meters.events import SessionSnapshot
 from milkconsole.meters.rfid import fdx_b_to_iso, normalize_tag
-from milkconsole.production import load_herd
 from milkconsole.store.db import Database
+from milkconsole.store.directory import load_herd
 from milkconsole.store.sessions import PastMilking, SessionStore
 from simulators.parlour import (
     CONDUCTIVITY_RANGE_MS_CM,

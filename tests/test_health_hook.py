@@ -18,13 +18,13 @@ from milkconsole.errors import ConfigError
 from milkconsole.health.hook import HealthHook
 from milkconsole.health.mastitis import Alert as DetectorAlert
 from milkconsole.health.mastitis import MilkingRecord
-from milkconsole.herd.identity import associate_pending, identify, resolve_animal
 from milkconsole.meters.events import SessionCompleted, SessionSnapshot
 from milkconsole.meters.rfid import iso_to_fdx_b, to_hex16
 from milkconsole.store import Recorder, SessionStore, open_database
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import ALERT as ALERT_MODEL
 from milkconsole.store.schema import Alert, Animal, AnimalTag, HealthEvent, MilkSession, OutboxRow
+from milkconsole.store.tags import associate_pending, identify, resolve_animal
 from tests.test_mastitis import T0, herd
 
 

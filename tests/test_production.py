@@ -8,15 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from milkconsole.herd.directory import AnimalInfo, HerdDirectory
 from milkconsole.meters.events import SessionSnapshot
-from milkconsole.production import (
-    AnimalInfo,
-    HerdDirectory,
-    load_herd,
-    production_snapshot,
-    tile_alerts,
-)
+from milkconsole.reports.dashboard import production_snapshot, tile_alerts
 from milkconsole.store.db import Database, open_database
+from milkconsole.store.directory import load_herd
 from milkconsole.store.schema import Alert, Animal, AnimalTag
 from milkconsole.store.sessions import new_session_row
 

@@ -21,7 +21,7 @@ from milkconsole.herd.changes import (
 from milkconsole.herd.separation import SeparationRules
 from milkconsole.herd.withdrawal import Treatment
 from milkconsole.meters.events import SessionCompleted, SessionSnapshot, SessionStarted
-from milkconsole.production import production_snapshot
+from milkconsole.reports.dashboard import production_snapshot
 from milkconsole.store.db import Database
 from milkconsole.store.herd import TagTaken
 from milkconsole.store.outbound import queue_meter

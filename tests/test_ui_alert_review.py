@@ -24,7 +24,7 @@ from sqlalchemy import select
 from milkconsole.config import ParlourConfig, parse_config
 from milkconsole.grants import Grant
 from milkconsole.meters.events import SessionCompleted, SessionSnapshot, SessionStarted
-from milkconsole.production import HIGH_CONDUCTIVITY_MS_CM, tile_alerts
+from milkconsole.reports.dashboard import HIGH_CONDUCTIVITY_MS_CM, tile_alerts
 from milkconsole.store.alerts import list_alerts
 from milkconsole.store.db import Database, open_database
 from milkconsole.store.recorder import Recorder

@@ -83,7 +83,7 @@ def db(tmp_path: Path):
 
 
 def _ids(db: Database) -> dict[str, int]:
-    from milkconsole.production import load_herd
+    from milkconsole.store.directory import load_herd
 
     return {a.number: a.id for a in load_herd(db).animals.values()}
 

@@ -26,7 +26,7 @@ from milkconsole.herd.file import read_herd_csv
 from milkconsole.herd.withdrawal import Treatment
 from milkconsole.meters.events import ReadingTaken
 from milkconsole.meters.rfid import fdx_b_to_iso
-from milkconsole.production import production_snapshot
+from milkconsole.reports.dashboard import production_snapshot
 from milkconsole.store.db import Database, open_database
 from milkconsole.store.schema import Alert, Animal, AuditEntry, MilkSession, OutboxRow
 from milkconsole.supervision.users import UserStore

@@ -17,6 +17,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
 from milkconsole.config import ParlourConfig, parse_config
+from milkconsole.herd.directory import AnimalInfo, HerdDirectory
 from milkconsole.meters.events import (
     MeterHealth,
     MeterStateChanged,
@@ -28,7 +29,6 @@ from milkconsole.meters.events import (
     SessionUpdated,
 )
 from milkconsole.meters.readings import Reading
-from milkconsole.production import AnimalInfo, HerdDirectory
 from milkconsole.store.db import Database, open_database
 from ui.bridge import EventBridge
 from ui.main_window import MainWindow

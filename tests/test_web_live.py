@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
+from milkconsole.herd.directory import AnimalInfo, HerdDirectory
 from milkconsole.meters.events import (
     MeterHealth,
     MeterStateChanged,
@@ -16,7 +17,6 @@ from milkconsole.meters.events import (
     SessionUpdated,
 )
 from milkconsole.meters.readings import Reading
-from milkconsole.production import AnimalInfo, HerdDirectory
 from milkconsole.web.live import DivertSet, LiveInbox, StallBoard
 
 T0 = datetime(2026, 11, 28, 6, 0, tzinfo=UTC)

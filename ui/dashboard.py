@@ -33,7 +33,7 @@ from milkconsole.meters.events import (
     SessionStarted,
     SessionUpdated,
 )
-from milkconsole.production import GRADES, ProductionSnapshot, SessionRow
+from milkconsole.reports.dashboard import GRADES, ProductionSnapshot, SessionRow
 from ui.charts import pyqtgraph, style_axes
 from ui.tables import record_table
 from ui.theme import DARK, Theme

@@ -21,8 +21,8 @@ from milkconsole.herd.changes import (
     record_treatment,
     register_stall_tag,
 )
+from milkconsole.herd.directory import AnimalInfo, display_tag
 from milkconsole.herd.withdrawal import Treatment
-from milkconsole.production import AnimalInfo, display_tag
 from milkconsole.store.herd import TagChange
 from milkconsole.store.sessions import SessionRecord
 from ui.manual_id_dialog import RegisterTagDialog

@@ -25,10 +25,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from milkconsole.herd.directory import AnimalInfo, HerdDirectory, display_tag
 from milkconsole.herd.file import days_in_milk
 from milkconsole.herd.withdrawal import local_text
 from milkconsole.meters.rfid import InvalidTag, normalize_tag
-from milkconsole.production import AnimalInfo, HerdDirectory, display_tag
 
 MAX_LISTED = 300
 

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from milkconsole.production import local_zone
+from milkconsole.clock import local_zone
 from milkconsole.reports import cow, day, herd, meters, milking, periods
 from milkconsole.reports.tables import Report, write_report_csv
 from milkconsole.store import history

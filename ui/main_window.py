@@ -32,11 +32,13 @@ from PySide6.QtWidgets import QHBoxLayout, QMainWindow, QMenu, QPushButton, QTab
 
 from milkconsole.config import ParlourConfig
 from milkconsole.grants import AccessDenied, Grant
+from milkconsole.herd.directory import AnimalInfo, HerdDirectory
 from milkconsole.herd.separation import SeparationRules
 from milkconsole.meters.events import FlowSample, SessionStarted, SessionUpdated
-from milkconsole.production import AnimalInfo, HerdDirectory, load_herd, production_snapshot
+from milkconsole.reports.dashboard import production_snapshot
 from milkconsole.store.alerts import AlertMarks, alert_marks
 from milkconsole.store.db import Database
+from milkconsole.store.directory import load_herd
 from milkconsole.store.herd import current_herd_version
 from milkconsole.store.sessions import SessionRecord, SessionStore
 from milkconsole.store.users import UserInfo

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from milkconsole.production import AnimalInfo, HerdDirectory, display_tag
+from milkconsole.herd.directory import AnimalInfo, HerdDirectory, display_tag
 
 # The divert button looks like the tile it answers: black on safety yellow.
 DIVERT_BUTTON_QSS = (

@@ -40,8 +40,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
+from milkconsole.herd.directory import display_tag
 from milkconsole.herd.separation import NOT_DIVERTED, DivertDecision
-from milkconsole.production import display_tag
 from ui.divert_sign import SignFonts, SignText, paint_sign
 from ui.theme import DARK, DIVERT_INK, DIVERT_YELLOW, Theme, icon_pixmap
 

@@ -35,6 +35,7 @@ from PySide6.QtGui import QColor, QKeyEvent, QPainter, QPaintEvent, QResizeEvent
 from PySide6.QtWidgets import QScrollArea, QWidget
 
 from milkconsole.config import ParlourConfig, parlour_sides
+from milkconsole.herd.directory import AnimalInfo, HerdDirectory
 from milkconsole.herd.separation import DivertDecision
 from milkconsole.meters.events import (
     MeterHealth,
@@ -46,7 +47,7 @@ from milkconsole.meters.events import (
     SessionStarted,
     SessionUpdated,
 )
-from milkconsole.production import AnimalInfo, HerdDirectory, ProductionSnapshot, tile_alerts
+from milkconsole.reports.dashboard import ProductionSnapshot, tile_alerts
 from ui.stall_tile import ATTENTION_STATES, NO_ID, CowIdentity, StallTileWidget, font_scale
 from ui.theme import DARK, Theme
 

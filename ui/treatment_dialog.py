@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from milkconsole.herd.directory import AnimalInfo
 from milkconsole.herd.withdrawal import Treatment, TreatmentError
-from milkconsole.production import AnimalInfo
 
 # Common labels' withdrawals, to pick instead of typing (hours, or milkings).
 _FIELD_H = 64

@@ -24,23 +24,20 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from milkconsole.errors import ConfigError
 
+# The reason codes `abnormal_reasons` returns and their sentences are the session flags'
+# vocabulary (`milkconsole.flags`): the store writes them out without knowing these rules.
+from milkconsole.flags import (
+    BLOOD,
+    CONDUCTIVITY_ELEVATED,
+    YIELD_HIGH,
+    YIELD_LOW,
+    describe_reason,
+)
+
 if TYPE_CHECKING:
     from milkconsole.config import ParlourConfig
 
 Grade = Literal["A", "B", "C", "reject"]
-
-# Reason codes `abnormal_reasons` returns; the console shows `describe_reason(code)`.
-YIELD_LOW = "yield_low"
-YIELD_HIGH = "yield_high"
-CONDUCTIVITY_ELEVATED = "conductivity_elevated"
-BLOOD = "blood"
-
-_DESCRIPTIONS = {
-    YIELD_LOW: "yield far below the cow's 30-day mean",
-    YIELD_HIGH: "yield far above the cow's 30-day mean",
-    CONDUCTIVITY_ELEVATED: "conductivity elevated over the cow's baseline",
-    BLOOD: "blood in the milk",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +177,16 @@ def abnormal_reasons(
     return tuple(reasons)
 
 
-def describe_reason(code: str) -> str:
-    """A sentence for the console for a reason code from `abnormal_reasons`."""
-    return _DESCRIPTIONS.get(code, code)
+__all__ = [
+    "BLOOD",
+    "CONDUCTIVITY_ELEVATED",
+    "DEFAULT_RULES",
+    "YIELD_HIGH",
+    "YIELD_LOW",
+    "Grade",
+    "GradeRules",
+    "abnormal_reasons",
+    "describe_reason",
+    "grade",
+    "numbers_from_table",
+]

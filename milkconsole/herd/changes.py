@@ -20,20 +20,22 @@ from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 from typing import TextIO
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from milkconsole.grants import Grant
 from milkconsole.herd.file import HerdFile, HerdFileError, ImportReport, write_herd_csv
-from milkconsole.herd.identity import associate_pending
 from milkconsole.herd.withdrawal import Treatment
 from milkconsole.store.db import Database
-from milkconsole.store.herd import TagChange, export_rows, import_rows, register_tag, set_keep_out
-from milkconsole.store.outbound import queue_session_identity
-from milkconsole.store.schema import Animal, MilkSession, User
+from milkconsole.store.herd import (
+    TagChange,
+    export_rows,
+    import_rows,
+    register_tag,
+    set_keep_out,
+    supervisor_exists,
+)
 from milkconsole.store.separation import confirm_divert as store_confirm_divert
-from milkconsole.store.separation import review_destination
-from milkconsole.store.sessions import SessionRecord, record_from_row
+from milkconsole.store.separation import review_since
+from milkconsole.store.sessions import SessionRecord, read_record
+from milkconsole.store.tags import assign_session, associate_pending
 from milkconsole.store.treatments import insert_treatment
 from milkconsole.store.users import check_grant
 
@@ -52,17 +54,13 @@ def import_herd(
         if grant is not None:
             check_grant(tx, grant, "import_herd")
             who, role = grant.user, grant.role
-        elif _has_supervisor(tx):
+        elif supervisor_exists(tx):
             check_grant(tx, None, "import_herd")
         report, problems = import_rows(tx, herd.rows, source=herd.source, actor=who, role=role)
         if problems:
             raise HerdFileError(herd.source, problems, herd.header)
         identified = associate_pending(tx)
     return replace(report, identified=len(identified))
-
-
-def _has_supervisor(tx: Session) -> bool:
-    return tx.scalar(select(User.id).where(User.role == "supervisor")) is not None
 
 
 def export_herd(db: Database, out: TextIO) -> int:
@@ -88,13 +86,7 @@ def register_stall_tag(
         change = register_tag(
             tx, animal_id, tag, primary=primary, actor=actor, session_key=session_key
         )
-        row = tx.get(MilkSession, session_key) if session_key else None
-        if row is not None and row.id_source != "manual" and row.animal_id != animal_id:
-            row.animal_id, row.id_source = animal_id, "rfid"
-            row.updated_at = datetime.now(UTC)
-            tx.flush()
-            queue_session_identity(tx, row)
-            review_destination(tx, row)
+        assign_session(tx, session_key, animal_id)
         associate_pending(tx)
     return change
 
@@ -109,10 +101,11 @@ def record_treatment(db: Database, treatment: Treatment, grant: Grant) -> Treatm
     """A supervisor records a treatment at the console (PIN checked, audited, sent to Odoo)."""
     with db.write() as tx:
         check_grant(tx, grant, "record_treatment")
-        row = insert_treatment(
+        insert_treatment(
             tx, replace(treatment, recorded_by=grant.user), actor=grant.user, role=grant.role
         )
-        _review_since(tx, row.animal_id, row.started_at)
+        # Her milkings since it began may now be milk to keep out.
+        review_since(tx, treatment.animal_id, treatment.start.astimezone(UTC))
     return replace(treatment, recorded_by=grant.user)
 
 
@@ -123,16 +116,6 @@ def seed_treatments(db: Database, treatments: Sequence[Treatment], *, actor: str
         for t in treatments:
             insert_treatment(tx, t, actor=actor)
     return len(treatments)
-
-
-def _review_since(tx: Session, animal_id: int, since: datetime) -> None:
-    """Finished sessions of hers since `since` may now be diverted milk."""
-    for row in tx.scalars(
-        select(MilkSession).where(
-            MilkSession.animal_id == animal_id, MilkSession.started_at >= since
-        )
-    ):
-        review_destination(tx, row)
 
 
 def change_keep_out(db: Database, animal_id: int, reason: str | None, grant: Grant) -> None:
@@ -152,6 +135,7 @@ def confirm_divert(
 ) -> SessionRecord:
     """The operator's "milk diverted" for a session (LookupError while it is not stored)."""
     with db.write() as tx:
-        row = store_confirm_divert(tx, session_key, actor, reason=reason, zone=zone)
-        animal = tx.get(Animal, row.animal_id) if row.animal_id is not None else None
-        return record_from_row(row, animal)
+        store_confirm_divert(tx, session_key, actor, reason=reason, zone=zone)
+        record = read_record(tx, session_key)
+        assert record is not None  # confirm_divert refused a session not stored
+        return record

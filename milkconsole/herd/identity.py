@@ -1,159 +1,20 @@
-"""Who was milked: tag -> animal through the herd list, late association, and cow-swap checks.
+"""Does a milking fit the cow its tag names? The cow-swap check, pure arithmetic.
 
-* `resolve_animal(tx, rfid)` finds the animal wearing a tag in any form the meters or Odoo
-  write (`milkconsole.meters.rfid.normalize_tag`), as primary or alternative tag. A malformed or
-  unknown tag gives None: the session keeps its raw tag and shows as unknown.
-* `associate_pending(tx)` gives every session still without an animal the one its tag now
-  points to (a new cow was added, the herd list was refreshed) and tells Odoo through the
-  outbox (the pending create is amended, so it goes out associated), and rules again on where
-  a finished one's milk should have gone. A session whose identity
-  a person set (`id_source` 'manual') is never touched: the console's choice wins.
-* `swap_suspect(...)` / `check_cow_swap(tx, session)`: a milking whose yield and time fit
-  another cow of the same group far better than the cow the tag named (tags swapped in the
-  holder, a cow in the wrong group's row) is flagged for the operator.
+A milking whose yield and time fit another cow of the same group far better than the cow the tag
+named (tags swapped in the holder, a cow in the wrong group's row) is flagged for the operator:
+`pattern_of` makes a cow's usual milking at a time of day from her recent ones, `swap_suspect`
+compares one milking with the tagged cow's pattern and her group's, and `suspect_in_group` does
+both from the group's milkings as the store reads them.
 
-Tags in the `animals` and `animal_tags` tables are kept as Odoo has them; they are normalised
-here, once per change of the herd list (`TagCache`).
+Who wears a tag, and giving sessions their cow, is persistence: `milkconsole.store.tags`.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
-from milkconsole.meters.rfid import (
-    AnimalTags,
-    InvalidTag,
-    TagForm,
-    TagIndex,
-    TagMatch,
-    normalize_tag,
-)
-from milkconsole.store.outbound import queue_session_identity
-from milkconsole.store.schema import Animal, AnimalTag, MilkSession
-from milkconsole.store.separation import review_destination
-
-log = logging.getLogger(__name__)
-
-
-class TagCache:
-    """The herd list's tags as a `TagIndex`, rebuilt only when the tables changed.
-
-    Thread-safe; the tables are read (cheap) on every call and compared with what the index
-    was built from, so an animal pull is seen at the next lookup.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._source: tuple[Any, ...] | None = None
-        self._index = TagIndex([])
-
-    def index(self, tx: Session) -> TagIndex:
-        animals: tuple[tuple[int, str | None, bool], ...] = tuple(
-            (aid, tag, bool(active))
-            for aid, tag, active in tx.execute(select(Animal.id, Animal.rfid_tag, Animal.active))
-        )
-        tags: tuple[tuple[int, str], ...] = tuple(
-            (aid, tag) for aid, tag in tx.execute(select(AnimalTag.animal_id, AnimalTag.rfid_tag))
-        )
-        source = (animals, tags)
-        with self._lock:
-            if source != self._source:
-                alternatives: dict[int, list[str]] = {}
-                for animal_id, tag in tags:
-                    alternatives.setdefault(animal_id, []).append(tag)
-                self._index = TagIndex(
-                    AnimalTags(aid, primary, tuple(alternatives.get(aid, ())), active)
-                    for aid, primary, active in animals
-                )
-                self._source = source
-                for r in self._index.refused:
-                    log.debug(
-                        "herd list tag %r of animal %s refused: %s", r.text, r.animal_id, r.reason
-                    )
-            return self._index
-
-
-_CACHE = TagCache()
-
-
-def identify(
-    tx: Session, rfid: str | None, *, form: TagForm = "auto", cache: TagCache | None = None
-) -> TagMatch | None:
-    """The animal a tag belongs to (which animal, canonical tag, primary or not), or None."""
-    if not rfid or not rfid.strip():
-        return None
-    try:
-        canonical = normalize_tag(rfid, form=form)
-    except InvalidTag as exc:
-        log.debug("tag not identified: %s", exc)
-        return None
-    return (cache or _CACHE).index(tx).lookup_canonical(canonical)
-
-
-def animal_resolver(tx: Session) -> Callable[[str | None], int | None]:
-    """`resolve_animal` for many tags in one transaction: the herd's tags are read once (the
-    recorder writes a batch of completions with it, not a read of the herd per session)."""
-    index = _CACHE.index(tx)
-
-    def resolve(rfid: str | None) -> int | None:
-        if not rfid or not rfid.strip():
-            return None
-        try:
-            canonical = normalize_tag(rfid)
-        except InvalidTag:
-            return None
-        match = index.lookup_canonical(canonical)
-        return None if match is None else match.animal_id
-
-    return resolve
-
-
-def resolve_animal(tx: Session, rfid: str | None, *, form: TagForm = "auto") -> int | None:
-    """The id of the animal wearing `rfid` (any written form, primary or alternative tag)."""
-    match = identify(tx, rfid, form=form)
-    return None if match is None else match.animal_id
-
-
-def associate_pending(tx: Session, *, since: datetime | None = None) -> list[str]:
-    """Give sessions without an animal the animal their tag now names; their keys.
-
-    Only sessions nobody identified by hand (`id_source` is None) and that carry a tag are
-    looked at (those started at or after `since`, when given). Each one found gets
-    `id_source` 'rfid' and its Odoo record is amended in the same transaction.
-    """
-    query = select(MilkSession).where(
-        MilkSession.animal_id.is_(None),
-        MilkSession.id_source.is_(None),
-        MilkSession.rfid.is_not(None),
-    )
-    if since is not None:
-        query = query.where(MilkSession.started_at >= since)
-    done: list[str] = []
-    for row in tx.scalars(query.order_by(MilkSession.started_at)):
-        animal_id = resolve_animal(tx, row.rfid)
-        if animal_id is None:
-            continue
-        row.animal_id, row.id_source = animal_id, "rfid"
-        queue_session_identity(tx, row)
-        # A finished milking of a cow whose milk had to be kept out: ruled again (the alert
-        # is raised now if nobody diverted it).
-        review_destination(tx, row)
-        done.append(row.key)
-    if done:
-        tx.flush()
-    return done
-
-
-# --- cow swaps ----------------------------------------------------------------------------
+from datetime import datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,52 +125,40 @@ def swap_suspect(
     return SwapSuspect(tagged.animal_id, best.animal_id, d_tagged, d_best)
 
 
-def check_cow_swap(
-    tx: Session, session: MilkSession, rules: SwapRules | None = None
+def suspect_in_group(
+    tagged_animal_id: int,
+    yield_l: float,
+    at: datetime,
+    group_milkings: Iterable[tuple[int | None, datetime, float]],
+    rules: SwapRules | None = None,
 ) -> SwapSuspect | None:
-    """Run `swap_suspect` for a finished, identified session against its group in the store."""
+    """Run `swap_suspect` for a finished milking of the tagged cow that started at `at`.
+
+    `group_milkings` are the completed milkings (animal, start, yield) of the active cows of
+    her group, hers included, from `rules.history_days` before `at` to `rules.already_milked_h`
+    after it, this milking left out. A cow milked within `already_milked_h` of `at` is not a
+    candidate: she was in another stall this milking.
+    """
     rules = rules or SwapRules()
-    if session.animal_id is None or session.yield_l <= 0:
+    if yield_l <= 0:
         return None
-    tagged = tx.get(Animal, session.animal_id)
-    if tagged is None:
-        return None
-    at = session.started_at
-    since = at - timedelta(days=rules.history_days)
-    group = select(Animal.id).where(Animal.active.is_(True))
-    group = group.where(
-        Animal.group_name == tagged.group_name
-        if tagged.group_name is not None
-        else Animal.group_name.is_(None)
-    )
-    history = tx.execute(
-        select(MilkSession.animal_id, MilkSession.started_at, MilkSession.yield_l).where(
-            MilkSession.animal_id.in_(group),
-            # `state || ''`: not by the state index, which on a year's database is most of the
-            # year's sessions; each cow's (animal_id, started_at) index finds her two weeks.
-            MilkSession.state.op("||")("") == "completed",
-            MilkSession.started_at >= since,
-            MilkSession.started_at < at + timedelta(hours=rules.already_milked_h),
-            MilkSession.key != session.key,
-        )
-    )
     by_animal: dict[int, list[tuple[datetime, float]]] = {}
     recently: set[int] = set()
-    for animal_id, started, yield_l in history:
+    for animal_id, started, milked_l in group_milkings:
         if animal_id is None:
             continue
         if abs((started - at).total_seconds()) < rules.already_milked_h * 3600.0:
             recently.add(animal_id)  # milked this session already: not the cow in this stall
             continue
-        by_animal.setdefault(animal_id, []).append((started, yield_l))
-    mine = pattern_of(tagged.id, by_animal.get(tagged.id, []), at, rules)
+        by_animal.setdefault(animal_id, []).append((started, milked_l))
+    mine = pattern_of(tagged_animal_id, by_animal.get(tagged_animal_id, []), at, rules)
     if mine is None:
         return None
     others = [
         p
         for aid, pairs in by_animal.items()
-        if aid != tagged.id
+        if aid != tagged_animal_id
         and aid not in recently
         and (p := pattern_of(aid, pairs, at, rules)) is not None
     ]
-    return swap_suspect(session.yield_l, at, mine, others, rules)
+    return swap_suspect(yield_l, at, mine, others, rules)

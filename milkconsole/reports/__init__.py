@@ -1,8 +1,10 @@
 """Reports, trends and data exchange: what a farmer asks of the milkings already recorded.
 
-Pure core (no Qt): each module reads the store through `milkconsole.store.history` and returns
-frozen dataclasses the console shows, the PDF renderer (`ui/`) prints and `csv_out` writes.
+Pure core (no Qt): each module reads the store through `milkconsole.store.history` (the
+dashboard through `store.dashboard`) and returns frozen dataclasses the console shows, the PDF
+renderer (`ui/`) prints and `csv_out` writes.
 
+- `dashboard`: the console's production figures now (today, the milking going on, alerts);
 - `periods`: milkings (shifts), days and ranges in the farm's local time;
 - `milking`: the milking report (one shift, or any period) and `day`: a day's milkings;
 - `cow`: one cow's lactation trend; `herd`: the herd day by day;

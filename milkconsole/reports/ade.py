@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
 
-from milkconsole.production import canonical_tag
+from milkconsole.herd.directory import canonical_tag
 from milkconsole.store import history
 from milkconsole.store.db import Database
 from milkconsole.store.sessions import SessionRecord, iso_z

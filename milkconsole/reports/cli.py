@@ -24,8 +24,8 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
+from milkconsole.clock import local_zone
 from milkconsole.errors import ConfigError, MilkConsoleError
-from milkconsole.production import local_zone
 
 REPORT_KINDS = ("milking", "day", "cow", "meter", "herd")
 EXPORT_KINDS = ("ade", "calibrations", "audit")

@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
+from milkconsole.clock import local_zone
 from milkconsole.errors import MilkConsoleError
-from milkconsole.production import local_zone
 from milkconsole.store import history
 from milkconsole.store.alerts import AlertFilter, AlertRecord, list_alerts
 from milkconsole.store.db import Database

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
-from milkconsole.production import local_zone
+from milkconsole.clock import local_zone
 from milkconsole.reports.milking import (
     COMPARISON_DAYS,
     DEFAULT_DROP_SHARE,

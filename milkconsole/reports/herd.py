@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, tzinfo
 
-from milkconsole.production import local_zone
+from milkconsole.clock import local_zone
 from milkconsole.reports.periods import day_bounds, days_between
 from milkconsole.store import history
 from milkconsole.store.db import Database

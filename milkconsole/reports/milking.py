@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from milkconsole.config import parlour_sides, side_name
-from milkconsole.production import MIN_RATE_SPAN, display_tag
+from milkconsole.herd.directory import display_tag
+from milkconsole.reports.dashboard import MIN_RATE_SPAN
 from milkconsole.reports.periods import Period, same_shift_on, split_milkings
 from milkconsole.store import history
 from milkconsole.store.alerts import AlertFilter, list_alerts

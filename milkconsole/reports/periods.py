@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
-from milkconsole.production import MILKING_GAP, local_zone
+from milkconsole.clock import local_zone
+from milkconsole.reports.dashboard import MILKING_GAP
 from milkconsole.store import history
 from milkconsole.store.db import Database
 

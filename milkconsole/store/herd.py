@@ -1,7 +1,7 @@
 """The herd in the store: cows from a herd file or Odoo merged, their tags, the keep-out flag.
 
 Every function takes the caller's write transaction; the core opens it and checks the person's
-grant (`milkconsole.herd_actions`), so the change, its audit row and its way to Odoo are stored
+grant (`milkconsole.herd.changes`), so the change, its audit row and its way to Odoo are stored
 together or not at all. What Odoo must learn goes through `milkconsole.store.outbound`, and only
 for a cow Odoo keeps (`odoo_id` set): a cow known only here gets her tags sent once a pull finds
 her in Odoo (`adopt`).
@@ -28,7 +28,7 @@ from milkconsole.herd.file import HerdRow, ImportReport, RowProblem, tag_text
 from milkconsole.meters.rfid import InvalidTag, normalize_tag
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_animal_fields, queue_animal_tag
-from milkconsole.store.schema import Animal, AnimalTag, SyncState, append_audit
+from milkconsole.store.schema import Animal, AnimalTag, SyncState, User, append_audit
 
 log = logging.getLogger(__name__)
 
@@ -464,6 +464,12 @@ def set_keep_out(
         queue_animal_fields(tx, animal.id, {"milk_withheld_reason": reason})
     bump_herd_version(tx)
     return before
+
+
+def supervisor_exists(tx: Session) -> bool:
+    """Has the console a supervisor yet? Until it has (the first set-up), a herd file is
+    imported without anyone's PIN."""
+    return tx.scalar(select(User.id).where(User.role == "supervisor")) is not None
 
 
 def current_herd_version(db: Database) -> int:

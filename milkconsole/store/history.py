@@ -159,6 +159,22 @@ def session_starts(db: Database, start: datetime, end: datetime) -> list[datetim
         )
 
 
+def session_keys(db: Database, start: datetime, end: datetime | None = None) -> list[str]:
+    """Keys of the sessions (any state) that started at or after `start` (and before `end`),
+    in start order."""
+    query = select(MilkSession.key).where(MilkSession.started_at >= start)
+    if end is not None:
+        query = query.where(MilkSession.started_at < end)
+    with db.read() as tx:
+        return list(tx.scalars(query.order_by(MilkSession.started_at)))
+
+
+def last_session_end(db: Database) -> datetime | None:
+    """When the newest session ended (None: none has)."""
+    with db.read() as tx:
+        return tx.scalar(select(func.max(MilkSession.ended_at)))
+
+
 def last_session_start(db: Database, before: datetime) -> datetime | None:
     """When the newest finished session started before `before`."""
     with db.read() as tx:

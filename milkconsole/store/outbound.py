@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from milkconsole.health.grades import describe_reason
+from milkconsole.flags import flag_text
 from milkconsole.meters.rfid import InvalidTag, normalize_tag
 from milkconsole.store.outbox import amend, create_row, enqueue, enqueue_many, withdraw
 from milkconsole.store.schema import (
@@ -77,21 +77,6 @@ FINISHED_STATES = ("completed", "incomplete", "interrupted")
 _MQTT_FARM = "mqtt.farm_code"  # sync_state: set while the parlour config has [mqtt]
 _METER_REGISTERED = "odoo.meter_registration."  # sync_state: the last registration queued
 _CAUGHT_UP = "outbound.caught_up"  # sync_state: queue_unqueued ran
-
-# How the console's flags read in Odoo's abnormality_reason.
-_FLAG_TEXT = {
-    "short": "short milking",
-    "low_yield": "low yield",
-    "rfid_late": "tag read late",
-    "rfid_split": "tag changed mid-milking (split)",
-    "meter_reset": "meter counter reset",
-    "comm_gap": "meter silent for a while",
-    "comm_timeout": "meter silent, milking closed",
-    "resumed": "carried over a console restart",
-    "recovered": "recovered from the meter after a restart",
-    "mastitis_suspected": "mastitis suspected",
-    "cow_swap_suspected": "cow swap suspected",
-}
 
 
 def iso_z(dt: datetime | None) -> str | None:
@@ -192,7 +177,7 @@ def abnormality(row: MilkSession) -> str | None:
     if row.state in ("incomplete", "interrupted"):
         parts.append(row.state)
     for flag in _flags(row):
-        text = _FLAG_TEXT.get(flag) or describe_reason(flag).rstrip(".")
+        text = flag_text(flag)
         if text not in parts:
             parts.append(text)
     return "; ".join(parts) or None

@@ -424,6 +424,18 @@ class Outbox:
                 or 0
             )
 
+    def pending_ids(self, after_id: int = 0) -> list[int]:
+        """The ids of the pending rows above `after_id`, oldest first (what a test or benchmark
+        standing in for a receiver that kept up marks sent)."""
+        with self._db.read() as tx:
+            return list(
+                tx.scalars(
+                    select(OutboxRow.id)
+                    .where(self._mine(), OutboxRow.state == "pending", OutboxRow.id > after_id)
+                    .order_by(OutboxRow.id)
+                )
+            )
+
     def mark_dead(self, outbox_id: int, error: str) -> bool:
         """A row the receiver refuses for good: dead, shown to the supervisor, others go on."""
         with self._db.write() as tx:

@@ -48,13 +48,13 @@ from milkconsole.store.sessions import (
     FINISHED_STATES,
     SNAPSHOT_FIELDS,
     _flags_text,
-    animal_resolver,
     apply_snapshot,
     new_session_row,
     new_session_values,
     snapshot_from_row,
 )
 from milkconsole.store.storage import free_space_text, storage_problem
+from milkconsole.store.tags import animal_resolver
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@
 - `confirm_divert` records the operator's "milk diverted" (during or after the milking),
   audited; a late confirmation resolves the alert.
 - `review_destination` rules again on a finished session whose cow changed (a cow named by
-  hand, a tag registered, a herd list that now knows the tag).
+  hand, a tag registered, a herd list that now knows the tag); `review_since` on a cow's
+  milkings since a treatment recorded for her.
 
 The rules (`[separation]`) are kept in `sync_state` by the runtime (`set_rules`), so every
 writer rules alike. 'diverted' with no confirmer means the console ruled the milk out and
@@ -174,6 +175,17 @@ def review_destination(tx: Session, row: MilkSession, zone: tzinfo | None = None
             tx, row, {"destination": row.destination, "divert_reason": row.divert_reason}
         )
         queue_production_change(tx, row)
+
+
+def review_since(tx: Session, animal_id: int, since: datetime) -> None:
+    """A cow's milkings since `since` ruled again (a treatment recorded for her then: their
+    milk may have had to be kept out)."""
+    for row in tx.scalars(
+        select(MilkSession).where(
+            MilkSession.animal_id == animal_id, MilkSession.started_at >= since
+        )
+    ):
+        review_destination(tx, row)
 
 
 def confirm_divert(

@@ -8,7 +8,7 @@ here, so the recorder and the corrections agree on them; what goes to Odoo is bu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -22,6 +22,9 @@ from milkconsole.store.flow_curves import read_curve
 from milkconsole.store.outbound import queue_session_fields, queue_session_identity
 from milkconsole.store.schema import Animal, MilkSession, append_audit
 from milkconsole.store.separation import review_destination
+
+# Who wears a tag is `store.tags`; the recorder and the tests find it here too.
+from milkconsole.store.tags import animal_resolver, resolve_animal
 
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
 
@@ -162,24 +165,13 @@ def new_session_values(snap: SessionSnapshot, now: datetime) -> dict[str, Any]:
     return values
 
 
-def resolve_animal(tx: Session, rfid: str | None) -> int | None:
-    """The active animal wearing this tag (canonical or alternative), if the herd list has it.
-
-    The tag may be in any form a meter or person writes (16 hex digits, ISO decimal, ASCII):
-    `milkconsole.herd.identity` normalises both sides before comparing.
-    """
-    from milkconsole.herd.identity import resolve_animal as resolve  # identity imports this module
-
-    return resolve(tx, rfid)
-
-
-def animal_resolver(tx: Session) -> Callable[[str | None], int | None]:
-    """`resolve_animal` for many tags in one transaction (the herd's tags read once)."""
-    from milkconsole.herd.identity import (
-        animal_resolver as resolver,  # identity imports this module
-    )
-
-    return resolver(tx)
+def read_record(tx: Session, key: str) -> SessionRecord | None:
+    """One session with every stored column, whatever its state (None: not stored)."""
+    row = tx.get(MilkSession, key)
+    if row is None:
+        return None
+    animal = tx.get(Animal, row.animal_id) if row.animal_id is not None else None
+    return record_from_row(row, animal)
 
 
 class SessionStore:
@@ -236,11 +228,7 @@ class SessionStore:
     def record(self, key: str) -> SessionRecord | None:
         """One session with every stored column, whatever its state."""
         with self._db.read() as tx:
-            row = tx.get(MilkSession, key)
-            if row is None:
-                return None
-            animal = tx.get(Animal, row.animal_id) if row.animal_id is not None else None
-            return record_from_row(row, animal)
+            return read_record(tx, key)
 
     def samples(self, key: str) -> list[FlowSample]:
         """The session's flow curve, in time order (packed once finished, rows while open)."""
@@ -349,5 +337,8 @@ __all__ = [
     "PastMilking",
     "SessionRecord",
     "SessionStore",
+    "animal_resolver",
     "iso_z",
+    "read_record",
+    "resolve_animal",
 ]

@@ -52,9 +52,7 @@ def treatments_of_row(row: TreatmentRow) -> list[Treatment]:
     return out
 
 
-def insert_treatment(
-    tx: Session, t: Treatment, *, actor: str, role: str | None = None
-) -> TreatmentRow:
+def insert_treatment(tx: Session, t: Treatment, *, actor: str, role: str | None = None) -> None:
     """Store a treatment recorded at the console (its key must be new); audited, and queued
     for Odoo when Odoo keeps the cow (else when a pull finds her there)."""
     animal = tx.get(Animal, t.animal_id)
@@ -94,7 +92,6 @@ def insert_treatment(
     )
     if animal.odoo_id is not None:
         queue_treatment(tx, row)
-    return row
 
 
 def queue_console_treatments(tx: Session, animal_id: int) -> None:

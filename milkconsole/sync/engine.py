@@ -34,12 +34,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from milkconsole.herd.identity import associate_pending
 from milkconsole.store.db import Database
 from milkconsole.store.meters import forget_odoo_ids, seen_meters
 from milkconsole.store.outbound import queue_unqueued, requeue_registrations
 from milkconsole.store.outbox import Outbox, OutboxItem
 from milkconsole.store.sync_state import state_get, state_set
+from milkconsole.store.tags import associate_pending
 from milkconsole.sync.animals import pull_animals, reset_cursors
 from milkconsole.sync.check import check_contract
 from milkconsole.sync.client import (

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from milkconsole.herd.directory import HerdDirectory, display_tag
 from milkconsole.meters.events import (
     MeterStateChanged,
     PollCycleCompleted,
@@ -33,7 +34,7 @@ from milkconsole.meters.events import (
     SessionStarted,
     SessionUpdated,
 )
-from milkconsole.production import HerdDirectory, display_tag, tile_alerts
+from milkconsole.reports.dashboard import tile_alerts
 
 # A finished cow's figures stay on the page this long (or until the next cow comes in),
 # as on the console's tiles.

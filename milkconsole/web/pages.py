@@ -14,7 +14,9 @@ from datetime import datetime, tzinfo
 from html import escape
 from typing import Any
 
-from milkconsole.production import AnimalInfo, ProductionSnapshot, local_zone
+from milkconsole.clock import local_zone
+from milkconsole.herd.directory import AnimalInfo
+from milkconsole.reports.dashboard import ProductionSnapshot
 from milkconsole.store.alerts import AlertRecord
 from milkconsole.store.cow_history import CowHistory
 from milkconsole.web.live import StallView

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 from milkconsole.config import ParlourConfig
 from milkconsole.errors import MilkConsoleError
 from milkconsole.grants import Grant
+from milkconsole.herd.directory import HerdDirectory
 from milkconsole.meters.events import EquipmentAlertsRaised
-from milkconsole.production import HerdDirectory, ProductionSnapshot, load_herd, production_snapshot
+from milkconsole.reports.dashboard import ProductionSnapshot, production_snapshot
 from milkconsole.store.alerts import (
     ATTENTION_STATES,
     AlertFilter,
@@ -37,6 +38,7 @@ from milkconsole.store.alerts import (
 )
 from milkconsole.store.cow_history import CowHistory, cow_history
 from milkconsole.store.db import Database
+from milkconsole.store.directory import load_herd
 from milkconsole.store.web_tokens import IssuedToken, WebTokenInfo, WebTokenStore
 from milkconsole.supervision.alerts import acknowledge_alert
 from milkconsole.supervision.lock import AccessControl, AccessSettings
