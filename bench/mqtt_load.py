@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from milkconsole.app.runtime import ParlourRuntime  # noqa: E402
-from milkconsole.config import MeterConfig, load_config  # noqa: E402
+from milkconsole.config import load_config  # noqa: E402
 from milkconsole.meters.events import SessionCompleted, SessionSnapshot  # noqa: E402
+from milkconsole.meters.parlour import MeterConfig  # noqa: E402
 from milkconsole.mqtt.client import Subscription  # noqa: E402
 from milkconsole.mqtt.publisher import MqttPublisher  # noqa: E402
 from milkconsole.mqtt.settings import MqttSettings, parse_mqtt_settings  # noqa: E402

@@ -27,8 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.results_io import save
 from milkconsole.app.runtime import ParlourRuntime
-from milkconsole.config import BusConfig, MeterConfig, load_config
+from milkconsole.config import load_config
 from milkconsole.meters.events import SessionCompleted
+from milkconsole.meters.parlour import BusConfig, MeterConfig
 from milkconsole.meters.poller import BusPoller, PolledMeter
 from milkconsole.meters.profiles import load_profiles
 from milkconsole.meters.transport import open_transport

@@ -37,8 +37,8 @@ if __package__ in (None, ""):  # run as a script (the Makefile does): make `benc
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.results_io import save
-from milkconsole.config import MeterConfig
 from milkconsole.meters.events import SessionSnapshot
+from milkconsole.meters.parlour import MeterConfig
 from milkconsole.store import open_database
 from milkconsole.store.bulk import add_finished_sessions
 from milkconsole.store.db import Database

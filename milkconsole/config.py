@@ -6,14 +6,14 @@ fix it from the message alone; the CLI turns it into exit status 2.
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from milkconsole.errors import ConfigError
+from milkconsole.meters.parlour import LAYOUTS, BusConfig, MeterConfig, TrackingConfig
 from milkconsole.meters.profiles import Profile, load_profiles
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
@@ -61,55 +61,6 @@ _SERIAL_PORT = re.compile(r"^(/[\w./+-]+|COM\d+|\\\\\.\\COM\d+)$")
 
 
 @dataclass(frozen=True, slots=True)
-class TrackingConfig:
-    """Stall-tracker thresholds. `end_after_s` etc. override the profile when set."""
-
-    comm_timeout_s: float = 60.0
-    min_duration_s: float = 120.0
-    min_yield_l: float = 2.0
-    sample_interval_s: float = 2.0
-    end_after_s: float | None = None
-    start_flow_l_min: float | None = None
-    end_flow_l_min: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class BusConfig:
-    id: str
-    transport: Literal["rtu", "tcp"]
-    port: str | int
-    host: str | None = None
-    baudrate: int = 19200
-    parity: Literal["N", "E", "O"] = "E"
-    stopbits: int = 1
-    bytesize: int = 8
-    timeout_s: float = 0.3
-    retries: int = 1
-    reconnect_max_s: float = 30.0
-
-    @property
-    def char_time_s(self) -> float:
-        """Seconds one character takes on the wire (start + data + parity + stop bits)."""
-        bits = 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
-        return bits / self.baudrate
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.host}:{self.port}" if self.transport == "tcp" else str(self.port)
-
-
-@dataclass(frozen=True, slots=True)
-class MeterConfig:
-    id: str
-    bus: str
-    unit: int
-    profile: str
-    stall: int
-    calibration_factor: float = 1.0
-    name: str = ""
-
-
-@dataclass(frozen=True, slots=True)
 class ParlourConfig:
     source: str
     name: str
@@ -127,21 +78,6 @@ class ParlourConfig:
 
     def meters_on(self, bus_id: str) -> list[MeterConfig]:
         return [m for m in self.meters if m.bus == bus_id]
-
-
-def parlour_sides(stalls: list[int], layout: str) -> list[list[int]]:
-    """The stall numbers as the parlour's sides (two for herringbone/parallel, one for rotary):
-    the stall view shows them and the milking report counts throughput per side."""
-    ordered = sorted(stalls)
-    if layout == "rotary" or len(ordered) < 4:
-        return [ordered]
-    half = math.ceil(len(ordered) / 2)
-    return [ordered[:half], ordered[half:]]
-
-
-def side_name(index: int, sides: int) -> str:
-    """ "A" / "B" for the two sides of a pit; "All" when the parlour has one (a rotary)."""
-    return "AB"[index] if sides == 2 else "All"
 
 
 class _Reader:
@@ -270,7 +206,7 @@ def parse_config(
         raise r.fail("parlour.farm_code", "use 1-32 letters, digits, - or _")
     poll = r.number(parlour, "poll_interval_s", "parlour", 1.0, 0.05, 60)
     layout = parlour.get("layout", "herringbone")
-    if layout not in ("herringbone", "parallel", "rotary"):
+    if layout not in LAYOUTS:
         raise r.fail("parlour.layout", f"must be herringbone, parallel or rotary, not {layout!r}")
     dirs = list(profile_dirs)
     if "profiles_dir" in parlour:
@@ -389,7 +325,8 @@ def _check_sections(config: ParlourConfig) -> None:
             extra["mqtt"], config.source, config.farm_code, [m.id for m in config.meters]
         )
     if "health" in extra:
-        from milkconsole.health.grades import GradeRules, numbers_from_table
+        from milkconsole.config_tables import numbers_from_table
+        from milkconsole.health.grades import GradeRules
         from milkconsole.health.mastitis import DetectorParams
 
         r = _Reader(config.source)

@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
+from dataclasses import fields, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from milkconsole.config import ParlourConfig
 from milkconsole.errors import ConfigError
+
+if TYPE_CHECKING:
+    from milkconsole.config import ParlourConfig
+
+_T = TypeVar("_T")
 
 
 def config_table(config: ParlourConfig, section: str, sub: str | None = None) -> Any:
@@ -62,5 +66,34 @@ def settings_from_table(
         changes[key] = kind(value)
     try:
         return replace(defaults, **changes)
+    except ValueError as exc:
+        raise ConfigError(source, where, str(exc)) from exc
+
+
+def numbers_from_table(
+    defaults: _T, table: Mapping[str, Any] | None, source: str, where: str
+) -> _T:
+    """`defaults` (a frozen dataclass of numbers) with the values a config table sets.
+
+    Unknown keys, non-numbers and negative values are refused with a ConfigError naming
+    `source` and the key (`where.key`), as is anything the dataclass itself refuses.
+    """
+    if table is None:
+        return defaults
+    if not isinstance(table, Mapping):
+        raise ConfigError(source, where, "must be a table")
+    known = {f.name: f for f in fields(defaults)}  # type: ignore[arg-type]
+    changes: dict[str, Any] = {}
+    for key, value in table.items():
+        at = f"{where}.{key}"
+        if key not in known:
+            raise ConfigError(source, at, f"unknown key (known: {', '.join(known)})")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(source, at, f"{value!r} is not a number")
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(source, at, f"{value!r} is not a finite number >= 0")
+        changes[key] = int(value) if known[key].type == "int" else float(value)
+    try:
+        return replace(defaults, **changes)  # type: ignore[type-var]
     except ValueError as exc:
         raise ConfigError(source, where, str(exc)) from exc

@@ -17,8 +17,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from milkconsole.config import BusConfig, ParlourConfig, load_config
+from milkconsole.config import ParlourConfig, load_config
 from milkconsole.errors import ConfigError
+from milkconsole.meters.parlour import BusConfig
 from simulators.meter import SimulatedMeter
 from simulators.modbus.registers import RegisterBank
 from simulators.modbus.rtu import ModbusRtuServer

@@ -1,6 +1,6 @@
 """The demo parlour's herd, put in a console's database the way a farm would put its own there:
-through the herd import and the treatment records (`milkconsole.herd.changes`), then a week
-of past milkings as another program's history (`SessionStore.add_past_milkings`).
+through the herd import and the treatment records (`milkconsole.supervision.herd_changes`), then a
+week of past milkings as another program's history (`SessionStore.add_past_milkings`).
 
 The console (`ui.app.open_demo_console`) and the headless demo (`milkconsole demo --headless`)
 both call `seed_demo_herd`, so both know the same cows: numbers and names instead of raw tags,
@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 
 from milkconsole.config import ParlourConfig
 from milkconsole.grants import Grant
-from milkconsole.herd.changes import import_herd, seed_treatments
 from milkconsole.herd.file import COLUMNS, HerdFile, HerdRow
 from milkconsole.herd.withdrawal import Treatment
 from milkconsole.meters.events import SessionSnapshot
@@ -27,6 +26,7 @@ from milkconsole.meters.rfid import fdx_b_to_iso, normalize_tag
 from milkconsole.store.db import Database
 from milkconsole.store.directory import load_herd
 from milkconsole.store.sessions import PastMilking, SessionStore
+from milkconsole.supervision.herd_changes import import_herd, seed_treatments
 from simulators.parlour import (
     CONDUCTIVITY_RANGE_MS_CM,
     SICK_QUARTER,

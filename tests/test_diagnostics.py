@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from milkconsole.config import BusConfig, MeterConfig
 from milkconsole.errors import ConfigError
 from milkconsole.meters.events import ReadingTaken
+from milkconsole.meters.parlour import BusConfig, MeterConfig
 from milkconsole.meters.poller import BusPoller, PolledMeter
 from milkconsole.meters.profiles import load_profiles
 from milkconsole.meters.readings import Reading

@@ -10,15 +10,8 @@ from hypothesis import strategies as st
 
 from milkconsole.config import load_config
 from milkconsole.errors import ConfigError
-from milkconsole.health.grades import (
-    BLOOD,
-    CONDUCTIVITY_ELEVATED,
-    YIELD_HIGH,
-    YIELD_LOW,
-    GradeRules,
-    abnormal_reasons,
-    grade,
-)
+from milkconsole.flags import BLOOD, CONDUCTIVITY_ELEVATED, YIELD_HIGH, YIELD_LOW
+from milkconsole.health.grades import GradeRules, abnormal_reasons, grade
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import func, select
 
 from milkconsole.grants import Grant
-from milkconsole.herd.changes import export_herd, import_herd
 from milkconsole.herd.file import HerdFileError, read_herd_csv, write_herd_csv
 from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store.db import Database
 from milkconsole.store.herd import export_rows
 from milkconsole.store.schema import Animal, AnimalTag, AuditEntry, MilkSession, OutboxRow
 from milkconsole.store.sessions import new_session_row, resolve_animal
+from milkconsole.supervision.herd_changes import export_herd, import_herd
 from milkconsole.supervision.users import UserStore
 from milkconsole.sync.animals import pull_animals
 from milkconsole.sync.connect import connect

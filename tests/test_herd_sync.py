@@ -9,17 +9,17 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from milkconsole.grants import Grant
-from milkconsole.herd.changes import (
-    change_keep_out,
-    new_treatment_key,
-    record_treatment,
-    register_stall_tag,
-)
 from milkconsole.herd.separation import SeparationRules
 from milkconsole.herd.withdrawal import Treatment
 from milkconsole.store.db import Database
 from milkconsole.store.schema import Animal, OutboxRow, TreatmentRow
 from milkconsole.store.treatments import separation_inputs
+from milkconsole.supervision.herd_changes import (
+    change_keep_out,
+    new_treatment_key,
+    record_treatment,
+    register_stall_tag,
+)
 from milkconsole.supervision.users import UserStore
 from milkconsole.sync.animals import pull_animals
 from milkconsole.sync.connect import connect
@@ -175,8 +175,8 @@ def test_a_cow_odoo_does_not_know_keeps_her_tags_and_treatments_until_it_does(si
     _ids, _local, engine, _settings = herd_from_odoo(sim, vault, db, cows=1)
     import io
 
-    from milkconsole.herd.changes import import_herd
     from milkconsole.herd.file import read_herd_csv
+    from milkconsole.supervision.herd_changes import import_herd
 
     herd = read_herd_csv(io.StringIO("number,name,rfid_tag\n500,Juno,982000000000500\n"), "h.csv")
     import_herd(db, herd, grant=MARY)

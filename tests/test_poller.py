@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from milkconsole.config import BusConfig, MeterConfig, TrackingConfig
 from milkconsole.errors import TransportError
 from milkconsole.meters.events import (
     MeterPollFailed,
@@ -22,6 +21,7 @@ from milkconsole.meters.events import (
     SessionStarted,
 )
 from milkconsole.meters.meter_health import MeterHealthTracker
+from milkconsole.meters.parlour import BusConfig, MeterConfig, TrackingConfig
 from milkconsole.meters.poller import BusPoller, PolledMeter
 from milkconsole.meters.profiles import load_profiles
 from milkconsole.meters.readings import Reading

@@ -22,7 +22,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from milkconsole.config import MeterConfig
 from milkconsole.meters.events import (
     FlowSample,
     MeterHealth,
@@ -31,6 +30,7 @@ from milkconsole.meters.events import (
     SessionStarted,
     SessionUpdated,
 )
+from milkconsole.meters.parlour import MeterConfig
 from milkconsole.store import Outbox, Recorder, SessionStore, open_database
 from milkconsole.store.db import Database
 from milkconsole.store.schema import (

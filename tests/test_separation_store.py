@@ -10,14 +10,6 @@ import pytest
 from sqlalchemy import select
 
 from milkconsole.grants import AccessDenied, Grant
-from milkconsole.herd.changes import (
-    change_keep_out,
-    confirm_divert,
-    new_treatment_key,
-    record_treatment,
-    register_stall_tag,
-    seed_treatments,
-)
 from milkconsole.herd.separation import SeparationRules
 from milkconsole.herd.withdrawal import Treatment
 from milkconsole.meters.events import SessionCompleted, SessionSnapshot, SessionStarted
@@ -29,6 +21,14 @@ from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import Alert, Animal, AnimalTag, AuditEntry, Meter, OutboxRow
 from milkconsole.store.separation import SeparationHook, set_rules
 from milkconsole.store.sessions import SessionStore
+from milkconsole.supervision.herd_changes import (
+    change_keep_out,
+    confirm_divert,
+    new_treatment_key,
+    record_treatment,
+    register_stall_tag,
+    seed_treatments,
+)
 from milkconsole.supervision.users import UserStore
 from tests.odoo_fixtures import registration
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from milkconsole.config import TrackingConfig
 from milkconsole.meters.events import (
     MeterPollFailed,
     SessionCompleted,
@@ -21,6 +20,7 @@ from milkconsole.meters.events import (
     SessionStarted,
     SessionUpdated,
 )
+from milkconsole.meters.parlour import TrackingConfig
 from milkconsole.meters.profiles import Detection
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import (

@@ -22,7 +22,6 @@ from typing import Literal
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from milkconsole.config import TrackingConfig
 from milkconsole.meters.events import (
     MeterPollFailed,
     SessionCompleted,
@@ -30,6 +29,7 @@ from milkconsole.meters.events import (
     SessionStarted,
     SessionUpdated,
 )
+from milkconsole.meters.parlour import TrackingConfig
 from milkconsole.meters.profiles import Detection
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import StallTracker

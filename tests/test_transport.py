@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from milkconsole.config import BusConfig
 from milkconsole.errors import TransportError
 from milkconsole.meters.decode import Value, decode_reading
+from milkconsole.meters.parlour import BusConfig
 from milkconsole.meters.profiles import Profile, load_profiles
 from milkconsole.meters.transport import ModbusTransport, inter_frame_gap_s, open_transport
 from simulators.meter import SimulatedMeter

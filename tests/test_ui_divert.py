@@ -17,7 +17,6 @@ from PySide6.QtCore import Qt
 from sqlalchemy import select
 
 from milkconsole.grants import Grant
-from milkconsole.herd.changes import import_herd, seed_treatments
 from milkconsole.herd.file import read_herd_csv
 from milkconsole.herd.withdrawal import Treatment
 from milkconsole.meters.events import (
@@ -30,6 +29,7 @@ from milkconsole.store.db import Database, open_database
 from milkconsole.store.recorder import Recorder
 from milkconsole.store.schema import AuditEntry, MilkSession
 from milkconsole.store.separation import SeparationHook
+from milkconsole.supervision.herd_changes import import_herd, seed_treatments
 from milkconsole.supervision.users import UserStore
 from tests.test_ui_widgets import parlour, publish_from_thread
 from ui.bridge import EventBridge

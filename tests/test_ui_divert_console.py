@@ -21,7 +21,6 @@ from PySide6.QtCore import Qt
 from sqlalchemy import select
 
 from milkconsole.config import ParlourConfig, load_config
-from milkconsole.herd.changes import import_herd, seed_treatments
 from milkconsole.herd.file import read_herd_csv
 from milkconsole.herd.withdrawal import Treatment
 from milkconsole.meters.events import ReadingTaken
@@ -29,6 +28,7 @@ from milkconsole.meters.rfid import fdx_b_to_iso
 from milkconsole.reports.dashboard import production_snapshot
 from milkconsole.store.db import Database, open_database
 from milkconsole.store.schema import Alert, Animal, AuditEntry, MilkSession, OutboxRow
+from milkconsole.supervision.herd_changes import import_herd, seed_treatments
 from milkconsole.supervision.users import UserStore
 from milkconsole.technician.calibration import CalibrationSettings, reconcile_bulk_tank
 from simulators.demo import SimulatedParlour, make_demo_config

@@ -19,7 +19,7 @@ def test_new_list_and_revoke_from_the_terminal_with_a_supervisors_pin(tmp_path):
     def run(*argv: str, pin: str = "") -> tuple[int, str]:
         args = build_parser().parse_args(["web", "token", *argv, *base])
         out = io.StringIO()
-        return run_web(args, out=out, stdin=io.StringIO(pin + "\n")), out.getvalue()
+        return run_web(args, config, out=out, stdin=io.StringIO(pin + "\n")), out.getvalue()
 
     status, text = run("new", "Vet phone", "--as", "Ann", "--pin-stdin", pin=SUPERVISOR[1])
     assert status == 0

@@ -3,7 +3,7 @@
 The operator's, from a stall (no PIN): "milk diverted" for the milking there, and an unknown
 tag given to a cow. The supervisor's, from the Herd tab (PIN through the window's `ask_pin`):
 a treatment, the keep-out flag. Each is recorded off the GUI thread
-(`milkconsole.herd.changes`), then shown: the tile calms down, the herd is read again.
+(`milkconsole.supervision.herd_changes`), then shown: the tile calms down, the herd is read again.
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from milkconsole.grants import Grant
-from milkconsole.herd.changes import (
+from milkconsole.herd.directory import AnimalInfo, display_tag
+from milkconsole.herd.withdrawal import Treatment
+from milkconsole.store.herd import TagChange
+from milkconsole.store.sessions import SessionRecord
+from milkconsole.supervision.herd_changes import (
     change_keep_out,
     confirm_divert,
     new_treatment_key,
     record_treatment,
     register_stall_tag,
 )
-from milkconsole.herd.directory import AnimalInfo, display_tag
-from milkconsole.herd.withdrawal import Treatment
-from milkconsole.store.herd import TagChange
-from milkconsole.store.sessions import SessionRecord
 from ui.manual_id_dialog import RegisterTagDialog
 from ui.treatment_dialog import KeepOutDialog, TreatmentDialog
 

@@ -34,7 +34,7 @@ from PySide6.QtCore import QRect, QSize, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QKeyEvent, QPainter, QPaintEvent, QResizeEvent
 from PySide6.QtWidgets import QScrollArea, QWidget
 
-from milkconsole.config import ParlourConfig, parlour_sides
+from milkconsole.config import ParlourConfig
 from milkconsole.herd.directory import AnimalInfo, HerdDirectory
 from milkconsole.herd.separation import DivertDecision
 from milkconsole.meters.events import (
@@ -47,6 +47,7 @@ from milkconsole.meters.events import (
     SessionStarted,
     SessionUpdated,
 )
+from milkconsole.meters.parlour import parlour_sides
 from milkconsole.reports.dashboard import ProductionSnapshot, tile_alerts
 from ui.stall_tile import ATTENTION_STATES, NO_ID, CowIdentity, StallTileWidget, font_scale
 from ui.theme import DARK, Theme

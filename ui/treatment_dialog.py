@@ -2,7 +2,7 @@
 
 They only ask and check what was typed (a product, a withdrawal in hours OR milkings, a start
 not in the future); the window asks for the supervisor's PIN and records the result off the GUI
-thread (`milkconsole.herd.changes`). Big fields and buttons, like every console dialog.
+thread (`milkconsole.supervision.herd_changes`). Big fields and buttons, like every console dialog.
 """
 
 from __future__ import annotations

@@ -70,9 +70,9 @@ def build_parser(
     (console, demo, simulate)."""
     from milkconsole.app.backup_cli import add_backup_arguments
     from milkconsole.health.cli import add_health_arguments
-    from milkconsole.herd.cli import add_herd_arguments
     from milkconsole.mqtt.cli import add_mqtt_arguments
     from milkconsole.reports.cli import add_report_arguments
+    from milkconsole.supervision.herd_cli import add_herd_arguments
     from milkconsole.supervision.users_cli import add_users_arguments
     from milkconsole.sync.cli import add_odoo_arguments, add_sync_arguments
     from milkconsole.web.cli import add_web_arguments
@@ -155,7 +155,7 @@ def run_headless(args: argparse.Namespace, pdf_writer: PdfWriter | None = None) 
     if cmd == "report":
         from milkconsole.reports.cli import run_report
 
-        return run_report(args, pdf_writer)
+        return run_report(args, pdf_writer, lambda: _layout(args))
     if cmd == "export":
         from milkconsole.reports.cli import run_export
 
@@ -173,7 +173,7 @@ def run_headless(args: argparse.Namespace, pdf_writer: PdfWriter | None = None) 
 
         return run_users(args)
     if cmd == "herd":
-        from milkconsole.herd.cli import run_herd
+        from milkconsole.supervision.herd_cli import run_herd
 
         return run_herd(args)
     if cmd == "sync":
@@ -187,12 +187,21 @@ def run_headless(args: argparse.Namespace, pdf_writer: PdfWriter | None = None) 
     if cmd == "web":
         from milkconsole.web.cli import run_web
 
-        return run_web(args)
+        return run_web(args, load_config(config_path(args)))
     if cmd == "mqtt":
         from milkconsole.mqtt.cli import run_mqtt
 
         return run_mqtt(args)
     return None
+
+
+def _layout(args: argparse.Namespace) -> str:
+    """The parlour's layout from its config; a herringbone when no config was named and the
+    default one does not exist."""
+    path = config_path(args)
+    if args.config is None and not path.exists():
+        return "herringbone"
+    return load_config(path).layout
 
 
 def _run_db(args: argparse.Namespace) -> int:

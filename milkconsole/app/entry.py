@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from milkconsole.app.cli import build_parser, config_path, run_headless
-from milkconsole.app.logging_setup import setup_logging
 from milkconsole.config import load_config, with_sections_of
 from milkconsole.errors import run_reporting_errors
+from milkconsole.logging_setup import setup_logging
 
 
 def _add_commands(sub: Any, common: Callable[..., None]) -> None:

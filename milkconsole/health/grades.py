@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal
 
+from milkconsole.config_tables import numbers_from_table
 from milkconsole.errors import ConfigError
 
 # The reason codes `abnormal_reasons` returns and their sentences are the session flags'
@@ -31,7 +32,6 @@ from milkconsole.flags import (
     CONDUCTIVITY_ELEVATED,
     YIELD_HIGH,
     YIELD_LOW,
-    describe_reason,
 )
 
 if TYPE_CHECKING:
@@ -87,37 +87,6 @@ class GradeRules:
 
 
 DEFAULT_RULES = GradeRules()
-
-_T = TypeVar("_T")
-
-
-def numbers_from_table(
-    defaults: _T, table: Mapping[str, Any] | None, source: str, where: str
-) -> _T:
-    """`defaults` (a frozen dataclass of numbers) with the values a config table sets.
-
-    Unknown keys, non-numbers and negative values are refused with a ConfigError naming
-    `source` and the key (`where.key`), as is anything the dataclass itself refuses.
-    """
-    if table is None:
-        return defaults
-    if not isinstance(table, Mapping):
-        raise ConfigError(source, where, "must be a table")
-    known = {f.name: f for f in fields(defaults)}  # type: ignore[arg-type]
-    changes: dict[str, Any] = {}
-    for key, value in table.items():
-        at = f"{where}.{key}"
-        if key not in known:
-            raise ConfigError(source, at, f"unknown key (known: {', '.join(known)})")
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(source, at, f"{value!r} is not a number")
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(source, at, f"{value!r} is not a finite number >= 0")
-        changes[key] = int(value) if known[key].type == "int" else float(value)
-    try:
-        return replace(defaults, **changes)  # type: ignore[type-var]
-    except ValueError as exc:
-        raise ConfigError(source, where, str(exc)) from exc
 
 
 def grade(
@@ -178,15 +147,9 @@ def abnormal_reasons(
 
 
 __all__ = [
-    "BLOOD",
-    "CONDUCTIVITY_ELEVATED",
     "DEFAULT_RULES",
-    "YIELD_HIGH",
-    "YIELD_LOW",
     "Grade",
     "GradeRules",
     "abnormal_reasons",
-    "describe_reason",
     "grade",
-    "numbers_from_table",
 ]

@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
+from milkconsole.config_tables import numbers_from_table
 from milkconsole.flags import COW_SWAP_SUSPECTED, MASTITIS_SUSPECTED
 from milkconsole.health.grades import (
     DEFAULT_RULES,
     GradeRules,
     abnormal_reasons,
     grade,
-    numbers_from_table,
 )
 from milkconsole.health.mastitis import Alert, DetectorParams, MastitisDetector, MilkingRecord
 from milkconsole.herd.identity import SwapRules, suspect_in_group

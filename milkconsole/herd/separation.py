@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 
-from milkconsole.health.grades import numbers_from_table
+from milkconsole.config_tables import numbers_from_table
 from milkconsole.herd.withdrawal import (
     Treatment,
     Withdrawal,

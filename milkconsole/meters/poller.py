@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from milkconsole.clock import SYSTEM_CLOCK, Clock
-from milkconsole.config import BusConfig, MeterConfig
 from milkconsole.errors import TransportError
 from milkconsole.meters.decode import decode_reading
 from milkconsole.meters.events import (
@@ -33,6 +32,7 @@ from milkconsole.meters.events import (
     SessionSnapshot,
 )
 from milkconsole.meters.meter_health import MeterHealthTracker, log_poll_failed
+from milkconsole.meters.parlour import BusConfig, MeterConfig
 from milkconsole.meters.profiles import Block, Profile
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.transport import Interruptible, Transport, open_transport

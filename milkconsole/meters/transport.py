@@ -35,8 +35,8 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.framer import FramerRTU
 from pymodbus.pdu import DecodePDU, ModbusPDU
 
-from milkconsole.config import BusConfig
 from milkconsole.errors import TransportError
+from milkconsole.meters.parlour import BusConfig
 
 log = logging.getLogger(__name__)
 

@@ -99,18 +99,16 @@ def _when(args: argparse.Namespace, name: str, *, end: bool = False) -> datetime
         raise ConfigError("command line", f"--{'to' if end else 'from'}", str(exc)) from exc
 
 
-def _layout(args: argparse.Namespace) -> str:
-    """The parlour's layout (sides for throughput) from its config when there is one."""
-    from milkconsole.config import load_config
-    from milkconsole.paths import default_config_path
-
-    path = args.config or default_config_path()
-    if args.config is None and not Path(path).exists():
-        return "herringbone"
-    return load_config(path).layout
+# The parlour's layout (its sides, for throughput), asked for only by the reports that use it.
+Layout = Callable[[], str]
 
 
-def build_report(args: argparse.Namespace, db: Any, now: datetime | None = None) -> Any:
+def build_report(
+    args: argparse.Namespace,
+    db: Any,
+    now: datetime | None = None,
+    layout: Layout = lambda: "herringbone",
+) -> Any:
     """The report the command line asks for (a `milkconsole.reports.tables.Report`)."""
     from milkconsole.reports import cow, day, herd, meters, milking, periods
 
@@ -127,13 +125,11 @@ def build_report(args: argparse.Namespace, db: Any, now: datetime | None = None)
                 raise ReportError("no milking recorded yet")
         else:
             period = periods.range_period(start or (end or now) - timedelta(hours=12), end or now)
-        return milking.build_milking_report(
-            db, period, drop_share=share, layout=_layout(args), now=now
-        )
+        return milking.build_milking_report(db, period, drop_share=share, layout=layout(), now=now)
     if args.kind == "day":
         the_day = (start or now).astimezone(zone).date()
         return day.build_day_report(
-            db, the_day, zone=zone, drop_share=share, layout=_layout(args), now=now
+            db, the_day, zone=zone, drop_share=share, layout=layout(), now=now
         )
     if args.kind == "cow":
         if not args.cow:
@@ -171,9 +167,12 @@ def ensure_display_for_qt() -> None:
 PdfWriter = Callable[[Any, Path], int]
 
 
-def run_report(args: argparse.Namespace, write_pdf: Callable[[], PdfWriter] | None) -> int:
+def run_report(
+    args: argparse.Namespace, write_pdf: Callable[[], PdfWriter] | None, layout: Layout
+) -> int:
     """Make the report and write it; `write_pdf()` gives the Qt PDF writer (`ui.report_pdf`),
-    asked for only when a PDF is wanted (the entry point, `milkconsole.app.entry`, gives it)."""
+    asked for only when a PDF is wanted (the entry point, `milkconsole.app.entry`, gives it);
+    `layout()` the parlour's layout from its config (`milkconsole.app.cli` reads it)."""
     from milkconsole.paths import default_db_path
     from milkconsole.reports.tables import write_report_csv
     from milkconsole.store.db import open_database
@@ -181,7 +180,7 @@ def run_report(args: argparse.Namespace, write_pdf: Callable[[], PdfWriter] | No
     db = open_database(args.db or default_db_path())
     try:
         now = datetime.now(UTC)
-        report = build_report(args, db, now)
+        report = build_report(args, db, now, layout)
         if args.format == "csv":
             with _output(args.out) as out:
                 write_report_csv(out, report)

@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from milkconsole.config import parlour_sides, side_name
 from milkconsole.herd.directory import display_tag
+from milkconsole.meters.parlour import parlour_sides, side_name
 from milkconsole.reports.dashboard import MIN_RATE_SPAN
 from milkconsole.reports.periods import Period, same_shift_on, split_milkings
 from milkconsole.store import history

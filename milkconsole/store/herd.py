@@ -1,10 +1,10 @@
 """The herd in the store: cows from a herd file or Odoo merged, their tags, the keep-out flag.
 
-Every function takes the caller's write transaction; the core opens it and checks the person's
-grant (`milkconsole.herd.changes`), so the change, its audit row and its way to Odoo are stored
-together or not at all. What Odoo must learn goes through `milkconsole.store.outbound`, and only
-for a cow Odoo keeps (`odoo_id` set): a cow known only here gets her tags sent once a pull finds
-her in Odoo (`adopt`).
+Every function takes the caller's write transaction; the core opens it and checks the person's grant
+(`milkconsole.supervision.herd_changes`), so the change, its audit row and its way to Odoo are
+stored together or not at all. What Odoo must learn goes through `milkconsole.store.outbound`, and
+only for a cow Odoo keeps (`odoo_id` set): a cow known only here gets her tags sent once a pull
+finds her in Odoo (`adopt`).
 
 Merging (a herd file and the Odoo pull describe the same cows): a cow is the same cow when her
 herd number matches, else when one of her tags does. Odoo wins where both have a value; where

@@ -31,7 +31,6 @@ from typing import Any, cast
 from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from milkconsole.config import MeterConfig
 from milkconsole.meters.events import (
     FlowSample,
     SessionCompleted,
@@ -40,6 +39,7 @@ from milkconsole.meters.events import (
     SessionUpdated,
     StorageStatus,
 )
+from milkconsole.meters.parlour import MeterConfig
 from milkconsole.store.db import Database
 from milkconsole.store.flow_curves import add_open_samples, close_curves, last_sample_times
 from milkconsole.store.outbound import queue_meter, queue_sessions

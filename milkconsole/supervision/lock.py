@@ -25,12 +25,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from milkconsole.config import ParlourConfig
 from milkconsole.config_tables import config_table, settings_from_table
 from milkconsole.grants import AccessDenied, Grant, allowed_roles, refuse_unless_allowed
 from milkconsole.supervision.pins import looks_like_pin
 from milkconsole.supervision.users import UserStore
+
+if TYPE_CHECKING:
+    from milkconsole.config import ParlourConfig
 
 log = logging.getLogger(__name__)
 

@@ -352,7 +352,7 @@ def _check(settings: OdooSettings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m milkconsole.sync.cli sync|odoo ...` without the rest of the CLI."""
-    from milkconsole.app.logging_setup import setup_logging
+    from milkconsole.logging_setup import setup_logging
 
     parser = argparse.ArgumentParser(prog="milkconsole")
     sub = parser.add_subparsers(dest="command", required=True)

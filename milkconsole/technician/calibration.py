@@ -42,9 +42,8 @@ import statistics
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from milkconsole.config import ParlourConfig
 from milkconsole.config_tables import config_table, settings_from_table
 from milkconsole.grants import Grant
 from milkconsole.store.calibrations import (
@@ -56,6 +55,9 @@ from milkconsole.store.calibrations import (
 )
 from milkconsole.store.db import Database
 from milkconsole.store.sessions import iso_z
+
+if TYPE_CHECKING:
+    from milkconsole.config import ParlourConfig
 
 Method = Literal["weighed_milk", "water_rig", "bulk_tank"]
 METHODS: dict[str, str] = {

@@ -30,9 +30,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from milkconsole.config import MeterConfig, ParlourConfig
 from milkconsole.config_tables import config_table, settings_from_table
 from milkconsole.errors import TransportError
 from milkconsole.meters.decode import Value, decode_fields, decode_raw
@@ -43,11 +42,15 @@ from milkconsole.meters.events import (
     PollCycleCompleted,
     ReadingTaken,
 )
+from milkconsole.meters.parlour import MeterConfig
 from milkconsole.meters.profiles import Block, Profile
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.transport import Transport
 from milkconsole.store import alerts as alert_rows
 from milkconsole.store.db import Database
+
+if TYPE_CHECKING:
+    from milkconsole.config import ParlourConfig
 
 Condition = Literal["vacuum_low", "vacuum_high", "pulsation_low", "pulsation_high"]
 RangeStatus = Literal["ok", "low", "high"]

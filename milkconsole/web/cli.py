@@ -14,12 +14,11 @@ import argparse
 import getpass
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from milkconsole.config import load_config
 from milkconsole.errors import ConfigError
 from milkconsole.grants import AccessDenied
-from milkconsole.paths import default_config_path, default_db_path
+from milkconsole.paths import default_db_path
 from milkconsole.store.db import open_database
 from milkconsole.store.web_tokens import TokenError, WebTokenStore
 from milkconsole.supervision.lock import AccessControl, AccessSettings
@@ -28,6 +27,9 @@ from milkconsole.web.certificate import read_certificate
 from milkconsole.web.qr import qr_text
 from milkconsole.web.service import in_url, url_host_for
 from milkconsole.web.settings import parse_web_settings
+
+if TYPE_CHECKING:
+    from milkconsole.config import ParlourConfig
 
 
 def add_web_arguments(subparsers: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -51,10 +53,14 @@ def add_web_arguments(subparsers: Any, common: Callable[[argparse.ArgumentParser
 
 
 def run_web(
-    args: argparse.Namespace, *, out: TextIO = sys.stdout, stdin: TextIO = sys.stdin
+    args: argparse.Namespace,
+    config: ParlourConfig,
+    *,
+    out: TextIO = sys.stdout,
+    stdin: TextIO = sys.stdin,
 ) -> int:
-    """Exit status 0 ok, 2 refused input, 4 refused authorisation."""
-    config = load_config(args.config or default_config_path())
+    """`config` is the parlour's, loaded by the command line. Exit status 0 ok, 2 refused
+    input, 4 refused authorisation."""
     section = config.extra.get("web")
     if section is None:
         raise ConfigError(config.source, "web", "missing: the live view is not configured")

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from milkconsole.config import ParlourConfig
 from milkconsole.errors import MilkConsoleError
 from milkconsole.grants import Grant
 from milkconsole.herd.directory import HerdDirectory
@@ -48,6 +47,7 @@ from milkconsole.web.live import DATABASE_CHANGED, DivertSet, LiveInbox, StallBo
 from milkconsole.web.settings import WebSettings
 
 if TYPE_CHECKING:
+    from milkconsole.config import ParlourConfig
     from milkconsole.web.server import WebServer
 
 log = logging.getLogger(__name__)

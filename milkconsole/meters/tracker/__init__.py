@@ -19,21 +19,11 @@ What it decides, per reading, and where each rule is (each module's docstring st
 
 `StallTracker` (`stall_tracker`) feeds each reading and poll failure to those in order and
 keeps what outlives a session; `session` holds the open session's state and the snapshot made
-of it; `settings`, `thresholds` and `flags` the values all of them share. The rest of the
+of it; `settings` and `thresholds` the values all of them share (the flags' names and words are
+`milkconsole.flags`). The rest of the
 console uses only the names exported here (and, for now, from `milkconsole.meters.tracker`).
 """
 
-from milkconsole.meters.tracker.flags import (
-    FLAG_COMM_GAP,
-    FLAG_COMM_TIMEOUT,
-    FLAG_LOW_YIELD,
-    FLAG_METER_RESET,
-    FLAG_RECOVERED,
-    FLAG_RESUMED,
-    FLAG_RFID_LATE,
-    FLAG_RFID_SPLIT,
-    FLAG_SHORT,
-)
 from milkconsole.meters.tracker.recovery import LastFinished
 from milkconsole.meters.tracker.session import make_session_key
 from milkconsole.meters.tracker.settings import KeyFactory, effective_detection
@@ -41,15 +31,6 @@ from milkconsole.meters.tracker.stall_tracker import StallTracker
 from milkconsole.meters.tracker.thresholds import RESET_DROP_L, SAME_COUNTER_L, YIELD_RISE_L
 
 __all__ = [
-    "FLAG_COMM_GAP",
-    "FLAG_COMM_TIMEOUT",
-    "FLAG_LOW_YIELD",
-    "FLAG_METER_RESET",
-    "FLAG_RECOVERED",
-    "FLAG_RESUMED",
-    "FLAG_RFID_LATE",
-    "FLAG_RFID_SPLIT",
-    "FLAG_SHORT",
     "RESET_DROP_L",
     "SAME_COUNTER_L",
     "YIELD_RISE_L",

@@ -13,9 +13,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from milkconsole.flags import FLAG_LOW_YIELD, FLAG_SHORT
 from milkconsole.meters.events import FlowSample, SessionCompleted, SessionState
 from milkconsole.meters.tracker import curve
-from milkconsole.meters.tracker.flags import FLAG_LOW_YIELD, FLAG_SHORT
 from milkconsole.meters.tracker.session import OpenSession, snapshot
 from milkconsole.meters.tracker.settings import Settings
 

@@ -10,7 +10,7 @@ milking) reading gives yield and quality only.
 
 from __future__ import annotations
 
-from milkconsole.config import TrackingConfig
+from milkconsole.meters.parlour import TrackingConfig
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import curve
 from milkconsole.meters.tracker.session import OpenSession

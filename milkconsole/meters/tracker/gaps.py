@@ -15,10 +15,10 @@ quiet start instead, on a new tag or a counter drop: its milking had ended befor
 
 from __future__ import annotations
 
+from milkconsole.flags import FLAG_COMM_GAP
 from milkconsole.meters.events import SessionCompleted
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import closing, detection, identity, yields
-from milkconsole.meters.tracker.flags import FLAG_COMM_GAP
 from milkconsole.meters.tracker.session import OpenSession
 from milkconsole.meters.tracker.settings import Settings
 from milkconsole.meters.tracker.thresholds import num

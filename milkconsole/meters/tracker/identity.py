@@ -9,10 +9,10 @@ session at its quiet start.
 
 from __future__ import annotations
 
+from milkconsole.flags import FLAG_RFID_LATE, FLAG_RFID_SPLIT
 from milkconsole.meters.events import SessionCompleted
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import closing, yields
-from milkconsole.meters.tracker.flags import FLAG_RFID_LATE, FLAG_RFID_SPLIT
 from milkconsole.meters.tracker.session import OpenSession
 from milkconsole.meters.tracker.settings import Settings
 from milkconsole.meters.tracker.thresholds import num

@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from milkconsole.flags import FLAG_RECOVERED
 from milkconsole.meters.events import SessionCompleted
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import closing, detection, figures
-from milkconsole.meters.tracker.flags import FLAG_RECOVERED
 from milkconsole.meters.tracker.session import OpenSession
 from milkconsole.meters.tracker.settings import Settings
 from milkconsole.meters.tracker.thresholds import RESET_DROP_L, SAME_COUNTER_L, num

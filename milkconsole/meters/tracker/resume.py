@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
+from milkconsole.flags import FLAG_RESUMED
 from milkconsole.meters.events import SessionSnapshot
 from milkconsole.meters.readings import Reading
-from milkconsole.meters.tracker.flags import FLAG_RESUMED
 from milkconsole.meters.tracker.session import OpenSession
 from milkconsole.meters.tracker.settings import Settings
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from milkconsole.config import TrackingConfig
+from milkconsole.meters.parlour import TrackingConfig
 from milkconsole.meters.profiles import Detection
 
 # (farm code, meter id, started_at) -> session key; `session.make_session_key` by default.

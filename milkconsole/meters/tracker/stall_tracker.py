@@ -8,7 +8,7 @@ the package docstring says which holds what.
 
 from __future__ import annotations
 
-from milkconsole.config import TrackingConfig
+from milkconsole.flags import FLAG_COMM_TIMEOUT, FLAG_RFID_SPLIT
 from milkconsole.meters.events import (
     MeterPollFailed,
     SessionCompleted,
@@ -17,6 +17,7 @@ from milkconsole.meters.events import (
     SessionStarted,
     SessionUpdated,
 )
+from milkconsole.meters.parlour import TrackingConfig
 from milkconsole.meters.profiles import Detection
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.tracker import (
@@ -30,7 +31,6 @@ from milkconsole.meters.tracker import (
     yields,
 )
 from milkconsole.meters.tracker.detection import LastReading
-from milkconsole.meters.tracker.flags import FLAG_COMM_TIMEOUT, FLAG_RFID_SPLIT
 from milkconsole.meters.tracker.recovery import LastFinished
 from milkconsole.meters.tracker.resume import PendingResume, anchor_resumed, resumed_session
 from milkconsole.meters.tracker.session import OpenSession, in_progress, make_session_key

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from milkconsole.meters.tracker.flags import FLAG_METER_RESET
+from milkconsole.flags import FLAG_METER_RESET
 from milkconsole.meters.tracker.session import OpenSession
 from milkconsole.meters.tracker.thresholds import RESET_DROP_L, YIELD_RISE_L
 

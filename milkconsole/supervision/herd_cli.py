@@ -17,8 +17,8 @@ from typing import Any, TextIO
 
 from milkconsole.errors import ConfigError
 from milkconsole.grants import AccessDenied, Grant
-from milkconsole.herd.changes import export_herd, import_herd
 from milkconsole.herd.file import HerdFileError, read_herd_csv
+from milkconsole.supervision.herd_changes import export_herd, import_herd
 from milkconsole.supervision.users import UserStore
 
 
