@@ -12,9 +12,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from milkconsole.config_tables import numbers_from_table
 from milkconsole.errors import ConfigError
+from milkconsole.health.grades import GradeRules
+from milkconsole.health.mastitis import DetectorParams
+from milkconsole.herd.separation import SeparationRules
 from milkconsole.meters.parlour import LAYOUTS, BusConfig, MeterConfig, TrackingConfig
 from milkconsole.meters.profiles import Profile, load_profiles
+from milkconsole.mqtt.settings import parse_mqtt_settings
+from milkconsole.store.backup import BackupSettings
+from milkconsole.store.retention import RetentionPolicy
+from milkconsole.sync.settings import parse_odoo_settings
+from milkconsole.web.settings import parse_web_settings
 
 BAUDRATES = (9600, 19200, 38400, 57600, 115200)
 _SECTIONS = {
@@ -303,32 +312,18 @@ def _check_sections(config: ParlourConfig) -> None:
     refuses the file as a whole at load time, not later when that module starts."""
     extra = config.extra
     if "web" in extra:
-        from milkconsole.web.settings import parse_web_settings
-
         parse_web_settings(extra["web"], config.source)
     if "retention" in extra:
-        from milkconsole.store.retention import RetentionPolicy
-
         RetentionPolicy.from_table(extra["retention"], config.source)
     if "backup" in extra:
-        from milkconsole.store.backup import BackupSettings
-
         BackupSettings.from_table(extra["backup"], config.source)
     if "odoo" in extra:
-        from milkconsole.sync.settings import parse_odoo_settings
-
         parse_odoo_settings(extra["odoo"], config.source)
     if "mqtt" in extra:
-        from milkconsole.mqtt.settings import parse_mqtt_settings
-
         parse_mqtt_settings(
             extra["mqtt"], config.source, config.farm_code, [m.id for m in config.meters]
         )
     if "health" in extra:
-        from milkconsole.config_tables import numbers_from_table
-        from milkconsole.health.grades import GradeRules
-        from milkconsole.health.mastitis import DetectorParams
-
         r = _Reader(config.source)
         health = r.keys(extra["health"], {"grades", "mastitis"}, "health")
         GradeRules.from_parlour(config)
@@ -336,8 +331,6 @@ def _check_sections(config: ParlourConfig) -> None:
             DetectorParams(), health.get("mastitis"), config.source, "health.mastitis"
         )
     if "separation" in extra:
-        from milkconsole.herd.separation import SeparationRules
-
         SeparationRules.from_parlour(config)
 
 

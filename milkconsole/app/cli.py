@@ -4,6 +4,10 @@ health, herd, users, sync, Odoo, the phones' view, MQTT, backup, the database.
 The console, the demo and the simulators are not the core's: `milkconsole.app.entry` (the
 program's entry point, the one module allowed to start the UI) adds them to this parser and runs
 them; everything else runs here. Exit status: `milkconsole.errors.exit_status`.
+
+Each command's module is imported when that command runs, not when the parser is built: a
+`milkconsole check-config` does not load aiohttp, odoorpc or paho. (No import here avoids a
+cycle: the core has none, `lint-imports` checks it.)
 """
 
 from __future__ import annotations

@@ -235,6 +235,8 @@ class ParlourRuntime:
         The worker is woken after each committed session, so a milking reaches Odoo within
         about a second while the network is up, and waits in the outbox while it is not.
         """
+        # The optional services (Odoo, the phones' view, MQTT) are imported when the config
+        # has them, so a parlour without them never loads odoorpc, aiohttp or paho.
         from milkconsole.sync.settings import parse_odoo_settings
 
         section = self.config.extra.get("odoo")
