@@ -1,8 +1,12 @@
 # One command surface for people and CI. `make test` and `make demo` set up what they need.
-.PHONY: test demo lint bench deb wheelhouse clean
+.PHONY: test test-core demo lint bench deb wheelhouse clean
 
 test:
 	bash scripts/test.sh
+
+# The core's tests alone, in .venv-core where PySide6 and pyqtgraph are not installed.
+test-core:
+	bash scripts/test_core.sh
 
 demo:
 	bash scripts/demo.sh
@@ -33,4 +37,4 @@ wheelhouse:
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/scale.py
 
 clean:
-	rm -rf .venv build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-core build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
