@@ -19,6 +19,7 @@ bench:
 	bash scripts/bootstrap.sh
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/polling.py
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui.py
+	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/tile_latency.py
 	.venv/bin/python bench/health.py --tuning
 	.venv/bin/python bench/sync.py
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/lan.py
