@@ -33,7 +33,10 @@ TESTS = Path(__file__).resolve().parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # The folder is the layer: its marker is added here, not written on every module.
+    # The folder is the layer: its marker is added here, not written on every module. A test
+    # outside the layer folders (a branch that still adds to the old flat tests/) would escape
+    # `-m core` and the run without Qt: it is refused, not left unmarked.
+    strays: set[str] = set()
     for item in items:
         try:
             folder = item.path.resolve().relative_to(TESTS).parts[0]
@@ -41,6 +44,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             continue
         if folder in LAYERS:
             item.add_marker(getattr(pytest.mark, folder))
+        else:
+            strays.add(str(item.path.resolve().relative_to(TESTS.parent)))
+    if strays:
+        raise pytest.UsageError(
+            f"{', '.join(sorted(strays))}: a test belongs in one of tests/{', tests/'.join(LAYERS)}"
+            " (see tests/conftest.py)"
+        )
 
 
 @pytest.fixture(autouse=True)
