@@ -23,10 +23,10 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-# Odoo sync fixtures (`sim`, `vault`, `db`) and the MQTT broker (`broker`), for every layer: a
-# module defining its own of a name overrides them. Only this top-level conftest may name
-# plugins; the real Odoo 17 fixture is pulled in by tests/acceptance/conftest.py, its only user.
-pytest_plugins = ["tests.helpers.odoo_fixtures", "tests.helpers.mqtt_fixtures"]
+# Odoo sync fixtures (`sim`, `vault`, `db`), for every layer: a module defining its own of a
+# name overrides them. Only this top-level conftest may name plugins; the layers' conftests take
+# in the rest where it is used: the real mosquitto (ui, acceptance), the real Odoo (acceptance).
+pytest_plugins = ["tests.helpers.odoo_fixtures"]
 
 LAYERS = ("core", "ui", "simulators", "acceptance")
 TESTS = Path(__file__).resolve().parent

@@ -1,9 +1,10 @@
 """Fixtures for the MQTT tests: a real mosquitto (`broker`), settings and subscribers for it.
 
-Registered as a plugin in tests/conftest.py. The broker is Debian's `mosquitto` on free
-loopback ports, with a password file (user `parlour`), persistence in the test's directory and a
-TLS listener whose certificate a CA made for the test signed; it is stopped at the end. A
-missing mosquitto fails the test (run scripts/bootstrap.sh): it is never skipped.
+Taken in by tests/ui/conftest.py and tests/acceptance/conftest.py (a real broker is no core test's
+business). The broker is Debian's `mosquitto` on free loopback ports, with a password file (user
+`parlour`), persistence in the test's directory and a TLS listener whose certificate a CA made for
+the test signed; it is stopped at the end. A missing mosquitto fails the test (run
+scripts/bootstrap.sh): it is never skipped.
 """
 
 from __future__ import annotations
