@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from milkconsole.config import load_config
@@ -84,6 +85,7 @@ def kill_while_in_flight(gw: subprocess.Popen[str], db: Database, inbox: Inbox) 
     return set(mqtt_rows(db, "in_flight")) & set(received_ids(inbox))
 
 
+@pytest.mark.slow
 def test_gateway_killed_mid_publish_loses_nothing_and_repeats_keep_their_id(
     tmp_path: Path, broker: Mosquitto
 ) -> None:

@@ -531,6 +531,7 @@ def test_the_herd_and_alternative_tags_are_pulled(real, rpc, fresh_db):
 # -- kill -9 --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_sync_killed_at_random_moments_leaves_no_duplicate_and_no_loss(
     real_odoo, rpc, tmp_path
 ):

@@ -107,10 +107,12 @@ def run_parlour(tmp_path: Path, faults: FaultPlan | None, cows: int = 200) -> No
     assert_matches_truth(rows, truth)
 
 
+@pytest.mark.slow
 def test_two_hundred_cows_through_24_meters_are_each_recorded_once(tmp_path: Path) -> None:
     run_parlour(tmp_path, faults=None)
 
 
+@pytest.mark.slow
 def test_faults_do_not_lose_split_or_duplicate_a_milking(tmp_path: Path) -> None:
     faults = FaultPlan.typical(seed=3)
     run_parlour(tmp_path, faults=faults)
@@ -151,6 +153,7 @@ def _wait_for_log(log_file: Path, text: str, timeout_s: float) -> None:
 KILL_TIME_SCALE = 60.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_after_s", [3.0])
 def test_gateway_killed_mid_milking_loses_nothing_and_resumes(
     tmp_path: Path, kill_after_s: float

@@ -223,6 +223,7 @@ def cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_the_herd_command_imports_refuses_a_bad_file_with_status_2_and_exports(tmp_path):
     db = tmp_path / "c.sqlite"
     good = tmp_path / "herd.csv"

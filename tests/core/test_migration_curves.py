@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, inspect
@@ -184,6 +185,7 @@ def assert_old_and_usable(path: Path, samples: int) -> None:
     assert count(path, "SELECT COUNT(*) FROM flow_samples") == samples
 
 
+@pytest.mark.slow
 def test_a_migration_killed_half_way_leaves_the_old_database_usable(tmp_path):
     path = tmp_path / "parlour.sqlite"
     before_curves(path)

@@ -163,6 +163,7 @@ def test_no_stored_secret_is_not_configured_with_the_login_command(sim, vault):
 # -- the big one: a week offline -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_seven_days_offline_then_reconnect_delivers_everything_exactly_once(sim, vault, db):
     """500 cows x 3 milkings x 7 days recorded with Odoo away, identified from the cache."""
     sim.seed_herd(500)
