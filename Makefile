@@ -1,8 +1,12 @@
 # One command surface for people and CI. `make test` and `make demo` set up what they need.
-.PHONY: test demo lint bench bench-year deb wheelhouse clean
+.PHONY: test test-core demo lint bench bench-year deb wheelhouse clean
 
 test:
 	bash scripts/test.sh
+
+# The core's tests alone, in .venv-core where PySide6 and pyqtgraph are not installed.
+test-core:
+	bash scripts/test_core.sh
 
 demo:
 	bash scripts/demo.sh
@@ -15,6 +19,7 @@ bench:
 	bash scripts/bootstrap.sh
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/polling.py
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/ui.py
+	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/tile_latency.py
 	.venv/bin/python bench/health.py --tuning
 	.venv/bin/python bench/sync.py
 	QT_QPA_PLATFORM=offscreen .venv/bin/python bench/lan.py
@@ -39,4 +44,4 @@ wheelhouse:
 	.venv/bin/python installer/build.py wheelhouse
 
 clean:
-	rm -rf .venv build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-core build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

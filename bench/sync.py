@@ -5,8 +5,8 @@
                                               # machine's, with installer/odoo's module):
                                               # writes bench/results/sync_real.json
 
-`--real` starts the real Odoo 17 the tests use (`tests/real_odoo.py`), pushes a week offline
-(10,500 sessions of 500 cows plus their production records) in batches of 500, and measures
+`--real` starts the real Odoo 17 the tests use (`tests/acceptance/real_odoo.py`), pushes a week
+offline (10,500 sessions of 500 cows plus their production records) in batches of 500, and measures
 meter-to-Odoo latency with a whole simulated parlour recording into it (the time a session's
 milk.session first answers a search, polled every 50 ms, against the instant the meter cleared
 its milking bit).
@@ -379,7 +379,7 @@ def real_latency(odoo: Any, rpc: Any, *, sessions: int = 60, poll_s: float = 1.0
 
 def main_real() -> int:
     """`--real`: the figures issue 9 asks for, against a real Odoo 17."""
-    from tests.real_odoo import ADDONS_DIR, MODULES, ServeProcess, find_serve
+    from tests.acceptance.real_odoo import ADDONS_DIR, MODULES, ServeProcess, find_serve
 
     serve = find_serve()
     if serve is None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare this checkout on a fresh Debian/Ubuntu machine: the Debian libraries Qt needs (and
 # socat/mbpoll/Xvfb/mosquitto for the tests, PostgreSQL and python3-venv for the real Odoo 17 of
-# tests/real_odoo.py, chromium and its chromedriver for the phone view's browser tests,
+# tests/acceptance/real_odoo.py, chromium and its chromedriver for the phone view's browser tests,
 # poppler-utils to turn report PDFs into PNGs, a font for the reports, dpkg-dev for building the
 # Debian package), then a virtualenv in .venv with the project, its dev tools and the
 # installer's (PyInstaller).
