@@ -8,7 +8,8 @@ model knows each cow's true yield; the tracker must record exactly that.
 Where the truth is unknowable from the wire the model does not go: the reading just after each
 cow's milk stops and each cow's attach reading always answer (without them two tag-less cows
 are one long milking to any observer), a counter reset is only made when its drop (> 0.3 L)
-shows on the next answered reading, and after a gap only while milk is still flowing.
+shows on the next answered reading, and after a gap (failed polls or a console restart) only
+while milk is still flowing.
 """
 
 from __future__ import annotations
@@ -219,6 +220,7 @@ def _simulate(run: Run) -> Outcome:
         counter = 0.0
         feed.read(counter, cow.flows[0], True, cow.tag if cow.late == 0 else None)
         true_l, reported, prev_answered = 0.0, 0.0, True
+        restarted = False  # a restart is a gap to the tracker: its first reading is a return
         pending_reset, shadow = False, 0.0
         lost: set[int] = set()
         if cow.restart is not None:
@@ -228,6 +230,7 @@ def _simulate(run: Run) -> Outcome:
                 return Outcome(feed.events, feed.tracker.current, truths, feed.restarts)
             if cow.restart is not None and j == cow.restart[0]:
                 feed.restart()
+                restarted = True
             feed.t += cow.dts[j - 1]
             milk = cow.flows[j - 1] * cow.dts[j - 1] / 60.0
             true_l += milk
@@ -247,14 +250,14 @@ def _simulate(run: Run) -> Outcome:
                 prev_answered = False
                 continue
             if pending_reset:
-                after_gap = not prev_answered
+                after_gap = not prev_answered or restarted
                 visible = counter < reported - 0.3 and (status or not after_gap or flow_now > 0)
                 if not visible:
                     counter = shadow
                 pending_reset = False
             tag = cow.tag if j >= cow.late else None
             feed.read(counter, flow_now, True, tag)
-            reported, prev_answered = counter, True
+            reported, prev_answered, restarted = counter, True, False
         if pending_reset:
             counter = shadow
         # The counter left on the meter must show the next cow's reset, or nobody could see it.
