@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 
 import pytest
@@ -59,6 +60,7 @@ def test_fdx_b_fields_sit_where_iso_11784_puts_them() -> None:
 
 @given(countries, nationals, st.booleans())
 @example(0, 128, False)  # 0x80: byte-swapped it is the animal flag alone, an all-zero ID
+@example(1, 128, False)  # byte-swapped, a valid animal tag (the next test)
 def test_decimal_to_64_bit_to_hex_and_back_is_the_same_tag(
     country: int, national: int, animal: bool
 ) -> None:
@@ -67,10 +69,31 @@ def test_decimal_to_64_bit_to_hex_and_back_is_the_same_tag(
     assert fdx_b_to_iso(code) == canonical
     hex_msb_first = to_hex16(code)
     assert len(hex_msb_first) == 16
-    assert normalize_tag(hex_msb_first) == canonical
-    assert normalize_tag(hex_msb_first, form="hex") == canonical
     assert normalize_tag(format_display(canonical)) == canonical
     assert normalize_tag(canonical, form="iso") == canonical
+    if animal:
+        # Every ear tag in a parlour is an animal tag: its hex reads back in either form.
+        assert normalize_tag(hex_msb_first) == canonical
+        assert normalize_tag(hex_msb_first, form="hex") == canonical
+    else:
+        # A non-animal code reads back as itself or, when that is also a valid tag, as its
+        # byte-swap (see the next test), never as anything else and never as no tag at all.
+        swapped = int.from_bytes(code.to_bytes(8, "big"), "little")
+        readings = {canonical}
+        with contextlib.suppress(InvalidTag):
+            readings.add(fdx_b_to_iso(swapped))
+        readings.discard("000000000000000")
+        assert normalize_tag(hex_msb_first) in readings
+
+
+def test_a_non_animal_code_whose_byte_swap_is_an_animal_tag_reads_as_the_animal_tag() -> None:
+    # 001 000000000128 without the animal flag is 00 00 00 40 00 00 00 80; read the other way
+    # round it is an animal tag (flag from the 0x80) of country 0. The wire cannot tell them
+    # apart; a parlour reads ear tags, so the animal reading wins (rfid._byte_order_rank).
+    code = iso_to_fdx_b(1, 128, animal=False)
+    assert to_hex16(code) == "0000004000000080"
+    assert normalize_tag(to_hex16(code)) == iso_decimal(0, 1 << 30)
+    assert normalize_tag(to_hex16(iso_to_fdx_b(1, 128, animal=True))) == "001000000000128"
 
 
 @given(countries, nationals)
