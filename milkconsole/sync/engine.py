@@ -58,11 +58,10 @@ from milkconsole.sync.contract import (
     OUTBOX_MODEL,
     PUSH_ORDER,
     Contract,
-    MappingError,
     Refs,
-    to_odoo_datetime,
 )
 from milkconsole.sync.lock import SyncBusy, SyncLock
+from milkconsole.sync.odoo_values import MappingError, to_odoo_datetime
 from milkconsole.sync.registration import MeterRegistration
 from milkconsole.sync.resolve import Resolver
 from milkconsole.sync.settings import OdooSettings
