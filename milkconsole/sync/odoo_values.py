@@ -4,6 +4,10 @@ Odoo's RPC speaks datetimes as 'YYYY-MM-DD HH:MM:SS' in UTC with no zone, a many
 [id, name] or False, an empty char field as False; the console's payloads speak ISO times with Z
 and the herd list's canonical tags. These are the conversions both ways, used by the contract's
 getters (`sync.contract`) and by the pulls (`sync.animals`, `sync.treatments`, `sync.resolve`).
+
+They are apart from the contract because they hold no knowledge of any model or field: the
+pulls read Odoo's values with them without the table, and the table stays the one place that
+says which field gets what.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ meter's make, link and status) and gives the value the seed's selection field ac
 contract's table (`sync.contract`) declares a field's selection from these, so the contract
 check can name a value a server lacks before anything is sent. docs/odoo.md has the mapping
 in words.
+
+They are apart from the table because they are vocabulary, not structure: a farm's module
+that adds a make or an alert kind changes a mapping here, and the contract's list of models
+and fields does not move.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def is_abnormal(p: Mapping[str, Any]) -> bool | None:
 
 
 def alert_title(p: Mapping[str, Any]) -> str:
+    """An alert's name in Odoo: its kind, its condition (not "cow"), the cow's number."""
     kind = str(p.get("kind") or "alert").replace("_", " ")
     text = kind[:1].upper() + kind[1:]
     condition = p.get("condition")
@@ -75,6 +80,7 @@ def alert_title(p: Mapping[str, Any]) -> str:
 
 
 def alert_type(p: Mapping[str, Any]) -> str | None:
+    """The seed's alert type (a cow's alerts are `custom`); None when the payload has no kind."""
     return ALERT_TYPES.get(str(p["kind"]), "custom") if p.get("kind") else None
 
 
@@ -87,5 +93,6 @@ def manufacturer(p: Mapping[str, Any]) -> str | None:
 
 
 def baudrate(p: Mapping[str, Any]) -> str | None:
+    """The seed's baud rate value; None for a rate its selection does not list."""
     text = str(p.get("baudrate"))
     return text if text in BAUDRATES else None
