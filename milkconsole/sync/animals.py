@@ -32,13 +32,8 @@ from milkconsole.store.herd import bump_herd_version
 from milkconsole.store.herd_sync import PulledAnimal, PulledTag, mark_gone, save_animals, save_tags
 from milkconsole.store.sync_state import state_get, state_set
 from milkconsole.sync.client import OdooClient
-from milkconsole.sync.contract import (
-    ODOO_DATETIME,
-    Contract,
-    from_odoo_datetime,
-    many2one_id,
-    odoo_text,
-)
+from milkconsole.sync.contract import Contract
+from milkconsole.sync.odoo_values import ODOO_DATETIME, from_odoo_datetime, many2one_id, odoo_text
 
 log = logging.getLogger(__name__)
 

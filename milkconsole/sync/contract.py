@@ -10,7 +10,14 @@ an Odoo module that provides exactly these for a farm whose Odoo lacks them.
 the payload keys it reads, the getter that turns an outbox payload (the console's own vocabulary:
 `yield_l`, ISO times with Z, local animal ids) into the Odoo value, the precision the seed
 declares, the model a many2one must point at, and the selection values the console may send.
-`milkconsole.store.outbound` builds the payloads; a test checks that the two agree.
+`Contract` applies the table as one config file names things; `Refs` are the Odoo ids the
+getters link to. `milkconsole.store.outbound` builds the payloads; a test checks that the two
+agree.
+
+The parts the table uses live beside it: `sync.odoo_values` the value conversions (ISO and
+Odoo datetimes, many2one ids, text, canonical tags, the seed's precision) and `MappingError`;
+`sync.selections` the console's states and kinds as the seed's selection values and the getters
+that pick them.
 
 `[odoo.models]` and `[odoo.fields.<model>]` in the config rename models and fields for a server
 whose module spells them differently, or leave an optional field out (""). docs/odoo.md is the
@@ -21,82 +28,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-from milkconsole.errors import MilkConsoleError
-from milkconsole.meters.rfid import InvalidTag, normalize_tag
+from milkconsole.sync import selections
+from milkconsole.sync.odoo_values import (
+    ODOO_DATE,
+    MappingError,
+    canonical_tag,
+    parse_iso,
+    rounded,
+    to_odoo_datetime,
+)
 
 if TYPE_CHECKING:
     # The settings are validated against this contract (`sync.settings` imports it): the
     # contract only reads them.
     from milkconsole.sync.settings import OdooSettings
-
-ODOO_DATETIME = "%Y-%m-%d %H:%M:%S"
-ODOO_DATE = "%Y-%m-%d"
-
-
-class MappingError(MilkConsoleError):
-    """An outbox payload that cannot become Odoo values (a local bug or a damaged row)."""
-
-
-# -- value conversions -----------------------------------------------------------------------
-
-
-def parse_iso(value: Any, what: str) -> datetime:
-    """An aware UTC datetime from the ISO text a payload holds (naive text is refused)."""
-    if isinstance(value, datetime):
-        dt = value
-    elif isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise MappingError(f"{what}: {value!r} is not an ISO 8601 time") from exc
-    else:
-        raise MappingError(f"{what}: {value!r} is not a time")
-    if dt.tzinfo is None:
-        raise MappingError(f"{what}: {value!r} has no time zone (payload times are UTC with Z)")
-    return dt.astimezone(UTC)
-
-
-def to_odoo_datetime(value: Any, what: str = "time") -> str:
-    """Odoo's datetime form: 'YYYY-MM-DD HH:MM:SS' in UTC, no zone, no fraction."""
-    return parse_iso(value, what).strftime(ODOO_DATETIME)
-
-
-def from_odoo_datetime(value: Any) -> datetime | None:
-    """An aware UTC datetime from Odoo's 'YYYY-MM-DD HH:MM:SS' (False -> None)."""
-    if not value:
-        return None
-    return datetime.strptime(str(value)[:19], ODOO_DATETIME).replace(tzinfo=UTC)
-
-
-def many2one_id(value: Any) -> int | None:
-    """The id of a many2one as Odoo reads it back ([id, name] or False)."""
-    if isinstance(value, list | tuple) and value:
-        return int(value[0])
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return None
-
-
-def odoo_text(value: Any) -> str | None:
-    """A char field as Odoo reads it back (False means empty)."""
-    if value is False or value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
-def canonical_tag(raw: Any) -> str | None:
-    """The tag as the herd list keeps it (ISO 15 digits, or ASCII:...); unreadable text as is."""
-    if raw in (None, ""):
-        return None
-    try:
-        return normalize_tag(str(raw))
-    except InvalidTag:
-        return str(raw)
 
 
 # -- references resolved at push time ---------------------------------------------------------
@@ -130,69 +79,11 @@ class Refs:
         return self.animals.get(int(local_id))
 
 
-# -- the console's states and kinds as the seed's selection values ----------------------------
-
-FINISHED_STATES = ("completed", "incomplete", "interrupted")
-SESSION_STATES = ("in_progress", "completed")
-ALERT_STATES = {"open": "active", "acknowledged": "acknowledged", "resolved": "resolved"}
-SEVERITIES = {"info": "low", "low": "low", "warning": "warning", "critical": "critical"}
-# iot.device.alert's types are about devices; a cow's alerts are the seed's 'custom' ones.
-ALERT_TYPES = {
-    "equipment": "threshold",
-    "offline": "offline",
-    "calibration": "maintenance",
-}
-EVENT_TYPES = {
-    "mastitis_indicator": "mastitis_indicator",
-    "blood_in_milk": "blood_indicator",
-    "blood_indicator": "blood_indicator",
-    "identity_indicator": "identity_indicator",
-    "low_yield": "low_yield",
-    "treatment": "treatment",
-}
-MANUFACTURERS = {
-    "delaval": "delaval",
-    "afimilk": "afimilk",
-    "gea": "gea",
-    "lely": "lely",
-    "boumatic": "boumatic",
-}
-BAUDRATES = ("9600", "19200", "38400", "57600", "115200")
-QUALITY_GRADES = ("A", "B", "C", "reject")
-DESTINATIONS = {"tank": "tank", "diverted": "diverted"}
-
-
-def session_state(p: Mapping[str, Any]) -> str | None:
-    """Every finished milking is the seed's `completed`; how it went is in is_abnormal/reason."""
-    state = p.get("state")
-    if state is None:
-        return None
-    return "completed" if state in FINISHED_STATES else "in_progress"
-
-
-def session_abnormal(p: Mapping[str, Any]) -> bool:
-    """An incomplete or interrupted milking is abnormal, as is one the health checks flagged."""
-    return bool(p.get("abnormal")) or p.get("state") in ("incomplete", "interrupted")
-
-
-def alert_title(p: Mapping[str, Any]) -> str:
-    kind = str(p.get("kind") or "alert").replace("_", " ")
-    text = kind[:1].upper() + kind[1:]
-    condition = p.get("condition")
-    if condition and condition != "cow":
-        text += f" ({str(condition).replace('_', ' ')})"
-    if p.get("animal_number"):
-        text += f" — cow {p['animal_number']}"
-    return text
+# -- getters that need the refs (the farm's zone) or more than one key ---------------------------
 
 
 def _local_start(p: Mapping[str, Any], r: Refs) -> datetime:
     return parse_iso(p.get("started_at"), "started_at").astimezone(r.zone)
-
-
-def _manufacturer(p: Mapping[str, Any]) -> str:
-    text = str(p.get("manufacturer") or "").strip().lower()
-    return MANUFACTURERS.get(text, "other")
 
 
 def _modbus_port(p: Mapping[str, Any], _r: Refs) -> str | None:
@@ -201,21 +92,8 @@ def _modbus_port(p: Mapping[str, Any], _r: Refs) -> str | None:
     return str(p["port"]) if p.get("port") else None
 
 
-def _baudrate(p: Mapping[str, Any], _r: Refs) -> str | None:
-    text = str(p.get("baudrate"))
-    return text if text in BAUDRATES else None
-
-
 def _point_name(p: Mapping[str, Any], _r: Refs) -> str | None:
     return f"Stall {p['stall']}" if p.get("stall") else None
-
-
-def _is_abnormal(p: Mapping[str, Any], _r: Refs) -> bool | None:
-    return session_abnormal(p) if ("abnormal" in p or "state" in p) else None
-
-
-def _alert_type(p: Mapping[str, Any], _r: Refs) -> str | None:
-    return ALERT_TYPES.get(str(p["kind"]), "custom") if p.get("kind") else None
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -289,6 +167,28 @@ def _animal(name: str = "animal_id", **kw: Any) -> ContractField:
     )
 
 
+def _of(
+    name: str, keys: tuple[str, ...], get: Callable[[Mapping[str, Any]], Any], **kw: Any
+) -> ContractField:
+    """A field whose value comes from the payload alone (`get` reads `keys`)."""
+    return ContractField(name, keys, lambda p, _r: get(p), **kw)
+
+
+_METER_PART: dict[str, Callable[[MeterIds], int | None]] = {
+    "device": lambda ids: ids.device,
+    "milk_meter": lambda ids: ids.meter,
+    "milk_meter_point": lambda ids: ids.point,
+}
+
+
+def _meter(name: str, relation: str, **kw: Any) -> ContractField:
+    """A many2one to the payload's meter in Odoo: its device, its milk meter or its point."""
+    part = _METER_PART[relation]
+    return ContractField(
+        name, ("meter_id",), lambda p, r: part(r.meter(p.get("meter_id"))), relation=relation, **kw
+    )
+
+
 def _mapped(name: str, key: str, table: Mapping[str, str], default: str | None) -> ContractField:
     def get(p: Mapping[str, Any], _r: Refs) -> Any:
         v = p.get(key)
@@ -359,12 +259,7 @@ CONTRACT: dict[str, ContractModel] = {
                 _field("name", "name", required=True),
                 _const("device_type", "milk_meter", selection=("milk_meter",)),
                 _dt("last_seen", "last_seen_at"),
-                _mapped(
-                    "state",
-                    "status",
-                    {"ok": "online", "degraded": "degraded", "offline": "offline"},
-                    None,
-                ),
+                _mapped("state", "status", selections.DEVICE_STATES, None),
             ),
             key_field="device_id",
         ),
@@ -373,39 +268,26 @@ CONTRACT: dict[str, ContractModel] = {
             "iot.milk_meter",
             "register",
             (
-                ContractField(
-                    "device_id",
-                    ("meter_id",),
-                    lambda p, r: r.meter(p.get("meter_id")).device,
-                    relation="device",
-                    required=True,
-                ),
+                _meter("device_id", "device", required=True),
                 _const("meter_type", "electronic", keys=("meter_id",), selection=("electronic",)),
-                ContractField(
+                _of(
                     "manufacturer",
                     ("manufacturer",),
-                    lambda p, _r: _manufacturer(p) if "manufacturer" in p else None,
-                    selection=(*MANUFACTURERS.values(), "other"),
+                    selections.manufacturer,
+                    selection=(*selections.MANUFACTURERS.values(), "other"),
                     required=True,
                 ),
                 _field("model_number", "model"),
-                _mapped(
-                    "communication_type",
-                    "transport",
-                    {"rtu": "modbus_rtu", "tcp": "modbus_tcp"},
-                    None,
-                ),
+                _mapped("communication_type", "transport", selections.COMMUNICATION_TYPES, None),
                 _field("modbus_address", "unit", digits=0),
                 ContractField("modbus_port", ("transport", "port", "host"), _modbus_port),
-                ContractField(
+                _of(
                     "modbus_baudrate",
                     ("baudrate",),
-                    lambda p, _r: (
-                        str(p["baudrate"]) if str(p.get("baudrate")) in BAUDRATES else None
-                    ),
-                    selection=BAUDRATES,
+                    selections.baudrate,
+                    selection=selections.BAUDRATES,
                 ),
-                _mapped("modbus_parity", "parity", {"N": "N", "E": "E", "O": "O"}, None),
+                _mapped("modbus_parity", "parity", selections.PARITIES, None),
                 _const("milking_point_count", 1, keys=("meter_id",), digits=0),
                 _field("has_rfid_reader", "has_rfid"),
                 _field("has_conductivity", "has_conductivity"),
@@ -422,13 +304,7 @@ CONTRACT: dict[str, ContractModel] = {
             "iot.milk_meter.point",
             "register",
             (
-                ContractField(
-                    "meter_id",
-                    ("meter_id",),
-                    lambda p, r: r.meter(p.get("meter_id")).meter,
-                    relation="milk_meter",
-                    required=True,
-                ),
+                _meter("meter_id", "milk_meter", required=True),
                 _const("point_number", 1, keys=("meter_id",), digits=0, required=True),
                 ContractField("name", ("stall",), _point_name),
                 _field("position_description", "position"),
@@ -441,19 +317,8 @@ CONTRACT: dict[str, ContractModel] = {
             "push",
             (
                 _field("name", "key", required=True),
-                ContractField(
-                    "meter_id",
-                    ("meter_id",),
-                    lambda p, r: r.meter(p.get("meter_id")).meter,
-                    relation="milk_meter",
-                    required=True,
-                ),
-                ContractField(
-                    "milking_point",
-                    ("meter_id",),
-                    lambda p, r: r.meter(p.get("meter_id")).point,
-                    relation="milk_meter_point",
-                ),
+                _meter("meter_id", "milk_meter", required=True),
+                _meter("milking_point", "milk_meter_point"),
                 _animal(),
                 ContractField(
                     "rfid_tag",
@@ -474,24 +339,16 @@ CONTRACT: dict[str, ContractModel] = {
                 _field("blood_detected", "blood"),
                 _field("vacuum_level", "vacuum_kpa", digits=2),
                 _field("pulsation_rate", "pulsation_cpm", digits=0),
-                _field("quality_grade", "quality_grade", selection=QUALITY_GRADES),
-                ContractField(
-                    "is_abnormal",
-                    ("abnormal", "state"),
-                    lambda p, _r: (
-                        session_abnormal(p) if ("abnormal" in p or "state" in p) else None
-                    ),
-                ),
+                _field("quality_grade", "quality_grade", selection=selections.QUALITY_GRADES),
+                _of("is_abnormal", ("abnormal", "state"), selections.is_abnormal),
                 _field("abnormality_reason", "abnormality"),
-                ContractField(
-                    "state", ("state",), lambda p, _r: session_state(p), selection=SESSION_STATES
+                _of(
+                    "state",
+                    ("state",),
+                    selections.session_state,
+                    selection=selections.SESSION_STATES,
                 ),
-                _mapped(
-                    "milk_destination",
-                    "destination",
-                    {"tank": "tank", "diverted": "diverted"},
-                    None,
-                ),
+                _mapped("milk_destination", "destination", selections.DESTINATIONS, None),
                 _field("divert_reason", "divert_reason"),
                 _field("divert_confirmed_by", "divert_confirmed_by"),
             ),
@@ -533,26 +390,19 @@ CONTRACT: dict[str, ContractModel] = {
                 ContractField(
                     "name",
                     ("kind", "condition", "animal_number"),
-                    lambda p, _r: alert_title(p) if p.get("kind") else None,
+                    lambda p, _r: selections.alert_title(p) if p.get("kind") else None,
                 ),
-                ContractField(
-                    "device_id",
-                    ("meter_id",),
-                    lambda p, r: r.meter(p.get("meter_id")).device,
-                    relation="device",
-                ),
+                _meter("device_id", "device"),
                 _animal(),
-                ContractField(
+                _of(
                     "alert_type",
                     ("kind",),
-                    lambda p, _r: (
-                        ALERT_TYPES.get(str(p["kind"]), "custom") if p.get("kind") else None
-                    ),
-                    selection=(*ALERT_TYPES.values(), "custom"),
+                    selections.alert_type,
+                    selection=(*selections.ALERT_TYPES.values(), "custom"),
                 ),
-                _mapped("severity", "severity", SEVERITIES, "warning"),
+                _mapped("severity", "severity", selections.SEVERITIES, "warning"),
                 _field("message", "message"),
-                _mapped("state", "state", ALERT_STATES, "active"),
+                _mapped("state", "state", selections.ALERT_STATES, "active"),
                 _dt("date", "raised_at"),
                 _field("acknowledged_by", "acknowledged_by"),
                 _dt("acknowledged_date", "acknowledged_at"),
@@ -569,7 +419,7 @@ CONTRACT: dict[str, ContractModel] = {
             (
                 _field("source_reference", "key", required=True),
                 _animal(),
-                _mapped("event_type", "kind", EVENT_TYPES, "other"),
+                _mapped("event_type", "kind", selections.EVENT_TYPES, "other"),
                 _field("description", "detail"),
                 _const("source", "iot_milk_meter", selection=("iot_milk_meter",)),
                 _dt("date", "recorded_at"),
@@ -597,17 +447,6 @@ _BY_OUTBOX_MODEL = {v: k for k, v in OUTBOX_MODEL.items()}
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     m.name: tuple(f.name for f in m.fields if f.required) for m in CONTRACT.values()
 }
-
-
-def _rounded(value: Any, digits: int | None, what: str) -> Any:
-    if digits is None or value is None or isinstance(value, bool):
-        return value
-    if not isinstance(value, int | float):
-        raise MappingError(f"{what}: {value!r} is not a number")
-    if digits == 0:
-        return round(value)
-    # float32 meter values carry noise (11.89781379699707): the seed's precision is the truth.
-    return round(float(value), digits)
 
 
 class Contract:
@@ -674,7 +513,7 @@ class Contract:
             try:
                 value = f.get(payload, refs)
                 if f.digits is not None and value is not None:
-                    value = _rounded(value, f.digits, f"{model}.{f.name}")
+                    value = rounded(value, f.digits, f"{model}.{f.name}")
             except MappingError:
                 raise
             except (TypeError, ValueError, KeyError) as exc:

@@ -9,14 +9,15 @@ A pass, with every network call outside any database transaction:
    (every few minutes).
 3. Push the outbox in `PUSH_ORDER` (meters first, then sessions, production, alerts, health
    events, cows' changed fields, tags, treatments), in batches of `batch_size`: claim due rows
-   (pending -> in flight; a row whose `after` record is unsent is not claimed), resolve Odoo's
-   ids for the meters and cows the batch links to (`sync.resolve`), look up which stable keys
-   Odoo already has, create only the missing ones in one call with a list, mark them sent. A
-   crash between Odoo's commit and the "sent" mark leaves the rows in flight; at the next start
-   they go back to pending, the look-up finds them, and they are marked sent without a second
-   create. A refused batch is split in halves until the refused record is alone; it goes dead
-   with Odoo's message, the rest land. A record whose required meter or cow is not in Odoo
-   waits (deferred), it is not dead.
+   (pending -> in flight; a row whose `after` record is unsent is not claimed) and hand each
+   batch to `sync.push`, which resolves Odoo's ids for the meters and cows it links to, looks
+   up which stable keys Odoo already has, creates only the missing ones in one call with a
+   list and marks them sent. A crash between Odoo's commit and the "sent" mark leaves the rows
+   in flight; at the next start they go back to pending, the look-up finds them, and they are
+   marked sent without a second create. A refused batch is split in halves until the refused
+   record is alone; it goes dead with Odoo's message, the rest land. A record whose required
+   meter or cow is not in Odoo waits (deferred), it is not dead; one the server failed on is
+   retried after the engine's back-off.
 4. Update the meter devices' `last_seen` (every minute).
 
 The engine only pushes: every payload is built and queued by `milkconsole.store.outbound`.
@@ -29,15 +30,13 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from milkconsole.store.db import Database
 from milkconsole.store.meters import forget_odoo_ids, seen_meters
 from milkconsole.store.outbound import queue_unqueued, requeue_registrations
-from milkconsole.store.outbox import Outbox, OutboxItem
+from milkconsole.store.outbox import Outbox
 from milkconsole.store.sync_state import state_get, state_set
 from milkconsole.store.tags import associate_pending
 from milkconsole.sync.animals import pull_animals, reset_cursors
@@ -46,23 +45,14 @@ from milkconsole.sync.client import (
     OdooAuthError,
     OdooClient,
     OdooContractError,
-    OdooError,
     OdooNotConfigured,
-    OdooRefused,
-    OdooServerError,
     OdooUnavailable,
 )
 from milkconsole.sync.connect import connect
-from milkconsole.sync.contract import (
-    CONTRACT,
-    OUTBOX_MODEL,
-    PUSH_ORDER,
-    Contract,
-    MappingError,
-    Refs,
-    to_odoo_datetime,
-)
+from milkconsole.sync.contract import OUTBOX_MODEL, PUSH_ORDER, Contract
 from milkconsole.sync.lock import SyncBusy, SyncLock
+from milkconsole.sync.odoo_values import to_odoo_datetime
+from milkconsole.sync.push import BatchPusher, PassCounts
 from milkconsole.sync.registration import MeterRegistration
 from milkconsole.sync.resolve import Resolver
 from milkconsole.sync.settings import OdooSettings
@@ -75,7 +65,6 @@ ConnectFn = Callable[[OdooSettings | None], OdooClient]
 
 _SERVER = "odoo.server"
 _METER_SEEN = "odoo.meter_last_seen."
-DEFER_S = 300.0  # a record waiting for its cow or meter in Odoo is looked at again after this
 
 __all__ = ["ConnectFn", "SyncBusy", "SyncEngine", "SyncReport", "SyncStateName", "SyncStatus"]
 
@@ -86,19 +75,6 @@ def utc_now() -> datetime:
 
 def _iso(dt: datetime | None) -> str | None:
     return None if dt is None else dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass
-class _Pass:
-    """Counters of the pass in progress (engine-internal, one thread)."""
-
-    created: dict[str, int] = field(default_factory=dict)
-    already: int = 0
-    written: int = 0
-    dead: int = 0
-    retried: int = 0
-    deferred: int = 0
-    create_calls: int = 0
 
 
 class _Stopped(Exception):
@@ -134,9 +110,16 @@ class SyncEngine:
         self.contract = Contract(settings)
         self.resolver = Resolver(db, self.contract)
         self.registration = MeterRegistration(self.contract, self.resolver)
+        self.pusher = BatchPusher(
+            self.outbox,
+            self.contract,
+            self.resolver,
+            self.registration,
+            max_attempts=max_attempts,
+            backoff=self._backoff,
+        )
         self._connect_fn = connect_fn
         self._rng = rng or random.Random()
-        self.max_attempts = max_attempts
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
         self.pull_interval_s = pull_interval_s
@@ -150,7 +133,6 @@ class SyncEngine:
         self._suspended: dict[str, str] = {}
         self._warnings: tuple[str, ...] = ()
         self._available: dict[str, frozenset[str]] = {}
-        self._required: dict[str, frozenset[str]] = {}
         self._pulled_at: float | None = None
         self._treatments_pulled = 0
         self._full_pulled_at: float | None = None
@@ -222,7 +204,7 @@ class SyncEngine:
             raise OdooNotConfigured(
                 "Odoo sync is not set up: the config file has no [odoo] section"
             )
-        p = _Pass()
+        p = PassCounts()
         self._treatments_pulled = 0
         self.resolver.new_pass()
         try:
@@ -302,10 +284,11 @@ class SyncEngine:
                 log.error("sync of %s suspended: %s", m, msg)
         self._suspended = dict(check.suspended)
         self._available = dict(check.available)
-        self._required = dict(check.required)
         self._warnings = check.problems
         self.resolver.available = self._available
         self.registration.available = self._available
+        self.pusher.available = self._available
+        self.pusher.required = dict(check.required)
         self._checked_at = time.monotonic()
 
     # -- pull -----------------------------------------------------------------------------------
@@ -344,7 +327,9 @@ class SyncEngine:
         self._pulled_at = None
 
     # -- push -----------------------------------------------------------------------------------
-    def _push_model(self, client: OdooClient, model: str, p: _Pass, now: datetime | None) -> None:
+    def _push_model(
+        self, client: OdooClient, model: str, p: PassCounts, now: datetime | None
+    ) -> None:
         outbox_model = OUTBOX_MODEL[model]
         while True:
             if self.stop_requested.is_set():
@@ -352,294 +337,11 @@ class SyncEngine:
             items = self.outbox.claim(outbox_model, self.batch_size, now or utc_now())
             if not items:
                 return
-            self._push_batch(client, model, items, p)
+            self.pusher.push(client, model, items, p)
             if self.on_progress is not None:
                 self.on_progress()
             if len(items) < self.batch_size:
                 return
-
-    def _push_batch(
-        self, client: OdooClient, model: str, items: list[OutboxItem], p: _Pass
-    ) -> None:
-        done: set[int] = set()
-        try:
-            if model == "milk_meter":
-                self._push_registrations(client, items, p, done)
-                return
-            refs = self._refs(client, model, items)
-            creates = [i for i in items if i.operation == "create"]
-            writes = [i for i in items if i.operation == "write"]
-            self._push_creates(client, model, creates, refs, p, done)
-            self._push_writes(client, model, writes, refs, p, done)
-        except Exception as exc:
-            # Nothing more is known about the rest: back to pending and due at once (the worker
-            # backs off from an unreachable Odoo, not each record); the next pass looks them up
-            # before creating, so whatever did land is not created twice.
-            message = exc.message if isinstance(exc, OdooError) else f"{type(exc).__name__}: {exc}"
-            retry_at = utc_now()
-            for it in items:
-                if it.id not in done:
-                    self.outbox.mark_retry(it.id, message, retry_at)
-            raise
-
-    def _refs(self, client: OdooClient, model: str, items: list[OutboxItem]) -> Refs:
-        """Odoo's ids for the meters and cows this batch links to."""
-        spec = CONTRACT[model]
-        links = {f.relation for f in spec.fields if f.relation}
-        meters: set[str] = set()
-        animals: set[int] = set()
-        for it in items:
-            if links & {"device", "milk_meter", "milk_meter_point"} and it.payload.get("meter_id"):
-                meters.add(str(it.payload["meter_id"]))
-            aid = it.payload.get("animal_id")
-            if "animal" in links and isinstance(aid, int) and not isinstance(aid, bool):
-                animals.add(aid)
-        return Refs(
-            meters=self.resolver.meters(client, meters) if meters else {},
-            animals=self.resolver.animals(client, animals) if animals else {},
-            zone=self.contract.zone,
-        )
-
-    def _missing_link(
-        self, model: str, payload: dict[str, Any], vals: dict[str, Any]
-    ) -> str | None:
-        """Why a record must wait: a link Odoo requires (or the contract does) is not in Odoo
-        yet. None when it can go."""
-        required = self._required.get(model, frozenset())
-        for f in CONTRACT[model].fields:
-            if f.relation is None or not (f.required or f.name in required):
-                continue
-            server = self.contract.field(model, f.name)
-            if not server or server in vals:
-                continue
-            if f.relation in ("device", "milk_meter", "milk_meter_point"):
-                if payload.get("meter_id"):
-                    return f"meter {payload['meter_id']} is not registered in Odoo yet"
-            elif f.relation == "animal" and payload.get("animal_id") is not None:
-                who = payload.get("animal_number") or payload.get("animal_id")
-                return f"cow {who} is not in Odoo (by id, tag or herd number)"
-        return None
-
-    def _push_creates(
-        self,
-        client: OdooClient,
-        model: str,
-        items: list[OutboxItem],
-        refs: Refs,
-        p: _Pass,
-        done: set[int],
-    ) -> None:
-        if not items:
-            return
-        vals: dict[int, dict[str, Any]] = {}
-        for it in items:
-            try:
-                v = self.contract.vals(model, it.payload, refs, "create")
-            except MappingError as exc:
-                self._dead(it, model, f"cannot be sent: {exc}", p, done)
-                continue
-            waiting = self._missing_link(model, it.payload, v)
-            if waiting is not None:
-                self._defer(it, model, waiting, p, done)
-                continue
-            vals[it.id] = v
-        todo = [it for it in items if it.id in vals]
-        found = self._lookup(client, model, [it.record_key for it in todo])
-        already: dict[int, int | None] = {
-            it.id: found[it.record_key] for it in todo if it.record_key in found
-        }
-        if already:
-            self.outbox.mark_sent(already)
-            done.update(already)
-            p.already += len(already)
-            log.info("%s: %d already in Odoo (sent before an interruption)", model, len(already))
-        todo = [it for it in todo if it.id not in already]
-        self._create(client, model, todo, vals, p, done, top=True)
-
-    def _lookup(self, client: OdooClient, model: str, keys: list[str]) -> dict[str, int]:
-        """Which of `keys` Odoo already has, with their ids (archived records count too)."""
-        if not keys:
-            return {}
-        key_field = self.contract.key_field(model)
-        found: dict[str, int] = {}
-        for start in range(0, len(keys), 1000):
-            chunk = keys[start : start + 1000]
-            rows = client.search_read(
-                self.contract.model(model),
-                [[key_field, "in", chunk]],
-                [key_field],
-                context={"active_test": False},
-            )
-            for r in rows:
-                k = r.get(key_field)
-                if isinstance(k, str):
-                    found.setdefault(k, int(r["id"]))
-        return found
-
-    def _create(
-        self,
-        client: OdooClient,
-        model: str,
-        group: list[OutboxItem],
-        vals: dict[int, dict[str, Any]],
-        p: _Pass,
-        done: set[int],
-        *,
-        top: bool,
-    ) -> None:
-        if not group:
-            return
-        try:
-            p.create_calls += 1
-            ids = client.create(self.contract.model(model), [vals[it.id] for it in group])
-        except (OdooRefused, OdooServerError) as exc:
-            if len(group) == 1:
-                self._failed(group[0], model, exc, p, done)
-                return
-            if top:
-                # Odoo fails a whole batch for one bad record. First see whether some keys
-                # arrived meanwhile (a unique clash), then halve until the culprit is alone.
-                found = self._lookup(client, model, [it.record_key for it in group])
-                if found:
-                    hit: dict[int, int | None] = {
-                        it.id: found[it.record_key] for it in group if it.record_key in found
-                    }
-                    self.outbox.mark_sent(hit)
-                    done.update(hit)
-                    p.already += len(hit)
-                    group = [it for it in group if it.id not in hit]
-                log.info(
-                    "%s: Odoo refused a batch of %d (%s); isolating the refused record",
-                    model,
-                    len(group),
-                    exc.message.splitlines()[0] if exc.message else exc.name,
-                )
-            mid = len(group) // 2
-            self._create(client, model, group[:mid], vals, p, done, top=False)
-            self._create(client, model, group[mid:], vals, p, done, top=False)
-            return
-        sent: dict[int, int | None] = {it.id: oid for it, oid in zip(group, ids, strict=True)}
-        # Marked at once: the window in which a crash leaves created rows "in flight" stays
-        # one call wide (and even then the look-up at the next start settles it).
-        self.outbox.mark_sent(sent)
-        done.update(sent)
-        p.created[model] = p.created.get(model, 0) + len(sent)
-
-    def _push_writes(
-        self,
-        client: OdooClient,
-        model: str,
-        items: list[OutboxItem],
-        refs: Refs,
-        p: _Pass,
-        done: set[int],
-    ) -> None:
-        if not items:
-            return
-        keyless = CONTRACT[model].key_field is None
-        if keyless:
-            # A cow the console never creates: her Odoo id is found as a link to her is.
-            found = self._cow_ids(client, items)
-            known: dict[str, int] = {}
-        else:
-            outbox_model = OUTBOX_MODEL[model]
-            known = self.outbox.odoo_ids_for(outbox_model, [it.record_key for it in items])
-            unknown = [it.record_key for it in items if it.record_key not in known]
-            found = self._lookup(client, model, unknown) if unknown else {}
-        for it in items:
-            odoo_id = known.get(it.record_key) or found.get(it.record_key)
-            if odoo_id is None and keyless:
-                who = it.payload.get("animal_number") or it.record_key
-                self._defer(it, model, f"cow {who} is not in Odoo (by id, tag or number)", p, done)
-                continue
-            if odoo_id is None:
-                self._dead(it, model, "its record is no longer in Odoo (deleted there?)", p, done)
-                continue
-            try:
-                vals = self.contract.vals(model, it.payload, refs, "write")
-            except MappingError as exc:
-                self._dead(it, model, f"cannot be sent: {exc}", p, done)
-                continue
-            if keyless and model in self._available:
-                # A pulled model may lack an optional field (the check said so): leave it out.
-                vals = {k: v for k, v in vals.items() if k in self._available[model]}
-            waiting = self._missing_link(model, it.payload, vals)
-            if waiting is not None:
-                self._defer(it, model, waiting, p, done)
-                continue
-            if vals:
-                try:
-                    client.write(self.contract.model(model), [odoo_id], vals)
-                except (OdooRefused, OdooServerError) as exc:
-                    self._failed(it, model, exc, p, done)
-                    continue
-                p.written += 1
-            self.outbox.mark_sent({it.id: odoo_id})
-            done.add(it.id)
-
-    def _cow_ids(self, client: OdooClient, items: list[OutboxItem]) -> dict[str, int]:
-        """Odoo's id of each row's cow (rows keyed by her local id), where Odoo has her."""
-        local: dict[str, int] = {}
-        for it in items:
-            aid = it.payload.get("animal_id")
-            if isinstance(aid, int) and not isinstance(aid, bool):
-                local[it.record_key] = aid
-        ids = self.resolver.animals(client, set(local.values())) if local else {}
-        return {key: odoo for key, aid in local.items() if (odoo := ids.get(aid)) is not None}
-
-    def _push_registrations(
-        self, client: OdooClient, items: list[OutboxItem], p: _Pass, done: set[int]
-    ) -> None:
-        for it in items:
-
-            def refused(item: OutboxItem, why: str) -> None:
-                self._dead(item, "milk_meter", why, p, done)
-
-            meter_id = self.registration.push(client, it, refused)
-            if meter_id is None:
-                continue
-            self.outbox.mark_sent({it.id: meter_id})
-            done.add(it.id)
-            if it.operation == "create":
-                p.created["milk_meter"] = p.created.get("milk_meter", 0) + 1
-            else:
-                p.written += 1
-
-    def _failed(
-        self, item: OutboxItem, model: str, exc: OdooError, p: _Pass, done: set[int]
-    ) -> None:
-        if isinstance(exc, OdooRefused) or item.attempts >= self.max_attempts:
-            why = (
-                "Odoo refused it"
-                if isinstance(exc, OdooRefused)
-                else (f"Odoo failed on it {item.attempts} times")
-            )
-            self._dead(item, model, f"{why}: {exc.message}", p, done)
-            return
-        retry_at = utc_now() + self._backoff(item.attempts)
-        self.outbox.mark_retry(item.id, exc.message, retry_at)
-        done.add(item.id)
-        p.retried += 1
-        log.warning(
-            "%s %s failed on the server (attempt %d), retry at %s: %s",
-            model,
-            item.record_key,
-            item.attempts,
-            retry_at.strftime("%H:%M:%S"),
-            exc.message,
-        )
-
-    def _dead(self, item: OutboxItem, model: str, message: str, p: _Pass, done: set[int]) -> None:
-        self.outbox.mark_dead(item.id, message)
-        done.add(item.id)
-        p.dead += 1
-        log.error("%s %s will not be sent: %s", model, item.record_key, message)
-
-    def _defer(self, item: OutboxItem, model: str, why: str, p: _Pass, done: set[int]) -> None:
-        self.outbox.defer(item.id, why, utc_now() + timedelta(seconds=DEFER_S))
-        done.add(item.id)
-        p.deferred += 1
-        log.info("%s %s waits: %s", model, item.record_key, why)
 
     def _backoff(self, attempt: int) -> timedelta:
         """Exponential back-off with jitter: between half and all of base * 2^(attempt-1)."""

@@ -20,7 +20,8 @@ from milkconsole.store.db import Database
 from milkconsole.store.herd_sync import CowLink, cow_links
 from milkconsole.store.meters import odoo_meters, set_odoo_ids
 from milkconsole.sync.client import OdooClient
-from milkconsole.sync.contract import Contract, MeterIds, odoo_text
+from milkconsole.sync.contract import Contract, MeterIds
+from milkconsole.sync.odoo_values import odoo_text
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from milkconsole.store.sync_state import state_set
 from milkconsole.store.treatment_sync import PulledTreatment, deactivate_gone, save_treatments
 from milkconsole.sync.animals import PAGE, pull_pages
 from milkconsole.sync.client import OdooClient
-from milkconsole.sync.contract import Contract, from_odoo_datetime, many2one_id, odoo_text
+from milkconsole.sync.contract import Contract
+from milkconsole.sync.odoo_values import from_odoo_datetime, many2one_id, odoo_text
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from milkconsole.supervision.herd_changes import (
 from milkconsole.supervision.users import UserStore
 from milkconsole.sync.animals import pull_animals
 from milkconsole.sync.connect import connect
-from milkconsole.sync.contract import ODOO_DATETIME, Contract
+from milkconsole.sync.contract import Contract
+from milkconsole.sync.odoo_values import ODOO_DATETIME
 from milkconsole.sync.treatments import pull_treatments
 from simulators.odoo.server import OdooSimulator
 from tests.helpers.odoo_fixtures import engine_for, logged_in
