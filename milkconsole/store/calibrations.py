@@ -20,7 +20,7 @@ from milkconsole.errors import MilkConsoleError
 from milkconsole.grants import Grant
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_meter_calibrated
-from milkconsole.store.schema import Calibration, Meter, MilkSession, append_audit
+from milkconsole.store.schema import Calibration, Meter, SessionRow, append_audit
 from milkconsole.store.sessions import FINISHED_STATES, iso_z
 from milkconsole.store.users import check_grant
 
@@ -167,19 +167,19 @@ class CalibrationStore:
         """Finished sessions of these meters that ended at or after `since`, by stall and then
         oldest first."""
         query = (
-            select(MilkSession)
+            select(SessionRow)
             .where(
                 # `column || ''` is SQLite's idiom for "not by this column's index": the
                 # ended_at index finds the days asked for, instead of a meter's (or every
                 # finished) session of the year being read.
-                MilkSession.meter_id.op("||")("").in_(list(meter_ids)),
-                MilkSession.state.op("||")("").in_(FINISHED_STATES),
-                MilkSession.ended_at >= since,
+                SessionRow.meter_id.op("||")("").in_(list(meter_ids)),
+                SessionRow.state.op("||")("").in_(FINISHED_STATES),
+                SessionRow.ended_at >= since,
             )
-            .order_by(MilkSession.stall, MilkSession.ended_at)
+            .order_by(SessionRow.stall, SessionRow.ended_at)
         )
         if until is not None:
-            query = query.where(MilkSession.ended_at <= until)
+            query = query.where(SessionRow.ended_at <= until)
         with self._db.read() as tx:
             return [
                 TestMilking(

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from milkconsole.store.alerts import AlertError, AlertRecord, alert_record
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Alert, Animal, MilkSession, utc_now
+from milkconsole.store.schema import AlertRow, Animal, SessionRow, utc_now
 
 HISTORY_DAYS = 60.0
 HISTORY_MAX_POINTS = 1000
@@ -69,22 +69,22 @@ def cow_history(
             raise AlertError(f"no animal with id {animal_id}")
         sessions = list(
             tx.scalars(
-                select(MilkSession)
+                select(SessionRow)
                 .where(
-                    MilkSession.animal_id == animal_id,
-                    MilkSession.state != "in_progress",
-                    MilkSession.started_at >= since,
+                    SessionRow.animal_id == animal_id,
+                    SessionRow.state != "in_progress",
+                    SessionRow.started_at >= since,
                 )
-                .order_by(MilkSession.started_at.desc())
+                .order_by(SessionRow.started_at.desc())
                 .limit(max_points)
             )
         )
         alerts = [
             alert_record(row, animal)
             for row in tx.scalars(
-                select(Alert)
-                .where(Alert.animal_id == animal_id, Alert.raised_at >= since)
-                .order_by(Alert.raised_at)
+                select(AlertRow)
+                .where(AlertRow.animal_id == animal_id, AlertRow.raised_at >= since)
+                .order_by(AlertRow.raised_at)
             )
         ]
         points = tuple(

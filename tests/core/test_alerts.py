@@ -22,7 +22,7 @@ from milkconsole.store.cow_history import cow_history
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import ALERT as ALERT_MODEL
 from milkconsole.store.outbound import queue_alert
-from milkconsole.store.schema import Alert, Animal, AuditEntry, OutboxRow
+from milkconsole.store.schema import AlertRow, Animal, AuditEntry, OutboxRow
 from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
 from milkconsole.supervision.users import UserStore
 from milkconsole.sync import secrets
@@ -73,7 +73,7 @@ def raise_alert(
     raised_at: datetime = NOW,
 ) -> int:
     with db.write() as tx:
-        row = Alert(
+        row = AlertRow(
             key=key,
             kind=kind,
             condition="quarter LF",
