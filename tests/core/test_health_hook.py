@@ -16,8 +16,7 @@ from sqlalchemy.orm import Session
 from milkconsole.config import load_config
 from milkconsole.errors import ConfigError
 from milkconsole.health.hook import HealthHook
-from milkconsole.health.mastitis import AlertRow as DetectorAlert
-from milkconsole.health.mastitis import MilkingSignals
+from milkconsole.health.mastitis import MilkingSignals, RaisedAlert
 from milkconsole.meters.events import SessionCompleted, SessionSnapshot
 from milkconsole.meters.rfid import iso_to_fdx_b, to_hex16
 from milkconsole.store import Recorder, SessionStore, open_database
@@ -332,7 +331,7 @@ def test_a_hook_rebuilt_from_the_database_judges_the_next_milkings_the_same(db: 
     assert rebuilt.detector.state_of(str(ids["C03"])) is not None
     later = [replace(r, cow_id=str(ids[r.cow_id])) for r in records if r.start >= cut]
 
-    def decisions(alerts: list[DetectorAlert]) -> list[tuple[str, object, str, bool]]:
+    def decisions(alerts: list[RaisedAlert]) -> list[tuple[str, object, str, bool]]:
         # The same alerts at the same milkings; the sd figures in the reason text may differ in
         # the second decimal (herd effects learnt over a shorter window).
         return [(a.cow_id, a.start_time, a.severity, a.escalation) for a in alerts]
