@@ -251,7 +251,7 @@ def test_a_sick_cows_history_shows_her_conductivity_yield_and_her_alert(db, sue)
     assert lr[-1] is not None and lr[0] is not None and lr[-1] > 1.5 * lr[0]
     assert all(p.yield_l > 0 and p.conductivity_mean_ms_cm for p in history.points)
     assert [a.id for a in history.alerts] == [alert.id]
-    assert alert.session_key in {p.session_key for p in history.points if p.abnormal}
+    assert alert.session_key in {p.key for p in history.points if p.abnormal}
     with pytest.raises(AlertError, match="no animal with id 999"):
         cow_history(db, 999)
 
