@@ -56,11 +56,12 @@ from milkconsole.meters.events import FlowSample, SessionCompleted, SessionSnaps
 from milkconsole.store.bulk import NewCow, add_cows  # noqa: E402
 from milkconsole.store.calibrations import CalibrationStore  # noqa: E402
 from milkconsole.store.db import Database, open_database  # noqa: E402
-from milkconsole.store.health import HealthRecords, StoredMilking  # noqa: E402
+from milkconsole.store.health import HealthRecords  # noqa: E402
 from milkconsole.store.outbound import meter_registration  # noqa: E402
 from milkconsole.store.outbox import Outbox  # noqa: E402
 from milkconsole.store.recorder import Recorder  # noqa: E402
 from milkconsole.store.retention import RetentionPolicy, apply_retention  # noqa: E402
+from milkconsole.store.sessions import SessionRecord  # noqa: E402
 from milkconsole.supervision.alerts import resolve_alert  # noqa: E402
 from milkconsole.supervision.users import UserStore  # noqa: E402
 from milkconsole.technician.calibration import (  # noqa: E402
@@ -280,7 +281,7 @@ class _Health:
                 self.raised.append(alert_id)
 
     def _mastitis(
-        self, store: HealthRecords, m: StoredMilking, cow: _Cow, severity: str, rise: float
+        self, store: HealthRecords, m: SessionRecord, cow: _Cow, severity: str, rise: float
     ) -> None:
         reason = f"conductivity {rise:+.0%} over her baseline"
         known = self._open.get(cow.animal_id)

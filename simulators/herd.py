@@ -1,6 +1,6 @@
 """A dairy herd's milking history with known mastitis cases, for evaluating the detector.
 
-`simulate_herd(seed, ...)` returns one `MilkingRecord` per milking (what the evaluation CSV
+`simulate_herd(seed, ...)` returns one `MilkingSignals` per milking (what the evaluation CSV
 holds) and the ground truth: every clinical case with its onset (the first milking at which the
 milker would see clinical signs) and every sub-clinical flare. `python -m simulators.herd --out
 sessions.csv --cases cases.csv` writes both files.
@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Literal
 
 from milkconsole.health.evaluate import write_sessions_csv
-from milkconsole.health.mastitis import MilkingRecord
+from milkconsole.health.mastitis import MilkingSignals
 
 QUARTERS = ("lf", "rf", "lr", "rr")
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -192,7 +192,7 @@ def simulate_herd(
     days: int = 90,
     *,
     config: HerdConfig | None = None,
-) -> tuple[list[MilkingRecord], list[Case]]:
+) -> tuple[list[MilkingSignals], list[Case]]:
     """One herd's milkings in start order, and its cases (clinical and sub-clinical flares).
 
     `config` overrides everything but the seed; without it `cows` and `days` size a default herd.
@@ -279,7 +279,7 @@ class _Simulation:
         offsets = [4.5, 15.5] if per_day == 2 else [4.0 + 8.0 * i for i in range(per_day)]
         return [d * 24.0 + o for d in range(self.cfg.days) for o in offsets]
 
-    def run(self) -> tuple[list[MilkingRecord], list[Case]]:
+    def run(self) -> tuple[list[MilkingSignals], list[Case]]:
         cfg, rng = self.cfg, self.rng
         for _ in range(cfg.cows):
             self.cows.append(self._new_cow(0.0, rng.uniform(5.0, 300.0)))
@@ -299,7 +299,7 @@ class _Simulation:
         cases: list[Case] = []
         for cow in self.cows:
             cases += self._cases_for(cow)
-        records: list[MilkingRecord] = []
+        records: list[MilkingSignals] = []
         for cow in self.cows:
             records += self._milkings(cow)
         records.sort(key=lambda r: (r.start, r.cow_id))
@@ -416,9 +416,9 @@ class _Simulation:
         # The cow-level cell sees the mixed milk: a fouled quarter electrode moves it a quarter.
         return sum(channels) / 4.0, channels
 
-    def _milkings(self, cow: _Cow) -> list[MilkingRecord]:
+    def _milkings(self, cow: _Cow) -> list[MilkingSignals]:
         cfg, rng = self.cfg, self.rng
-        out: list[MilkingRecord] = []
+        out: list[MilkingSignals] = []
         nominal = 24.0 / cfg.milkings_per_day
         carry_l = 0.0
         for i, t in enumerate(cow.times):
@@ -500,7 +500,7 @@ class _Simulation:
             start = start.replace(microsecond=0)
             end = start + timedelta(minutes=round(yield_l / flow_l_min + 1.0, 1))
             out.append(
-                MilkingRecord(
+                MilkingSignals(
                     cow_id=cow.cow_id,
                     start=start,
                     end=end.replace(microsecond=0),

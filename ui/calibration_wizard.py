@@ -51,9 +51,9 @@ from milkconsole.store.calibrations import (
     CalibrationRecord,
     CalibrationStore,
     MeterCalibrationState,
-    TestMilking,
 )
 from milkconsole.store.db import Database
+from milkconsole.store.sessions import SessionRecord
 from milkconsole.supervision.lock import AccessControl
 from milkconsole.technician.calibration import (
     METHODS,
@@ -348,7 +348,7 @@ class ReadingsPage(QWizardPage):
         self.summary.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         self.summary.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         lay.addWidget(self.summary, 1)
-        self.milkings: list[TestMilking] = []
+        self.milkings: list[SessionRecord] = []
         self.references: dict[str, float] = {}
         self.use: dict[str, bool] = {}
         self.outcomes: dict[str, CalibrationOutcome] = {}
@@ -378,7 +378,7 @@ class ReadingsPage(QWizardPage):
             lambda: store.test_milkings(ids, since), self._fill, self.wiz.show_error, name="tests"
         )
 
-    def _fill(self, milkings: list[TestMilking]) -> None:
+    def _fill(self, milkings: list[SessionRecord]) -> None:
         self.loads += 1
         self.milkings = milkings
         self._filling = True
@@ -388,18 +388,18 @@ class ReadingsPage(QWizardPage):
             use = QTableWidgetItem("")
             if excluded is None:
                 use.setFlags(Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsUserCheckable)
-                checked = self.use.setdefault(t.session_key, True)
+                checked = self.use.setdefault(t.key, True)
                 use.setCheckState(Qt.CheckState.Checked if checked else Qt.CheckState.Unchecked)
             else:
                 use.setFlags(Qt.ItemFlag.NoItemFlags)
-            use.setData(Qt.ItemDataRole.UserRole, t.session_key)
+            use.setData(Qt.ItemDataRole.UserRole, t.key)
             self.table.setItem(i, self.C_USE, use)
-            ref = self.references.get(t.session_key)
+            ref = self.references.get(t.key)
             values = (
                 str(t.stall),
                 t.meter_id,
                 local_text(t.ended_at, "%H:%M:%S"),
-                f"{t.measured_l:.2f}",
+                f"{t.yield_l:.2f}",
             )
             for j, v in enumerate(values, start=1):
                 self.table.setItem(i, j, _item(v, align_right=j == 4))
@@ -457,7 +457,7 @@ class ReadingsPage(QWizardPage):
         self._filling = True
         for i, t in enumerate(self.milkings):
             note = excluded_reason(t)
-            ref = self.references.get(t.session_key)
+            ref = self.references.get(t.key)
             ref_l_text = dev_text = ""
             if note is None and ref is not None:
                 try:
@@ -465,12 +465,10 @@ class ReadingsPage(QWizardPage):
                 except CalibrationError as exc:
                     note = str(exc)
                 else:
-                    reading = CalibrationReading(
-                        t.measured_l, ref_l, t.session_key, ref, unit, t.ended_at
-                    )
+                    reading = CalibrationReading(t.yield_l, ref_l, t.key, ref, unit, t.ended_at)
                     ref_l_text = f"{ref_l:.2f}"
                     dev_text = f"{reading.deviation_pct:+.2f} %"
-                    if self.use.get(t.session_key, True):
+                    if self.use.get(t.key, True):
                         by_meter[t.meter_id].append(reading)
                     else:
                         note = "not used"

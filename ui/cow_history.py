@@ -19,8 +19,9 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QDialog, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from milkconsole.store.alerts import AlertRecord
-from milkconsole.store.cow_history import CowHistory, HistoryPoint, cow_history
+from milkconsole.store.cow_history import CowHistory, cow_history
 from milkconsole.store.db import Database
+from milkconsole.store.sessions import SessionRecord
 from ui.charts import linked_plots, pyqtgraph, style_plots
 from ui.theme import DARK, Theme
 from ui.workers import TaskRunner
@@ -227,11 +228,11 @@ class CowHistoryWidget(QWidget):
             name="yield",
         )
         self.yield_points = len(ys)
-        self._mark_alerts(history.alerts, {p.session_key: p for p in points})
+        self._mark_alerts(history.alerts, {p.key: p for p in points})
         self._set_ranges(points, history.alerts)
 
     def _set_ranges(
-        self, points: tuple[HistoryPoint, ...], alerts: tuple[AlertRecord, ...]
+        self, points: tuple[SessionRecord, ...], alerts: tuple[AlertRecord, ...]
     ) -> None:
         """Fixed ranges from the data: every reading in sight, yield from zero (so a day's dip
         looks like what it is), and every alert line inside the time axis."""
@@ -252,7 +253,7 @@ class CowHistoryWidget(QWidget):
         self.yield_plot.setYRange(0.0, max(1.0, top * 1.15), padding=0)
 
     def _mark_alerts(
-        self, alerts: tuple[AlertRecord, ...], by_key: dict[str, HistoryPoint]
+        self, alerts: tuple[AlertRecord, ...], by_key: dict[str, SessionRecord]
     ) -> None:
         pg = pyqtgraph()
 

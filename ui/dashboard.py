@@ -33,7 +33,8 @@ from milkconsole.meters.events import (
     SessionStarted,
     SessionUpdated,
 )
-from milkconsole.reports.dashboard import GRADES, ProductionSnapshot, SessionRow
+from milkconsole.reports.dashboard import GRADES, ProductionSnapshot
+from milkconsole.store.sessions import SessionRecord
 from ui.charts import pyqtgraph, style_axes
 from ui.tables import record_table
 from ui.theme import DARK, Theme
@@ -349,7 +350,7 @@ class DashboardWidget(QWidget):
         self._fill_recent(snap.recent)
         self._fill_alerts(snap)
 
-    def _fill_recent(self, rows: tuple[SessionRow, ...]) -> None:
+    def _fill_recent(self, rows: tuple[SessionRecord, ...]) -> None:
         t = self.recent_table
         t.setRowCount(len(rows))
         alert_bg = QBrush(QColor(self.theme.states["alert"].color))
@@ -373,7 +374,7 @@ class DashboardWidget(QWidget):
             values = (
                 _hm(r.ended_at),
                 str(r.stall),
-                _cow(r.animal_label, r.rfid, r.id_source),
+                _cow(r.cow_label, r.rfid, r.id_source),
                 f"{r.yield_l:.1f}",
                 _duration(r.duration_s),
                 f"{r.peak_flow_l_min:.1f}",
@@ -398,7 +399,7 @@ class DashboardWidget(QWidget):
                 _hm(a.raised_at),
                 a.kind.replace("_", " "),
                 a.severity.upper() + ("" if a.state == "open" else f" ({a.state})"),
-                a.animal_label or "",
+                a.cow_label,
                 a.message,
             )
             for j, v in enumerate(values):
@@ -415,7 +416,7 @@ class DashboardWidget(QWidget):
         t.setRowCount(len(rows))
         labels: dict[str, str | None] = {}
         if self.snapshot is not None:
-            labels = {r.key: r.animal_label for r in self.snapshot.open_sessions}
+            labels = {r.key: r.cow_label for r in self.snapshot.open_sessions}
         for i, s in enumerate(rows):
             cow = self.cow_text(s) if self.cow_text else _cow(labels.get(s.key), s.rfid, None)
             values = (

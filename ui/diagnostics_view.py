@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from milkconsole.config import ParlourConfig
 from milkconsole.grants import Grant
-from milkconsole.store.alerts import OpenEquipmentAlert, open_equipment_alerts
+from milkconsole.store.alerts import AlertRecord, open_equipment_alerts
 from milkconsole.store.calibrations import CalibrationStore
 from milkconsole.store.db import Database
 from milkconsole.technician.calibration import CalibrationSettings, due_status
@@ -137,7 +137,7 @@ class DiagnosticsWidget(QWidget):
         self.theme = theme
         self.now = clock
         self.model = DiagnosticsModel(config, self.ranges)
-        self.alerts: list[OpenEquipmentAlert] = []
+        self.alerts: list[AlertRecord] = []
         self.self_test_result: SelfTestResult | None = None
         self.db_loads = 0
         self._stall_of = {m.id: m.stall for m in config.meters}
@@ -223,7 +223,7 @@ class DiagnosticsWidget(QWidget):
         """Read due dates and open equipment alerts (task runner)."""
         db, ids = self.db, [m.id for m in self.config.meters]
 
-        def read() -> tuple[dict[str, tuple[datetime | None, float]], list[OpenEquipmentAlert]]:
+        def read() -> tuple[dict[str, tuple[datetime | None, float]], list[AlertRecord]]:
             meters = CalibrationStore(db).meters(ids)
             due = {m.meter_id: (m.calibration_due_at, m.calibration_factor) for m in meters}
             return due, open_equipment_alerts(db)
@@ -231,7 +231,7 @@ class DiagnosticsWidget(QWidget):
         self.tasks.submit(read, self._loaded, self._load_failed, name="diagnostics")
 
     def _loaded(
-        self, result: tuple[dict[str, tuple[datetime | None, float]], list[OpenEquipmentAlert]]
+        self, result: tuple[dict[str, tuple[datetime | None, float]], list[AlertRecord]]
     ) -> None:
         due, alerts = result
         self.db_loads += 1
@@ -307,10 +307,11 @@ class DiagnosticsWidget(QWidget):
         t = self.alerts_table
         t.setRowCount(len(self.alerts))
         for i, a in enumerate(self.alerts):
-            stall = self._stall_of.get(a.meter_id)
+            meter, condition = a.meter_id or "", a.condition or ""
+            stall = self._stall_of.get(meter)
             _set(t, i, 0, _local(a.raised_at, "%d %b %H:%M"))
-            _set(t, i, 1, f"{stall} / {a.meter_id}" if stall else a.meter_id)
-            _set(t, i, 2, _CONDITION.get(a.condition, a.condition), bad_text(self.theme))
+            _set(t, i, 1, f"{stall} / {meter}" if stall else meter)
+            _set(t, i, 2, _CONDITION.get(condition, condition), bad_text(self.theme))
             _set(t, i, 3, a.state)
             for j in range(len(self.ALERT_COLUMNS)):
                 item = t.item(i, j)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from milkconsole.errors import MilkConsoleError
-from milkconsole.health.mastitis import Alert, MastitisDetector, MilkingRecord
+from milkconsole.health.mastitis import MastitisDetector, MilkingSignals, RaisedAlert
 
 SESSION_COLUMNS = (
     "cow_id",
@@ -67,7 +67,7 @@ class SessionsFileError(MilkConsoleError):
 class Detector(Protocol):
     """Anything that turns milkings (in time order) into alerts, one milking at a time."""
 
-    def observe(self, record: MilkingRecord) -> list[Alert]: ...
+    def observe(self, milking: MilkingSignals) -> list[RaisedAlert]: ...
 
 
 def parse_time(text: str) -> datetime:
@@ -83,7 +83,7 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def read_sessions_csv(path: Path) -> list[MilkingRecord]:
+def read_sessions_csv(path: Path) -> list[MilkingSignals]:
     """Every milking of a sessions file, in file order. SessionsFileError on any bad cell."""
     name = str(path)
     try:
@@ -91,7 +91,7 @@ def read_sessions_csv(path: Path) -> list[MilkingRecord]:
         fh = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
         raise SessionsFileError(name, 0, None, f"cannot open: {exc.strerror or exc}") from exc
-    records: list[MilkingRecord] = []
+    records: list[MilkingSignals] = []
     with fh:
         reader = csv.reader(fh)
         try:
@@ -134,7 +134,7 @@ def read_sessions_csv(path: Path) -> list[MilkingRecord]:
     return records
 
 
-def _record(name: str, line: int, cells: dict[str, str]) -> MilkingRecord:
+def _record(name: str, line: int, cells: dict[str, str]) -> MilkingSignals:
     def fail(column: str, problem: str) -> SessionsFileError:
         return SessionsFileError(name, line, column, problem)
 
@@ -175,7 +175,7 @@ def _record(name: str, line: int, cells: dict[str, str]) -> MilkingRecord:
     if blood_text and blood_text not in _TRUE | _FALSE:
         raise fail("blood", f"{cells['blood']!r} is not 0/1/true/false")
     lf, rf, lr, rr = (number(c, "ec") for c in ("ec_lf", "ec_rf", "ec_lr", "ec_rr"))
-    return MilkingRecord(
+    return MilkingSignals(
         cow_id=cow_id,
         start=start,
         end=end,
@@ -191,7 +191,7 @@ def _cell(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
-def write_sessions_csv(path: Path, records: Iterable[MilkingRecord]) -> None:
+def write_sessions_csv(path: Path, records: Iterable[MilkingSignals]) -> None:
     """A sessions file (`SESSION_COLUMNS`) that `read_sessions_csv` reads back unchanged."""
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -211,7 +211,7 @@ def write_sessions_csv(path: Path, records: Iterable[MilkingRecord]) -> None:
             )
 
 
-def write_alerts_csv(path: Path, alerts: Iterable[Alert]) -> int:
+def write_alerts_csv(path: Path, alerts: Iterable[RaisedAlert]) -> int:
     """The alerts file (`ALERT_COLUMNS`); returns how many rows were written."""
     n = 0
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -223,10 +223,10 @@ def write_alerts_csv(path: Path, alerts: Iterable[Alert]) -> int:
     return n
 
 
-def read_alerts_csv(path: Path) -> list[Alert]:
+def read_alerts_csv(path: Path) -> list[RaisedAlert]:
     """Alerts written by `write_alerts_csv` (condition taken as mastitis)."""
     name = str(path)
-    alerts: list[Alert] = []
+    alerts: list[RaisedAlert] = []
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or set(ALERT_COLUMNS) - set(reader.fieldnames):
@@ -241,7 +241,7 @@ def read_alerts_csv(path: Path) -> list[Alert]:
             except ValueError as exc:
                 raise SessionsFileError(name, line, "start_time", str(exc)) from None
             alerts.append(
-                Alert(
+                RaisedAlert(
                     cow_id=row["cow_id"].strip(),
                     start_time=start,
                     severity=severity,  # type: ignore[arg-type]
@@ -253,14 +253,14 @@ def read_alerts_csv(path: Path) -> list[Alert]:
     return alerts
 
 
-def time_ordered(records: Iterable[MilkingRecord]) -> list[MilkingRecord]:
+def time_ordered(records: Iterable[MilkingSignals]) -> list[MilkingSignals]:
     """Milkings in the order a live console completes them: by start time, then cow."""
     return sorted(records, key=lambda r: (r.start, r.cow_id))
 
 
-def run_detector(detector: Detector, records: Sequence[MilkingRecord]) -> list[Alert]:
+def run_detector(detector: Detector, records: Sequence[MilkingSignals]) -> list[RaisedAlert]:
     """Feed every milking to the detector in time order; every alert it raises, in order."""
-    alerts: list[Alert] = []
+    alerts: list[RaisedAlert] = []
     for record in time_ordered(records):
         alerts.extend(detector.observe(record))
     return alerts
@@ -274,14 +274,14 @@ class SeedRuleDetector:
     seed's per-animal `conductivity_baseline` is never filled in.
     """
 
-    def observe(self, record: MilkingRecord) -> list[Alert]:
-        ec = record.conductivity_ms_cm
+    def observe(self, milking: MilkingSignals) -> list[RaisedAlert]:
+        ec = milking.conductivity_ms_cm
         if ec is None or ec <= SEED_THRESHOLD_MS_CM:
             return []
         return [
-            Alert(
-                cow_id=record.cow_id,
-                start_time=record.start,
+            RaisedAlert(
+                cow_id=milking.cow_id,
+                start_time=milking.start,
                 severity="critical" if ec >= SEED_CRITICAL_MS_CM else "warning",
                 condition="mastitis",
                 reason=f"conductivity {ec:.2f} mS/cm > {SEED_THRESHOLD_MS_CM:.1f}",

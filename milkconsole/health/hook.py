@@ -42,18 +42,23 @@ from milkconsole.health.grades import (
     abnormal_reasons,
     grade,
 )
-from milkconsole.health.mastitis import Alert, DetectorParams, MastitisDetector, MilkingRecord
+from milkconsole.health.mastitis import (
+    DetectorParams,
+    MastitisDetector,
+    MilkingSignals,
+    RaisedAlert,
+)
 from milkconsole.herd.identity import SwapRules, suspect_in_group
 from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store.db import Database
 from milkconsole.store.health import (
-    DetectorMilking,
+    DetectorColumns,
     HealthCow,
     HealthRecords,
-    StoredMilking,
     detector_history,
     newest_milking_start,
 )
+from milkconsole.store.sessions import SessionRecord
 
 if TYPE_CHECKING:
     from milkconsole.config import ParlourConfig
@@ -67,12 +72,12 @@ _SEVERITY_RANK = {"warning": 1, "critical": 2}
 _REMEMBER = 2000
 
 
-def milking_record(m: StoredMilking | DetectorMilking) -> MilkingRecord | None:
-    """A stored session as the detector's `MilkingRecord` (cow id = animal id), or None when it
-    cannot be one (no animal)."""
+def milking_signals(m: SessionRecord | DetectorColumns) -> MilkingSignals | None:
+    """A recorded session (whole, or the detector's columns of it) as the detector's input
+    (cow id = animal id), or None when it cannot be one (no animal)."""
     if m.animal_id is None:
         return None
-    return MilkingRecord(
+    return MilkingSignals(
         cow_id=str(m.animal_id),
         start=m.started_at,
         end=m.ended_at or m.started_at + timedelta(seconds=m.duration_s),
@@ -98,7 +103,7 @@ class HealthHook:
         self.swap_rules = swap_rules or SwapRules()
         self.detector = MastitisDetector(params)
         self._lock = threading.Lock()
-        self._seen: OrderedDict[str, list[Alert]] = OrderedDict()
+        self._seen: OrderedDict[str, list[RaisedAlert]] = OrderedDict()
 
     @classmethod
     def from_config(cls, config: ParlourConfig | None = None) -> HealthHook:
@@ -130,15 +135,15 @@ class HealthHook:
         if newest is None:
             return 0
         since = newest - timedelta(days=HISTORY_DAYS)
-        records = [
-            record
+        milkings = [
+            signals
             for m in detector_history(tx, since, newest)
-            if (record := milking_record(m)) is not None
+            if (signals := milking_signals(m)) is not None
         ]
         with self._lock:
-            self.detector = MastitisDetector.from_history(records, self.detector.params)
+            self.detector = MastitisDetector.from_history(milkings, self.detector.params)
             self._seen.clear()
-        return len(records)
+        return len(milkings)
 
     def __call__(self, tx: Session, snapshot: SessionSnapshot) -> None:
         store = HealthRecords(tx)
@@ -162,7 +167,7 @@ class HealthHook:
 
     # -- grade and flags ----------------------------------------------------------------------
 
-    def _grade(self, store: HealthRecords, m: StoredMilking, cow: HealthCow | None) -> None:
+    def _grade(self, store: HealthRecords, m: SessionRecord, cow: HealthCow | None) -> None:
         mean_yield = mean_ec = None
         if cow is not None:
             means = store.recent_means(m, BASELINE_DAYS)
@@ -187,7 +192,7 @@ class HealthHook:
 
     # -- cow swaps ------------------------------------------------------------------------------
 
-    def _swap(self, store: HealthRecords, m: StoredMilking, cow: HealthCow) -> None:
+    def _swap(self, store: HealthRecords, m: SessionRecord, cow: HealthCow) -> None:
         rules = self.swap_rules
         if m.yield_l <= 0:
             return
@@ -215,23 +220,23 @@ class HealthHook:
 
     # -- mastitis -------------------------------------------------------------------------------
 
-    def _observe(self, m: StoredMilking) -> list[Alert]:
-        record = milking_record(m)
-        if record is None:
+    def _observe(self, m: SessionRecord) -> list[RaisedAlert]:
+        signals = milking_signals(m)
+        if signals is None:
             return []
         with self._lock:
             if m.key in self._seen:
                 return self._seen[m.key]  # a retried transaction: the same alerts again
-            if self.detector.knows(record):
+            if self.detector.knows(signals):
                 log.debug("session %s is older than the cow's last milking; not assessed", m.key)
                 return []
-            alerts = self.detector.observe(record)
+            alerts = self.detector.observe(signals)
             self._seen[m.key] = alerts
             while len(self._seen) > _REMEMBER:
                 self._seen.popitem(last=False)
             return alerts
 
-    def _raise(self, store: HealthRecords, m: StoredMilking, alert: Alert) -> None:
+    def _raise(self, store: HealthRecords, m: SessionRecord, alert: RaisedAlert) -> None:
         assert m.animal_id is not None
         kind = alert.condition
         open_alert = store.open_alert(m.animal_id, kind)

@@ -1,8 +1,8 @@
 """Mastitis detection from each cow's milkings: causal, per cow, against her own recent normal.
 
-`MastitisDetector.observe(record)` takes milkings in time order (any mix of cows) and returns
-the alerts that milking raises. It uses only the milking itself and earlier ones, so the alerts
-up to any time T never change when later milkings arrive.
+`MastitisDetector.observe(milking)` takes milkings (`MilkingSignals`) in time order (any mix of
+cows) and returns the alerts that milking raises (`RaisedAlert`). It uses only the milking itself
+and earlier ones, so the alerts up to any time T never change when later milkings arrive.
 
 How one milking is judged (all comparisons on a log scale, so a rise is a relative rise):
 
@@ -39,7 +39,7 @@ How one milking is judged (all comparisons on a log scale, so a rise is a relati
    (`joint_z`, `joint_sum`) warns at once: two independent readings are not one odd reading.
 5. One open alert per cow and condition: after an alert the channels restart from zero and the
    cow stays quiet until they have been zero for `close_after` milkings; a warning may escalate
-   once to critical (an `Alert` with `escalation=True`, which the store applies to the alert
+   once to critical (a `RaisedAlert` with `escalation=True`, which the store applies to the alert
    already open). A warning that did not escalate lapses after `warning_hold_h` once no
    channel is at warning level, so a case that starts later is not hidden behind it.
 
@@ -72,8 +72,10 @@ _MAD_TO_SD = 1.4826
 
 
 @dataclass(frozen=True, slots=True)
-class MilkingRecord:
-    """One finished milking of one cow, as the detector sees it.
+class MilkingSignals:
+    """The signals of one finished milking of one cow that the detector reads: its input, made
+    from a recorded session by the health hook (`hook.milking_signals`), from a history file by
+    `evaluate.read_sessions_csv`, and by the simulated herd.
 
     `quarters` is the conductivity of each quarter (LF, RF, LR, RR) in mS/cm, None where the
     meter gave none. Times are aware UTC.
@@ -95,8 +97,9 @@ class MilkingRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Alert:
-    """A health alert the detector raises at one milking (`start_time` is that milking's start).
+class RaisedAlert:
+    """The alert as raised: what the detector says at one milking (`start_time` is that
+    milking's start). The health hook stores it (then it is the store's `AlertRecord`).
 
     `escalation` is True when it raises the severity of the cow's alert already open.
     """
@@ -340,66 +343,66 @@ class MastitisDetector:
 
     @classmethod
     def from_history(
-        cls, records: Iterable[MilkingRecord], params: DetectorParams | None = None
+        cls, milkings: Iterable[MilkingSignals], params: DetectorParams | None = None
     ) -> MastitisDetector:
-        """A detector in the state it would have after seeing `records`, which are replayed in
+        """A detector in the state it would have after seeing `milkings`, which are replayed in
         time order (their alerts are dropped: they were raised when the milkings happened).
 
-        The store calls this at start with the last `baseline_days` + a few days of milkings of
-        the whole herd (herd effects need the other cows). The state depends only on that
-        window, except a CUSUM or an open alert that began before it.
+        The health hook calls this at start (`HealthHook.prime`) with the last `baseline_days` +
+        a few days of milkings of the whole herd (herd effects need the other cows). The state
+        depends only on that window, except a CUSUM or an open alert that began before it.
         """
         detector = cls(params)
-        for record in sorted(records, key=lambda r: (r.start, r.cow_id)):
-            detector.observe(record)
+        for milking in sorted(milkings, key=lambda r: (r.start, r.cow_id)):
+            detector.observe(milking)
         return detector
 
     def state_of(self, cow_id: str) -> CowState | None:
         """The cow's current state (None: never seen). Read it, do not modify it."""
         return self._cows.get(cow_id)
 
-    def knows(self, record: MilkingRecord) -> bool:
+    def knows(self, milking: MilkingSignals) -> bool:
         """True when this cow's milking at this start (or a later one) was already observed."""
-        cow = self._cows.get(record.cow_id)
-        return cow is not None and cow.last_start is not None and record.start <= cow.last_start
+        cow = self._cows.get(milking.cow_id)
+        return cow is not None and cow.last_start is not None and milking.start <= cow.last_start
 
     @property
     def interval_slope(self) -> float:
         """Estimated relative EC change per hour of milking interval beyond the nominal."""
         return self._sxy / self._sxx
 
-    def observe(self, record: MilkingRecord) -> list[Alert]:
+    def observe(self, milking: MilkingSignals) -> list[RaisedAlert]:
         """Judge one finished milking; the alerts it raises (none, one, or an escalation).
 
         Milkings of one cow must come in start order; an older or repeated one is refused with
         ValueError (it would make the result depend on arrival order).
         """
         p = self.params
-        cow = self._cows.get(record.cow_id)
+        cow = self._cows.get(milking.cow_id)
         if cow is None:
-            cow = self._cows[record.cow_id] = CowState(record.cow_id)
-        if cow.last_start is not None and record.start <= cow.last_start:
+            cow = self._cows[milking.cow_id] = CowState(milking.cow_id)
+        if cow.last_start is not None and milking.start <= cow.last_start:
             raise ValueError(
-                f"cow {record.cow_id}: milking at {record.start.isoformat()} is not after "
+                f"cow {milking.cow_id}: milking at {milking.start.isoformat()} is not after "
                 f"her last one at {cow.last_start.isoformat()}"
             )
         interval_h: float | None = None
         if cow.last_start is not None:
-            interval_h = (record.start - cow.last_start).total_seconds() / 3600.0
+            interval_h = (milking.start - cow.last_start).total_seconds() / 3600.0
             if interval_h > p.restart_after_h:
                 # A long gap (dry period, sick pen): her old normal no longer applies.
-                self._cows[record.cow_id] = cow = CowState(record.cow_id)
+                self._cows[milking.cow_id] = cow = CowState(milking.cow_id)
                 interval_h = None
-        entry, assessment = self._assess(cow, record, interval_h)
-        alerts = self._decide(cow, record, assessment)
+        entry, assessment = self._assess(cow, milking, interval_h)
+        alerts = self._decide(cow, milking, assessment)
         entry.flagged = (
             cow.alert_open
             or max(assessment.cusum) >= p.h_warning
             or max(assessment.trend) >= p.h_trend
         )
         cow.history.append(entry)
-        cow.last_start = record.start
-        horizon = record.start - timedelta(days=p.baseline_days)
+        cow.last_start = milking.start
+        horizon = milking.start - timedelta(days=p.baseline_days)
         while cow.history and cow.history[0].start < horizon:
             cow.history.popleft()
         self.last_assessment = assessment
@@ -408,7 +411,7 @@ class MastitisDetector:
     # -- one milking ------------------------------------------------------------------------
 
     def _assess(
-        self, cow: CowState, r: MilkingRecord, interval_h: float | None
+        self, cow: CowState, r: MilkingSignals, interval_h: float | None
     ) -> tuple[_Entry, Assessment]:
         p = self.params
         interval = interval_h if interval_h is not None else p.nominal_interval_h
@@ -526,7 +529,7 @@ class MastitisDetector:
     def _allowance(self, z_quarter: float | None) -> float:
         return self.params.k if z_quarter is not None else self.params.k_cow
 
-    def _decide(self, cow: CowState, r: MilkingRecord, a: Assessment) -> list[Alert]:
+    def _decide(self, cow: CowState, r: MilkingSignals, a: Assessment) -> list[RaisedAlert]:
         p = self.params
         cow.cusum = list(a.cusum)
         cow.trend = list(a.trend)
@@ -562,7 +565,7 @@ class MastitisDetector:
         cow.trend = [0.0] * 4
         return [alert]
 
-    def _warning_lapsed(self, cow: CowState, r: MilkingRecord) -> bool:
+    def _warning_lapsed(self, cow: CowState, r: MilkingSignals) -> bool:
         """True when the cow's open warning is `warning_hold_h` old and never escalated (the
         caller checks that no channel is at warning level now). It then lapses, so that a case
         starting days later in another quarter, or the real onset after an early false start,
@@ -589,8 +592,10 @@ class MastitisDetector:
         return max(a.cusum) >= p.h_critical or fever or a.blood
 
     @staticmethod
-    def _alert(r: MilkingRecord, severity: Severity, a: Assessment, escalation: bool) -> Alert:
-        return Alert(
+    def _alert(
+        r: MilkingSignals, severity: Severity, a: Assessment, escalation: bool
+    ) -> RaisedAlert:
+        return RaisedAlert(
             cow_id=r.cow_id,
             start_time=r.start,
             severity=severity,

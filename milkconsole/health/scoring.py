@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from milkconsole.health.evaluate import SessionsFileError, parse_time
-from milkconsole.health.mastitis import Alert, MilkingRecord
+from milkconsole.health.mastitis import MilkingSignals, RaisedAlert
 
 DETECT_BEFORE = timedelta(hours=48)
 DETECT_AFTER = timedelta(hours=24)
@@ -109,13 +109,13 @@ def _days_touched(start: datetime, end: datetime) -> Iterable[date]:
 
 
 def score(
-    records: Sequence[MilkingRecord], cases: Sequence[CaseLike], alerts: Sequence[Alert]
+    records: Sequence[MilkingSignals], cases: Sequence[CaseLike], alerts: Sequence[RaisedAlert]
 ) -> Score:
     """Score `alerts` (mastitis alerts of one detector) against the herd's known cases."""
     cow_days: set[tuple[str, date]] = {(r.cow_id, r.start.date()) for r in records}
     clinical = [c for c in cases if c.kind == "clinical"]
     flares = [c for c in cases if c.kind != "clinical"]
-    by_cow: dict[str, list[Alert]] = defaultdict(list)
+    by_cow: dict[str, list[RaisedAlert]] = defaultdict(list)
     for a in alerts:
         by_cow[a.cow_id].append(a)
     for cow_alerts in by_cow.values():
@@ -171,7 +171,7 @@ def score(
     )
 
 
-def lead_times_h(cases: Sequence[CaseLike], alerts: Sequence[Alert]) -> list[float]:
+def lead_times_h(cases: Sequence[CaseLike], alerts: Sequence[RaisedAlert]) -> list[float]:
     """Lead time in hours of every detected clinical case, in case order (see the module
     docstring: onset minus the first alert in [onset - 48 h, onset + 24 h])."""
     first: dict[str, list[datetime]] = defaultdict(list)

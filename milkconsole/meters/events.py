@@ -28,7 +28,9 @@ class FlowSample:
 
 @dataclass(frozen=True, slots=True)
 class SessionSnapshot:
-    """A milking session as known at one instant (in progress or finished).
+    """The session as shown: a milking session as known at one instant (in progress or
+    finished), what the stall tracker emits and the live views draw. Once stored it is read
+    back as the store's `SessionRecord` (docs/architecture.md, "Names").
 
     `key` is the stable key made when the session started; it identifies the session locally and
     in Odoo forever. `yield_l` is the session's total so far (meter resets already added in).

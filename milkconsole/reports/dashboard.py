@@ -19,16 +19,11 @@ from typing import Any
 
 from milkconsole.clock import local_zone
 from milkconsole.meters.events import SessionSnapshot
-from milkconsole.store.dashboard import (
-    AlertRow,
-    DashboardRows,
-    DaySession,
-    SessionRow,
-    read_dashboard,
-)
+from milkconsole.store.alerts import AlertRecord
+from milkconsole.store.dashboard import DashboardRows, read_dashboard
 from milkconsole.store.db import Database
 from milkconsole.store.history import HIGH_CONDUCTIVITY_MS_CM
-from milkconsole.store.sessions import FINISHED_STATES
+from milkconsole.store.sessions import FINISHED_STATES, SessionRecord
 
 GRADES = ("A", "B", "C", "reject")
 MILKING_GAP = timedelta(minutes=45)
@@ -66,9 +61,9 @@ class ProductionSnapshot:
     milking_sessions: int
     milk_per_hour_l: float | None
     cows_per_hour: float | None
-    open_sessions: tuple[SessionRow, ...]
-    recent: tuple[SessionRow, ...]
-    alerts: tuple[AlertRow, ...]
+    open_sessions: tuple[SessionRecord, ...]
+    recent: tuple[SessionRecord, ...]
+    alerts: tuple[AlertRecord, ...]
     # Milk kept out of the tank today (not in total_yield_l): litres, milkings, and how many
     # of them nobody confirmed at the stall.
     diverted_l: float = 0.0
@@ -215,11 +210,8 @@ __all__ = [
     "LOW_YIELD_RATIO",
     "MILKING_GAP",
     "MIN_RATE_SPAN",
-    "AlertRow",
-    "DaySession",
     "HourBucket",
     "ProductionSnapshot",
-    "SessionRow",
     "production_snapshot",
     "snapshot_of",
     "tile_alerts",

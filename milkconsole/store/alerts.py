@@ -26,7 +26,7 @@ from milkconsole.errors import MilkConsoleError
 from milkconsole.grants import Grant
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_alert
-from milkconsole.store.schema import Alert, Animal, append_audit, utc_now
+from milkconsole.store.schema import AlertRow, Animal, append_audit, utc_now
 from milkconsole.store.users import check_grant
 
 STATES = ("open", "acknowledged", "resolved")
@@ -42,7 +42,9 @@ class AlertError(MilkConsoleError):
 
 @dataclass(frozen=True, slots=True)
 class AlertRecord:
-    """One alert as the review list shows it (times aware UTC)."""
+    """The alert as stored: one row of `alerts` (`schema.AlertRow`) with its cow's number and
+    name, times aware UTC (`alert_record` builds it; the review list, the dashboard, the
+    reports, the cow's chart, the diagnostics view and the health hook read it)."""
 
     id: int
     key: str
@@ -126,7 +128,8 @@ class AlertMarks:
 # -- reading --------------------------------------------------------------------------------------
 
 
-def alert_record(row: Alert, animal: Animal | None) -> AlertRecord:
+def alert_record(row: AlertRow, animal: Animal | None) -> AlertRecord:
+    """The alert as stored, from its row and its cow's row (None: a meter's, or no cow)."""
     return AlertRecord(
         id=row.id,
         key=row.key,
@@ -151,13 +154,13 @@ def alert_record(row: Alert, animal: Animal | None) -> AlertRecord:
 
 
 def _query(tx: Session, f: AlertFilter) -> list[AlertRecord]:
-    q = select(Alert, Animal).outerjoin(Animal, Animal.id == Alert.animal_id)
+    q = select(AlertRow, Animal).outerjoin(Animal, Animal.id == AlertRow.animal_id)
     if f.states:
-        q = q.where(Alert.state.in_(f.states))
+        q = q.where(AlertRow.state.in_(f.states))
     if f.severities:
-        q = q.where(Alert.severity.in_(f.severities))
+        q = q.where(AlertRow.severity.in_(f.severities))
     if f.animal_id is not None:
-        q = q.where(Alert.animal_id == f.animal_id)
+        q = q.where(AlertRow.animal_id == f.animal_id)
     text = (f.cow or "").strip()
     if text:
         q = q.where(
@@ -168,10 +171,10 @@ def _query(tx: Session, f: AlertFilter) -> list[AlertRecord]:
             )
         )
     if f.since is not None:
-        q = q.where(Alert.raised_at >= f.since)
+        q = q.where(AlertRow.raised_at >= f.since)
     if f.until is not None:
-        q = q.where(Alert.raised_at < f.until)
-    q = q.order_by(Alert.raised_at.desc(), Alert.id.desc()).limit(f.limit)
+        q = q.where(AlertRow.raised_at < f.until)
+    q = q.order_by(AlertRow.raised_at.desc(), AlertRow.id.desc()).limit(f.limit)
     return [alert_record(alert, animal) for alert, animal in tx.execute(q)]
 
 
@@ -183,7 +186,7 @@ def list_alerts(db: Database, f: AlertFilter | None = None) -> list[AlertRecord]
 
 def get_alert(db: Database, alert_id: int) -> AlertRecord | None:
     with db.read() as tx:
-        row = tx.get(Alert, alert_id)
+        row = tx.get(AlertRow, alert_id)
         if row is None:
             return None
         animal = tx.get(Animal, row.animal_id) if row.animal_id is not None else None
@@ -196,9 +199,9 @@ def alert_marks(db: Database) -> AlertMarks:
     open_count = attention = 0
     with db.read() as tx:
         rows = tx.execute(
-            select(Alert.animal_id, Alert.kind, Alert.state)
-            .where(Alert.state.in_(ATTENTION_STATES))
-            .order_by(Alert.raised_at, Alert.id)
+            select(AlertRow.animal_id, AlertRow.kind, AlertRow.state)
+            .where(AlertRow.state.in_(ATTENTION_STATES))
+            .order_by(AlertRow.raised_at, AlertRow.id)
         )
         for animal_id, kind, state in rows:
             attention += 1
@@ -213,24 +216,24 @@ def alert_marks(db: Database) -> AlertMarks:
 # -- changing -------------------------------------------------------------------------------------
 
 
-def _locked_row(tx: Session, alert_id: int) -> Alert:
-    row = tx.get(Alert, alert_id)
+def _locked_row(tx: Session, alert_id: int) -> AlertRow:
+    row = tx.get(AlertRow, alert_id)
     if row is None:
         raise AlertError(f"no alert with id {alert_id}")
     return row
 
 
-def _audit_state(row: Alert) -> dict[str, Any]:
+def _audit_state(row: AlertRow) -> dict[str, Any]:
     return {"state": row.state, "severity": row.severity, "note": row.note}
 
 
-def _finish(tx: Session, row: Alert) -> AlertRecord:
+def _finish(tx: Session, row: AlertRow) -> AlertRecord:
     animal = tx.get(Animal, row.animal_id) if row.animal_id is not None else None
     return alert_record(row, animal)
 
 
 def _changed(
-    tx: Session, grant: Grant, row: Alert, action: str, before: dict[str, Any], at: datetime
+    tx: Session, grant: Grant, row: AlertRow, action: str, before: dict[str, Any], at: datetime
 ) -> AlertRecord:
     """What every change of an alert's state ends with, in the same transaction: the audit row
     (before/after), the outbox row that tells Odoo, and the alert as it is now."""
@@ -311,8 +314,9 @@ def resolve(
 
 
 @dataclass(frozen=True, slots=True)
-class NewEquipmentAlert:
-    """An equipment alert to raise (`milkconsole.technician.diagnostics` words it and keys it)."""
+class RaisedEquipmentAlert:
+    """An equipment alert as raised, before it is stored (`milkconsole.technician.diagnostics`
+    words it and keys it; once stored it is an `AlertRecord`)."""
 
     key: str
     meter_id: str
@@ -320,7 +324,7 @@ class NewEquipmentAlert:
     message: str
 
 
-def raise_equipment_alerts(db: Database, alerts: Sequence[NewEquipmentAlert]) -> list[str]:
+def raise_equipment_alerts(db: Database, alerts: Sequence[RaisedEquipmentAlert]) -> list[str]:
     """Store open 'equipment' warnings (each queued for Odoo); keys of the alerts made.
 
     A meter with an alert of the same condition not yet resolved gets no second one, and a key
@@ -333,18 +337,18 @@ def raise_equipment_alerts(db: Database, alerts: Sequence[NewEquipmentAlert]) ->
     with db.write() as tx:
         for a in alerts:
             open_already = tx.scalar(
-                select(Alert.id).where(
-                    Alert.kind == "equipment",
-                    Alert.meter_id == a.meter_id,
-                    Alert.condition == a.condition,
-                    Alert.state != "resolved",
+                select(AlertRow.id).where(
+                    AlertRow.kind == "equipment",
+                    AlertRow.meter_id == a.meter_id,
+                    AlertRow.condition == a.condition,
+                    AlertRow.state != "resolved",
                 )
             )
             if open_already is not None:
                 continue
-            if tx.scalar(select(Alert.id).where(Alert.key == a.key)) is not None:
+            if tx.scalar(select(AlertRow.id).where(AlertRow.key == a.key)) is not None:
                 continue
-            alert = Alert(
+            alert = AlertRow(
                 key=a.key,
                 kind="equipment",
                 condition=a.condition,
@@ -360,27 +364,13 @@ def raise_equipment_alerts(db: Database, alerts: Sequence[NewEquipmentAlert]) ->
     return made
 
 
-@dataclass(frozen=True, slots=True)
-class OpenEquipmentAlert:
-    id: int
-    meter_id: str
-    condition: str
-    state: str
-    raised_at: datetime
-    message: str
-
-
-def open_equipment_alerts(db: Database) -> list[OpenEquipmentAlert]:
+def open_equipment_alerts(db: Database) -> list[AlertRecord]:
     """Equipment alerts not resolved yet, newest first."""
     with db.read() as tx:
-        rows = tx.scalars(
-            select(Alert)
-            .where(Alert.kind == "equipment", Alert.state != "resolved")
-            .order_by(Alert.raised_at.desc(), Alert.id.desc())
+        rows = tx.execute(
+            select(AlertRow, Animal)
+            .outerjoin(Animal, Animal.id == AlertRow.animal_id)
+            .where(AlertRow.kind == "equipment", AlertRow.state != "resolved")
+            .order_by(AlertRow.raised_at.desc(), AlertRow.id.desc())
         )
-        return [
-            OpenEquipmentAlert(
-                r.id, r.meter_id or "", r.condition or "", r.state, r.raised_at, r.message
-            )
-            for r in rows
-        ]
+        return [alert_record(alert, animal) for alert, animal in rows]

@@ -28,7 +28,7 @@ from milkconsole.store.backup import (
 )
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_alert
-from milkconsole.store.schema import Alert, SyncState, append_audit
+from milkconsole.store.schema import AlertRow, SyncState, append_audit
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +130,9 @@ class BackupJobs:
         key = f"backup:{condition}:{now.astimezone():%Y-%m-%d}"
         try:
             with self.db.write() as tx:
-                if tx.scalar(select(Alert.id).where(Alert.key == key)) is not None:
+                if tx.scalar(select(AlertRow.id).where(AlertRow.key == key)) is not None:
                     return
-                alert = Alert(
+                alert = AlertRow(
                     key=key,
                     kind=ALERT_KIND,
                     condition=condition,

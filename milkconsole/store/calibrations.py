@@ -12,7 +12,7 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import select
 
@@ -20,32 +20,13 @@ from milkconsole.errors import MilkConsoleError
 from milkconsole.grants import Grant
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_meter_calibrated
-from milkconsole.store.schema import Calibration, Meter, MilkSession, append_audit
-from milkconsole.store.sessions import FINISHED_STATES, iso_z
+from milkconsole.store.schema import Animal, Calibration, Meter, SessionRow, append_audit
+from milkconsole.store.sessions import FINISHED_STATES, SessionRecord, iso_z, record_from_row
 from milkconsole.store.users import check_grant
 
 
 class CalibrationError(MilkConsoleError):
     """A calibration was refused (too few readings, bad reference, meter changed meanwhile)."""
-
-
-@dataclass(frozen=True, slots=True)
-class TestMilking:
-    """A recorded session that may serve as a test milking for one meter."""
-
-    __test__: ClassVar[bool] = False  # a name pytest would otherwise try to collect
-
-    session_key: str
-    meter_id: str
-    stall: int
-    started_at: datetime
-    ended_at: datetime | None
-    measured_l: float
-    state: str
-    reattached: bool
-    flags: tuple[str, ...] = ()
-    # Its milk went to the divert line (treated, colostrum, kept out): not in the bulk tank.
-    diverted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +103,6 @@ def _record(row: Calibration) -> CalibrationRecord:
     )
 
 
-def _flags(text: str | None) -> tuple[str, ...]:
-    return tuple(f for f in (text or "").split(",") if f)
-
-
 class CalibrationStore:
     """Meters, their test milkings and calibration records in the local database."""
 
@@ -163,39 +140,27 @@ class CalibrationStore:
 
     def test_milkings(
         self, meter_ids: Collection[str], since: datetime, until: datetime | None = None
-    ) -> list[TestMilking]:
+    ) -> list[SessionRecord]:
         """Finished sessions of these meters that ended at or after `since`, by stall and then
-        oldest first."""
+        oldest first: the recorded milkings that may serve as test milkings (whether one can
+        is `technician.calibration.excluded_reason`)."""
         query = (
-            select(MilkSession)
+            select(SessionRow, Animal)
+            .outerjoin(Animal, Animal.id == SessionRow.animal_id)
             .where(
                 # `column || ''` is SQLite's idiom for "not by this column's index": the
                 # ended_at index finds the days asked for, instead of a meter's (or every
                 # finished) session of the year being read.
-                MilkSession.meter_id.op("||")("").in_(list(meter_ids)),
-                MilkSession.state.op("||")("").in_(FINISHED_STATES),
-                MilkSession.ended_at >= since,
+                SessionRow.meter_id.op("||")("").in_(list(meter_ids)),
+                SessionRow.state.op("||")("").in_(FINISHED_STATES),
+                SessionRow.ended_at >= since,
             )
-            .order_by(MilkSession.stall, MilkSession.ended_at)
+            .order_by(SessionRow.stall, SessionRow.ended_at)
         )
         if until is not None:
-            query = query.where(MilkSession.ended_at <= until)
+            query = query.where(SessionRow.ended_at <= until)
         with self._db.read() as tx:
-            return [
-                TestMilking(
-                    session_key=r.key,
-                    meter_id=r.meter_id,
-                    stall=r.stall,
-                    started_at=r.started_at,
-                    ended_at=r.ended_at,
-                    measured_l=r.yield_l,
-                    state=r.state,
-                    reattached=r.reattached,
-                    flags=_flags(r.flags),
-                    diverted=r.destination == "diverted",
-                )
-                for r in tx.scalars(query)
-            ]
+            return [record_from_row(row, animal) for row, animal in tx.execute(query)]
 
     def history(self, meter_id: str | None = None, limit: int = 200) -> list[CalibrationRecord]:
         """Calibrations, newest first (of one meter when given)."""

@@ -10,41 +10,23 @@ from sqlalchemy import select
 
 from milkconsole.store.alerts import AlertError, AlertRecord, alert_record
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Alert, Animal, MilkSession, utc_now
+from milkconsole.store.schema import AlertRow, Animal, SessionRow, utc_now
+from milkconsole.store.sessions import SessionRecord, record_from_row
 
 HISTORY_DAYS = 60.0
 HISTORY_MAX_POINTS = 1000
 
 
 @dataclass(frozen=True, slots=True)
-class HistoryPoint:
-    """One of the cow's milkings on her history chart."""
-
-    session_key: str
-    started_at: datetime
-    state: str
-    yield_l: float
-    conductivity_mean_ms_cm: float | None = None
-    conductivity_max_ms_cm: float | None = None
-    quarters_ms_cm: tuple[float | None, float | None, float | None, float | None] = (
-        None,
-        None,
-        None,
-        None,
-    )
-    abnormal: bool = False
-    flags: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
 class CowHistory:
-    """A cow's milkings since `since` (oldest first) and her alerts raised since then."""
+    """A cow's milkings since `since` (oldest first), as recorded, and her alerts raised since
+    then."""
 
     animal_id: int
     number: str
     name: str | None
     since: datetime
-    points: tuple[HistoryPoint, ...]
+    points: tuple[SessionRecord, ...]
     alerts: tuple[AlertRecord, ...]
 
     @property
@@ -69,36 +51,23 @@ def cow_history(
             raise AlertError(f"no animal with id {animal_id}")
         sessions = list(
             tx.scalars(
-                select(MilkSession)
+                select(SessionRow)
                 .where(
-                    MilkSession.animal_id == animal_id,
-                    MilkSession.state != "in_progress",
-                    MilkSession.started_at >= since,
+                    SessionRow.animal_id == animal_id,
+                    SessionRow.state != "in_progress",
+                    SessionRow.started_at >= since,
                 )
-                .order_by(MilkSession.started_at.desc())
+                .order_by(SessionRow.started_at.desc())
                 .limit(max_points)
             )
         )
         alerts = [
             alert_record(row, animal)
             for row in tx.scalars(
-                select(Alert)
-                .where(Alert.animal_id == animal_id, Alert.raised_at >= since)
-                .order_by(Alert.raised_at)
+                select(AlertRow)
+                .where(AlertRow.animal_id == animal_id, AlertRow.raised_at >= since)
+                .order_by(AlertRow.raised_at)
             )
         ]
-        points = tuple(
-            HistoryPoint(
-                session_key=s.key,
-                started_at=s.started_at,
-                state=s.state,
-                yield_l=s.yield_l,
-                conductivity_mean_ms_cm=s.conductivity_mean_ms_cm,
-                conductivity_max_ms_cm=s.conductivity_max_ms_cm,
-                quarters_ms_cm=(s.ec_lf_ms_cm, s.ec_rf_ms_cm, s.ec_lr_ms_cm, s.ec_rr_ms_cm),
-                abnormal=bool(s.abnormal),
-                flags=tuple(f for f in (s.flags or "").split(",") if f),
-            )
-            for s in reversed(sessions)
-        )
+        points = tuple(record_from_row(row, animal) for row in reversed(sessions))
         return CowHistory(animal.id, animal.number, animal.name, since, points, tuple(alerts))

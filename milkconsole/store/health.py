@@ -5,9 +5,11 @@ The rules (grades, abnormal reasons, the cow-swap check, the mastitis detector) 
 transaction and applies what they decide through `HealthRecords`, an adapter over that one
 transaction. So the session, its grade and flags, and any alert or health event it raises are
 stored together or not at all, and their Odoo/MQTT rows are queued with them
-(`store.outbound`). Everything crossing out of here is a frozen value, never an ORM row.
+(`store.outbound`). Everything crossing out of here is a frozen value, never an ORM row: the
+session as recorded is the store's `SessionRecord`, an alert as stored its `AlertRecord`.
 
-`detector_history` reads what the mastitis detector is rebuilt from at start.
+`detector_history` reads what the mastitis detector is rebuilt from at start: the few columns of
+each completed milking of the last two weeks it reads (`DetectorColumns`), not whole records.
 """
 
 from __future__ import annotations
@@ -20,39 +22,13 @@ from typing import NamedTuple
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from milkconsole.store.alerts import AlertRecord, alert_record
 from milkconsole.store.outbound import queue_alert, queue_health_event
-from milkconsole.store.schema import Alert, Animal, HealthEvent, MilkSession
+from milkconsole.store.schema import AlertRow, Animal, HealthEvent, SessionRow
+from milkconsole.store.sessions import SessionRecord, record_from_row
 from milkconsole.store.tags import resolve_animal
 
 OPEN_STATES = ("open", "acknowledged")
-
-
-@dataclass(frozen=True, slots=True)
-class StoredMilking:
-    """A stored session, the columns the health rules read."""
-
-    key: str
-    meter_id: str
-    rfid: str | None
-    animal_id: int | None
-    id_source: str | None
-    state: str
-    started_at: datetime
-    ended_at: datetime | None
-    duration_s: float
-    yield_l: float
-    conductivity_mean_ms_cm: float | None
-    quarters_ms_cm: tuple[float | None, float | None, float | None, float | None]
-    temperature_c: float | None
-    blood: bool | None
-    fat_pct: float | None
-    protein_pct: float | None
-    scc_cells_ml: int | None
-
-    @property
-    def done_at(self) -> datetime:
-        """When what it raises is dated: its end, else its start."""
-        return self.ended_at or self.started_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,17 +51,12 @@ class RecentMeans:
     conductivity_milkings: int
 
 
-@dataclass(frozen=True, slots=True)
-class OpenAlert:
-    """An alert still open or acknowledged."""
-
-    id: int
-    severity: str
-
-
-class DetectorMilking(NamedTuple):
-    """One completed milking of an identified cow, as the mastitis detector replays it (a tuple:
-    two weeks of a big herd is tens of thousands of them)."""
+class DetectorColumns(NamedTuple):
+    """The columns of one recorded session (a completed milking of an identified cow) that the
+    mastitis detector is primed from: a projection of a `SessionRecord`, not a session type. A
+    tuple, because two weeks of a big herd is tens of thousands of them; the hook turns each
+    into the detector's own input (`health.mastitis.MilkingSignals`), which the store cannot
+    name (the store sits below `health`)."""
 
     animal_id: int
     started_at: datetime
@@ -98,29 +69,12 @@ class DetectorMilking(NamedTuple):
     blood: bool | None
 
 
-def _milking(row: MilkSession) -> StoredMilking:
-    return StoredMilking(
-        key=row.key,
-        meter_id=row.meter_id,
-        rfid=row.rfid,
-        animal_id=row.animal_id,
-        id_source=row.id_source,
-        state=row.state,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        duration_s=row.duration_s,
-        yield_l=row.yield_l,
-        conductivity_mean_ms_cm=row.conductivity_mean_ms_cm,
-        quarters_ms_cm=(row.ec_lf_ms_cm, row.ec_rf_ms_cm, row.ec_lr_ms_cm, row.ec_rr_ms_cm),
-        temperature_c=row.temperature_c,
-        blood=row.blood,
-        fat_pct=row.fat_pct,
-        protein_pct=row.protein_pct,
-        scc_cells_ml=row.scc_cells_ml,
-    )
+def _record(tx: Session, row: SessionRow) -> SessionRecord:
+    animal = tx.get(Animal, row.animal_id) if row.animal_id is not None else None
+    return record_from_row(row, animal)
 
 
-def _add_flags(row: MilkSession, flags: Sequence[str]) -> None:
+def _add_flags(row: SessionRow, flags: Sequence[str]) -> None:
     present = [f for f in (row.flags or "").split(",") if f]
     row.flags = ",".join(present + [f for f in flags if f not in present])
 
@@ -131,18 +85,18 @@ class HealthRecords:
     def __init__(self, tx: Session) -> None:
         self.tx = tx
 
-    def _row(self, key: str) -> MilkSession:
-        row = self.tx.get(MilkSession, key)
+    def _row(self, key: str) -> SessionRow:
+        row = self.tx.get(SessionRow, key)
         if row is None:
             raise LookupError(f"no milk session with key {key!r}")
         return row
 
     # -- reading --------------------------------------------------------------------------------
 
-    def milking(self, key: str) -> StoredMilking | None:
-        """The stored session, or None when it is not stored."""
-        row = self.tx.get(MilkSession, key)
-        return None if row is None else _milking(row)
+    def milking(self, key: str) -> SessionRecord | None:
+        """The session as recorded, or None when it is not stored."""
+        row = self.tx.get(SessionRow, key)
+        return None if row is None else _record(self.tx, row)
 
     def cow(self, animal_id: int | None) -> HealthCow | None:
         animal = self.tx.get(Animal, animal_id) if animal_id is not None else None
@@ -152,26 +106,26 @@ class HealthRecords:
             animal.id, animal.number, animal.group_name, animal.conductivity_baseline_ms_cm
         )
 
-    def recent_means(self, milking: StoredMilking, days: float) -> RecentMeans:
+    def recent_means(self, milking: SessionRecord, days: float) -> RecentMeans:
         """Her completed milkings of the `days` before this one started."""
         since = milking.started_at - timedelta(days=days)
         mean_yield, mean_ec, n_ec = self.tx.execute(
             select(
-                func.avg(MilkSession.yield_l),
-                func.avg(MilkSession.conductivity_mean_ms_cm),
-                func.count(MilkSession.conductivity_mean_ms_cm),
+                func.avg(SessionRow.yield_l),
+                func.avg(SessionRow.conductivity_mean_ms_cm),
+                func.count(SessionRow.conductivity_mean_ms_cm),
             ).where(
-                MilkSession.animal_id == milking.animal_id,
-                MilkSession.state == "completed",
-                MilkSession.started_at >= since,
-                MilkSession.started_at < milking.started_at,
-                MilkSession.key != milking.key,
+                SessionRow.animal_id == milking.animal_id,
+                SessionRow.state == "completed",
+                SessionRow.started_at >= since,
+                SessionRow.started_at < milking.started_at,
+                SessionRow.key != milking.key,
             )
         ).one()
         return RecentMeans(mean_yield, mean_ec, n_ec)
 
     def group_milkings(
-        self, milking: StoredMilking, cow: HealthCow, since: datetime, until: datetime
+        self, milking: SessionRecord, cow: HealthCow, since: datetime, until: datetime
     ) -> list[tuple[int | None, datetime, float]]:
         """The completed milkings (animal, start, yield) of the active cows of `cow`'s group,
         hers included, that started in [since, until), `milking` left out."""
@@ -184,47 +138,47 @@ class HealthRecords:
         return [
             (animal_id, started, yield_l)
             for animal_id, started, yield_l in self.tx.execute(
-                select(MilkSession.animal_id, MilkSession.started_at, MilkSession.yield_l).where(
-                    MilkSession.animal_id.in_(group),
+                select(SessionRow.animal_id, SessionRow.started_at, SessionRow.yield_l).where(
+                    SessionRow.animal_id.in_(group),
                     # `state || ''`: not by the state index, which on a year's database is most
                     # of the year's sessions; each cow's (animal_id, started_at) index finds
                     # her two weeks.
-                    MilkSession.state.op("||")("") == "completed",
-                    MilkSession.started_at >= since,
-                    MilkSession.started_at < until,
-                    MilkSession.key != milking.key,
+                    SessionRow.state.op("||")("") == "completed",
+                    SessionRow.started_at >= since,
+                    SessionRow.started_at < until,
+                    SessionRow.key != milking.key,
                 )
             )
         ]
 
-    def open_alert(self, animal_id: int, kind: str) -> OpenAlert | None:
+    def open_alert(self, animal_id: int, kind: str) -> AlertRecord | None:
         """Her newest alert of `kind` still open or acknowledged."""
         row = self.tx.scalars(
-            select(Alert)
+            select(AlertRow)
             .where(
-                Alert.animal_id == animal_id,
-                Alert.kind == kind,
-                Alert.state.in_(OPEN_STATES),
+                AlertRow.animal_id == animal_id,
+                AlertRow.kind == kind,
+                AlertRow.state.in_(OPEN_STATES),
             )
-            .order_by(Alert.raised_at.desc())
+            .order_by(AlertRow.raised_at.desc())
         ).first()
-        return None if row is None else OpenAlert(row.id, row.severity)
+        return None if row is None else alert_record(row, self.tx.get(Animal, animal_id))
 
     def alert_state(self, alert_id: int) -> str | None:
         """An alert's state ('open', 'acknowledged', 'resolved'), None when there is none."""
-        row = self.tx.get(Alert, alert_id)
+        row = self.tx.get(AlertRow, alert_id)
         return None if row is None else row.state
 
     # -- writing --------------------------------------------------------------------------------
 
-    def identify_by_tag(self, key: str) -> StoredMilking:
+    def identify_by_tag(self, key: str) -> SessionRecord:
         """Give the session the animal its tag names in any written form, if any (`id_source`
         'rfid'); the session as it is now."""
         row = self._row(key)
         animal_id = resolve_animal(self.tx, row.rfid)
         if animal_id is not None:
             row.animal_id, row.id_source = animal_id, "rfid"
-        return _milking(row)
+        return _record(self.tx, row)
 
     def set_grade(self, key: str, grade: str | None, reasons: Sequence[str]) -> None:
         """The milk's grade; abnormal exactly when there are `reasons`, which join its flags."""
@@ -242,7 +196,7 @@ class HealthRecords:
 
     def raise_alert(
         self,
-        milking: StoredMilking,
+        milking: SessionRecord,
         *,
         key: str,
         kind: str,
@@ -254,9 +208,9 @@ class HealthRecords:
     ) -> int | None:
         """Open an alert about `milking` (its cow unless `animal_id`, its tag, meter and end),
         queued for Odoo and MQTT; its id, or None when an alert with `key` exists already."""
-        if self.tx.scalar(select(Alert.id).where(Alert.key == key)) is not None:
+        if self.tx.scalar(select(AlertRow.id).where(AlertRow.key == key)) is not None:
             return None
-        alert = Alert(
+        alert = AlertRow(
             key=key,
             kind=kind,
             condition=condition,
@@ -275,7 +229,7 @@ class HealthRecords:
 
     def escalate(self, alert_id: int, severity: str, message: str) -> None:
         """An alert already raised (and perhaps sent) becomes more severe; Odoo learns it."""
-        alert = self.tx.get(Alert, alert_id)
+        alert = self.tx.get(AlertRow, alert_id)
         if alert is None:
             raise LookupError(f"no alert with id {alert_id}")
         alert.severity = severity
@@ -283,7 +237,7 @@ class HealthRecords:
         queue_alert(self.tx, alert)
 
     def record_event(
-        self, milking: StoredMilking, kind: str, detail: str, *, at: datetime | None = None
+        self, milking: SessionRecord, kind: str, detail: str, *, at: datetime | None = None
     ) -> bool:
         """A health event of `milking`'s cow (one per session and kind), queued for Odoo;
         False when it was recorded already."""
@@ -308,38 +262,38 @@ class HealthRecords:
 
 def newest_milking_start(tx: Session) -> datetime | None:
     """When the newest stored session started (None: nothing stored)."""
-    return tx.scalar(select(func.max(MilkSession.started_at)))
+    return tx.scalar(select(func.max(SessionRow.started_at)))
 
 
-def detector_history(tx: Session, since: datetime, until: datetime) -> list[DetectorMilking]:
+def detector_history(tx: Session, since: datetime, until: datetime) -> list[DetectorColumns]:
     """The completed milkings of identified cows that started in [since, until], in start order
     (then by animal)."""
     # The columns only, not ORM rows: two weeks of a 1,000-cow herd is 40,000 milkings.
     query = (
         select(
-            MilkSession.animal_id,
-            MilkSession.started_at,
-            MilkSession.ended_at,
-            MilkSession.duration_s,
-            MilkSession.yield_l,
-            MilkSession.conductivity_mean_ms_cm,
-            MilkSession.ec_lf_ms_cm,
-            MilkSession.ec_rf_ms_cm,
-            MilkSession.ec_lr_ms_cm,
-            MilkSession.ec_rr_ms_cm,
-            MilkSession.temperature_c,
-            MilkSession.blood,
+            SessionRow.animal_id,
+            SessionRow.started_at,
+            SessionRow.ended_at,
+            SessionRow.duration_s,
+            SessionRow.yield_l,
+            SessionRow.conductivity_mean_ms_cm,
+            SessionRow.ec_lf_ms_cm,
+            SessionRow.ec_rf_ms_cm,
+            SessionRow.ec_lr_ms_cm,
+            SessionRow.ec_rr_ms_cm,
+            SessionRow.temperature_c,
+            SessionRow.blood,
         )
         .where(
-            MilkSession.state == "completed",
-            MilkSession.animal_id.is_not(None),
-            MilkSession.started_at >= since,
-            MilkSession.started_at <= until,
+            SessionRow.state == "completed",
+            SessionRow.animal_id.is_not(None),
+            SessionRow.started_at >= since,
+            SessionRow.started_at <= until,
         )
-        .order_by(MilkSession.started_at, MilkSession.animal_id)
+        .order_by(SessionRow.started_at, SessionRow.animal_id)
     )
     return [
-        DetectorMilking(aid, started, ended, duration, y, ec, (lf, rf, lr, rr), temperature, blood)
+        DetectorColumns(aid, started, ended, duration, y, ec, (lf, rf, lr, rr), temperature, blood)
         for (
             aid,
             started,

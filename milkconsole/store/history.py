@@ -23,7 +23,7 @@ from sqlalchemy import Select, and_, bindparam, case, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Animal, HealthEvent, MilkSession, UTCDateTime
+from milkconsole.store.schema import Animal, HealthEvent, SessionRow, UTCDateTime
 from milkconsole.store.sessions import SessionRecord, record_from_row
 
 FINISHED_STATES = ("completed", "incomplete", "interrupted")
@@ -124,7 +124,7 @@ class MeterPeriodStats:
 
 # Without statistics SQLite prefers the `state` index to a time range or a cow (one state
 # matches most of a year's rows); comparing `state || ''` keeps it from choosing that index.
-_STATE = MilkSession.state.concat("")
+_STATE = SessionRow.state.concat("")
 
 
 def _finished(query: Select) -> Select:
@@ -138,10 +138,10 @@ def _records(tx: Session, query: Select) -> list[SessionRecord]:
 def finished_between(db: Database, start: datetime, end: datetime) -> list[SessionRecord]:
     """Finished sessions that started in [start, end), in start order, with their cow."""
     query = _finished(
-        select(MilkSession, Animal)
-        .outerjoin(Animal, Animal.id == MilkSession.animal_id)
-        .where(MilkSession.started_at >= start, MilkSession.started_at < end)
-        .order_by(MilkSession.started_at, MilkSession.stall)
+        select(SessionRow, Animal)
+        .outerjoin(Animal, Animal.id == SessionRow.animal_id)
+        .where(SessionRow.started_at >= start, SessionRow.started_at < end)
+        .order_by(SessionRow.started_at, SessionRow.stall)
     )
     with db.read() as tx:
         return _records(tx, query)
@@ -152,9 +152,9 @@ def session_starts(db: Database, start: datetime, end: datetime) -> list[datetim
     with db.read() as tx:
         return list(
             tx.scalars(
-                select(MilkSession.started_at)
-                .where(MilkSession.started_at >= start, MilkSession.started_at < end)
-                .order_by(MilkSession.started_at)
+                select(SessionRow.started_at)
+                .where(SessionRow.started_at >= start, SessionRow.started_at < end)
+                .order_by(SessionRow.started_at)
             )
         )
 
@@ -162,26 +162,24 @@ def session_starts(db: Database, start: datetime, end: datetime) -> list[datetim
 def session_keys(db: Database, start: datetime, end: datetime | None = None) -> list[str]:
     """Keys of the sessions (any state) that started at or after `start` (and before `end`),
     in start order."""
-    query = select(MilkSession.key).where(MilkSession.started_at >= start)
+    query = select(SessionRow.key).where(SessionRow.started_at >= start)
     if end is not None:
-        query = query.where(MilkSession.started_at < end)
+        query = query.where(SessionRow.started_at < end)
     with db.read() as tx:
-        return list(tx.scalars(query.order_by(MilkSession.started_at)))
+        return list(tx.scalars(query.order_by(SessionRow.started_at)))
 
 
 def last_session_end(db: Database) -> datetime | None:
     """When the newest session ended (None: none has)."""
     with db.read() as tx:
-        return tx.scalar(select(func.max(MilkSession.ended_at)))
+        return tx.scalar(select(func.max(SessionRow.ended_at)))
 
 
 def last_session_start(db: Database, before: datetime) -> datetime | None:
     """When the newest finished session started before `before`."""
     with db.read() as tx:
         return tx.scalar(
-            _finished(select(func.max(MilkSession.started_at))).where(
-                MilkSession.started_at < before
-            )
+            _finished(select(func.max(SessionRow.started_at))).where(SessionRow.started_at < before)
         )
 
 
@@ -331,23 +329,23 @@ def cow_sessions(
     her last completed sessions before `start` (newest first), which her first expectations in
     the period come from."""
     query = _finished(
-        select(MilkSession, Animal)
-        .join(Animal, Animal.id == MilkSession.animal_id)
+        select(SessionRow, Animal)
+        .join(Animal, Animal.id == SessionRow.animal_id)
         .where(
-            MilkSession.animal_id == animal_id,
-            MilkSession.started_at >= start,
-            MilkSession.started_at < end,
+            SessionRow.animal_id == animal_id,
+            SessionRow.started_at >= start,
+            SessionRow.started_at < end,
         )
-        .order_by(MilkSession.started_at)
+        .order_by(SessionRow.started_at)
     )
     before = (
-        select(MilkSession.yield_l)
+        select(SessionRow.yield_l)
         .where(
-            MilkSession.animal_id == animal_id,
+            SessionRow.animal_id == animal_id,
             _STATE == "completed",
-            MilkSession.started_at < start,
+            SessionRow.started_at < start,
         )
-        .order_by(MilkSession.started_at.desc())
+        .order_by(SessionRow.started_at.desc())
         .limit(EXPECTED_FROM_SESSIONS)
     )
     with db.read() as tx:
@@ -374,8 +372,8 @@ def health_events(
 
 
 def _trusted() -> list:
-    conditions = [_STATE == "completed", MilkSession.reattached.is_(False)]
-    conditions += [~MilkSession.flags.contains(flag) for flag in UNTRUSTED_FLAGS]
+    conditions = [_STATE == "completed", SessionRow.reattached.is_(False)]
+    conditions += [~SessionRow.flags.contains(flag) for flag in UNTRUSTED_FLAGS]
     return conditions
 
 
@@ -384,18 +382,18 @@ def meter_cow_yields(db: Database, start: datetime, end: datetime) -> list[Meter
     (not re-attached, split, reset, silent or recovered), how many and their total."""
     query = (
         select(
-            MilkSession.meter_id,
-            MilkSession.animal_id,
+            SessionRow.meter_id,
+            SessionRow.animal_id,
             func.count(),
-            func.total(MilkSession.yield_l),
+            func.total(SessionRow.yield_l),
         )
         .where(
-            MilkSession.started_at >= start,
-            MilkSession.started_at < end,
-            MilkSession.animal_id.is_not(None),
+            SessionRow.started_at >= start,
+            SessionRow.started_at < end,
+            SessionRow.animal_id.is_not(None),
             *_trusted(),
         )
-        .group_by(MilkSession.meter_id, MilkSession.animal_id)
+        .group_by(SessionRow.meter_id, SessionRow.animal_id)
     )
     with db.read() as tx:
         return [
@@ -406,28 +404,28 @@ def meter_cow_yields(db: Database, start: datetime, end: datetime) -> list[Meter
 
 def meter_period_stats(db: Database, start: datetime, end: datetime) -> list[MeterPeriodStats]:
     """Per meter, its finished milkings that started in [start, end)."""
-    comm = or_(*[MilkSession.flags.contains(f) for f in COMM_FLAGS])
+    comm = or_(*[SessionRow.flags.contains(f) for f in COMM_FLAGS])
     query = (
         select(
-            MilkSession.meter_id,
-            func.min(MilkSession.stall),
+            SessionRow.meter_id,
+            func.min(SessionRow.stall),
             func.count(),
-            func.total(case((MilkSession.state == "completed", 1), else_=0)),
-            func.total(case((MilkSession.state == "incomplete", 1), else_=0)),
-            func.total(case((MilkSession.state == "interrupted", 1), else_=0)),
+            func.total(case((SessionRow.state == "completed", 1), else_=0)),
+            func.total(case((SessionRow.state == "incomplete", 1), else_=0)),
+            func.total(case((SessionRow.state == "interrupted", 1), else_=0)),
             func.total(case((comm, 1), else_=0)),
-            func.total(case((MilkSession.animal_id.is_not(None), 1), else_=0)),
-            func.total(MilkSession.yield_l),
-            func.avg(case((MilkSession.avg_flow_l_min > 0, MilkSession.avg_flow_l_min))),
-            func.avg(case((MilkSession.peak_flow_l_min > 0, MilkSession.peak_flow_l_min))),
-            func.avg(case((MilkSession.duration_s > 0, MilkSession.duration_s))),
+            func.total(case((SessionRow.animal_id.is_not(None), 1), else_=0)),
+            func.total(SessionRow.yield_l),
+            func.avg(case((SessionRow.avg_flow_l_min > 0, SessionRow.avg_flow_l_min))),
+            func.avg(case((SessionRow.peak_flow_l_min > 0, SessionRow.peak_flow_l_min))),
+            func.avg(case((SessionRow.duration_s > 0, SessionRow.duration_s))),
         )
         .where(
-            MilkSession.started_at >= start,
-            MilkSession.started_at < end,
+            SessionRow.started_at >= start,
+            SessionRow.started_at < end,
             _STATE.in_(FINISHED_STATES),
         )
-        .group_by(MilkSession.meter_id)
+        .group_by(SessionRow.meter_id)
     )
     with db.read() as tx:
         return [

@@ -50,13 +50,13 @@ from milkconsole.flags import flag_text
 from milkconsole.meters.rfid import InvalidTag, normalize_tag
 from milkconsole.store.outbox import amend, create_row, enqueue, enqueue_many, withdraw
 from milkconsole.store.schema import (
-    Alert,
+    AlertRow,
     Animal,
     Calibration,
     HealthEvent,
     Meter,
-    MilkSession,
     OutboxRow,
+    SessionRow,
     SyncState,
     TreatmentRow,
 )
@@ -167,11 +167,11 @@ def animal_payload(tx: Session, animal_id: int | None) -> dict[str, Any]:
     }
 
 
-def _flags(row: MilkSession) -> list[str]:
+def _flags(row: SessionRow) -> list[str]:
     return [f for f in (row.flags or "").split(",") if f]
 
 
-def abnormality(row: MilkSession) -> str | None:
+def abnormality(row: SessionRow) -> str | None:
     """Why a milking is abnormal, in words: its state, then its flags (as Odoo shows them)."""
     parts: list[str] = []
     if row.state in ("incomplete", "interrupted"):
@@ -183,7 +183,7 @@ def abnormality(row: MilkSession) -> str | None:
     return "; ".join(parts) or None
 
 
-def session_payload(tx: Session, row: MilkSession) -> dict[str, Any]:
+def session_payload(tx: Session, row: SessionRow) -> dict[str, Any]:
     """The `milk.session` payload of a finished session."""
     return {
         "key": row.key,
@@ -220,7 +220,7 @@ def session_payload(tx: Session, row: MilkSession) -> dict[str, Any]:
     }
 
 
-def production_payload(tx: Session, row: MilkSession) -> dict[str, Any]:
+def production_payload(tx: Session, row: SessionRow) -> dict[str, Any]:
     """The `farm.milk.production` payload of a finished session (its key is the session's)."""
     return {
         "key": row.key,
@@ -233,7 +233,7 @@ def production_payload(tx: Session, row: MilkSession) -> dict[str, Any]:
     }
 
 
-def _alert_state(row: Alert) -> dict[str, Any]:
+def _alert_state(row: AlertRow) -> dict[str, Any]:
     return {
         "state": row.state,
         "severity": row.severity,
@@ -246,7 +246,7 @@ def _alert_state(row: Alert) -> dict[str, Any]:
     }
 
 
-def alert_payload(tx: Session, row: Alert) -> dict[str, Any]:
+def alert_payload(tx: Session, row: AlertRow) -> dict[str, Any]:
     """The `iot.device.alert` payload of an alert."""
     return {
         "key": row.key,
@@ -273,11 +273,11 @@ def health_payload(tx: Session, row: HealthEvent) -> dict[str, Any]:
     }
 
 
-def _goes_to_tank(row: MilkSession) -> bool:
+def _goes_to_tank(row: SessionRow) -> bool:
     return row.destination != "diverted"
 
 
-def _wants_production(row: MilkSession) -> bool:
+def _wants_production(row: SessionRow) -> bool:
     return (
         row.state in FINISHED_STATES
         and row.animal_id is not None
@@ -289,13 +289,13 @@ def _wants_production(row: MilkSession) -> bool:
 # -- sessions -----------------------------------------------------------------------------------
 
 
-def queue_session(tx: Session, row: MilkSession) -> None:
+def queue_session(tx: Session, row: SessionRow) -> None:
     """A session finished: its milk.session (after its meter's registration), its production
     record (after the session) and its MQTT event. Idempotent per session key."""
     queue_sessions(tx, [row])
 
 
-def queue_sessions(tx: Session, rows: Sequence[MilkSession]) -> None:
+def queue_sessions(tx: Session, rows: Sequence[SessionRow]) -> None:
     """`queue_session` for many finished sessions at once (one INSERT per model, not one query
     and flush per row: a week recorded offline, or a bench, queues in seconds)."""
     if not rows:
@@ -339,7 +339,7 @@ def queue_sessions(tx: Session, rows: Sequence[MilkSession]) -> None:
     del held
 
 
-def _publish_session(tx: Session, row: MilkSession) -> None:
+def _publish_session(tx: Session, row: SessionRow) -> None:
     """The seed's `session_complete` (its keys first), plus the session key and quality. The
     seed's `session_id` is Odoo's record id, which the console does not know when the milking
     ends (Odoo may be out of reach for days): it is the session's stable key, the same key the
@@ -380,7 +380,7 @@ def _publish_session(tx: Session, row: MilkSession) -> None:
     )
 
 
-def queue_session_identity(tx: Session, row: MilkSession) -> None:
+def queue_session_identity(tx: Session, row: SessionRow) -> None:
     """Who the cow was changed (a tag now known, a cow named by hand): the session learns it and
     her production record is queued or amended. Only for a finished session (an open one's
     create, queued when it completes, will carry the identity)."""
@@ -401,13 +401,13 @@ def queue_session_identity(tx: Session, row: MilkSession) -> None:
     _production_change(tx, row, session_kept)
 
 
-def queue_production_change(tx: Session, row: MilkSession) -> None:
+def queue_production_change(tx: Session, row: SessionRow) -> None:
     """Bring a finished session's production record in line with it (cow, destination)."""
     if row.state in FINISHED_STATES:
         _production_change(tx, row, create_row(tx, SESSION, row.key) is not None)
 
 
-def _production_change(tx: Session, row: MilkSession, session_kept: bool) -> None:
+def _production_change(tx: Session, row: SessionRow, session_kept: bool) -> None:
     """`queue_production_change`; `session_kept`: the session's own create row was still there
     (not pruned) before this transaction touched it."""
     if not _wants_production(row):
@@ -434,7 +434,7 @@ def _production_change(tx: Session, row: MilkSession, session_kept: bool) -> Non
     )
 
 
-def queue_session_fields(tx: Session, row: MilkSession, changed: Mapping[str, Any]) -> None:
+def queue_session_fields(tx: Session, row: SessionRow, changed: Mapping[str, Any]) -> None:
     """Other corrections of a finished session (re-attached, milk destination...)."""
     if row.state not in FINISHED_STATES:
         return
@@ -451,7 +451,7 @@ def queue_session_fields(tx: Session, row: MilkSession, changed: Mapping[str, An
 # -- alerts and health events -----------------------------------------------------------------
 
 
-def queue_alert(tx: Session, row: Alert) -> None:
+def queue_alert(tx: Session, row: AlertRow) -> None:
     """An alert was raised, or its state or severity changed: Odoo learns it (one create per
     alert, amended or written after), and MQTT gets the event."""
     new = row in tx.new  # added in this transaction and not flushed yet: raised just now
@@ -481,7 +481,7 @@ def queue_alert(tx: Session, row: Alert) -> None:
         _publish_alert(tx, row, event)
 
 
-def _publish_alert(tx: Session, row: Alert, event: str) -> None:
+def _publish_alert(tx: Session, row: AlertRow, event: str) -> None:
     """One event per change. Raised, acknowledged and resolved happen once per alert; an update
     is an escalation, and severities only go up, so the severity makes its id unique."""
     stamp = {
@@ -582,7 +582,7 @@ def queue_unqueued(tx: Session) -> int:
         OutboxRow.channel == "odoo", OutboxRow.operation == "create"
     )
     for alert in tx.scalars(
-        select(Alert).where(Alert.key.not_in(queued.where(OutboxRow.model == ALERT)))
+        select(AlertRow).where(AlertRow.key.not_in(queued.where(OutboxRow.model == ALERT)))
     ):
         queue_alert(tx, alert)
         n += 1
@@ -595,9 +595,9 @@ def queue_unqueued(tx: Session) -> int:
         n += 1
     unsent = queued.where(OutboxRow.model == SESSION, OutboxRow.state != "sent")
     for row in tx.scalars(
-        select(MilkSession).where(
-            MilkSession.key.in_(unsent),
-            MilkSession.key.not_in(queued.where(OutboxRow.model == PRODUCTION)),
+        select(SessionRow).where(
+            SessionRow.key.in_(unsent),
+            SessionRow.key.not_in(queued.where(OutboxRow.model == PRODUCTION)),
         )
     ):
         if _wants_production(row):

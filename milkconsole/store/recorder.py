@@ -43,7 +43,7 @@ from milkconsole.meters.parlour import MeterConfig
 from milkconsole.store.db import Database
 from milkconsole.store.flow_curves import add_open_samples, close_curves, last_sample_times
 from milkconsole.store.outbound import queue_meter, queue_sessions
-from milkconsole.store.schema import Meter, MilkSession, utc_now
+from milkconsole.store.schema import Meter, SessionRow, utc_now
 from milkconsole.store.sessions import (
     FINISHED_STATES,
     SNAPSHOT_FIELDS,
@@ -468,7 +468,7 @@ class Recorder:
                 elif self._progress(batch, work.session, ()):
                     changed.append(work)
             if bulk:
-                tx.execute(update(MilkSession), bulk)
+                tx.execute(update(SessionRow), bulk)
             self._finish(batch)
             del rows
         return changed
@@ -495,7 +495,7 @@ class Recorder:
         queue_sessions(tx, finished)
 
     @staticmethod
-    def _plain_progress(rows: dict[str, MilkSession], snap: SessionSnapshot) -> bool:
+    def _plain_progress(rows: dict[str, SessionRow], snap: SessionSnapshot) -> bool:
         """True when the session is stored, still open, and keeps its tag (no identity work)."""
         row = rows.get(snap.key)
         return row is not None and row.state == "in_progress" and row.rfid == snap.rfid
@@ -571,22 +571,21 @@ class Recorder:
     @staticmethod
     def _prefetch(
         tx: Session, works: list[_Work], latest: dict[str, float]
-    ) -> dict[str, MilkSession]:
+    ) -> dict[str, SessionRow]:
         """Load the batch's session rows and last sample times in two queries, not two per
         session (each per-session query also autoflushed the rows changed so far)."""
         keys = sorted({w.session.key for w in works if not isinstance(w, _MetersSeen)})
-        rows: dict[str, MilkSession] = {}
+        rows: dict[str, SessionRow] = {}
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             rows.update(
-                (r.key, r)
-                for r in tx.scalars(select(MilkSession).where(MilkSession.key.in_(chunk)))
+                (r.key, r) for r in tx.scalars(select(SessionRow).where(SessionRow.key.in_(chunk)))
             )
         latest.update(last_sample_times(tx, keys))
         return rows
 
     @staticmethod
-    def _identify(row: MilkSession, resolve: Resolve) -> None:
+    def _identify(row: SessionRow, resolve: Resolve) -> None:
         # Only a tag read fills the identity; a person's choice (id_source 'manual') stands.
         if row.id_source is None and row.rfid:
             animal_id = resolve(row.rfid)
@@ -611,7 +610,7 @@ class _Batch:
     and the completed sessions not stored before (inserted together by `insert_fresh`)."""
 
     tx: Session
-    rows: dict[str, MilkSession]
+    rows: dict[str, SessionRow]
     now: datetime
     latest: dict[str, float]
     resolve: Resolve
@@ -622,13 +621,13 @@ class _Batch:
         if not self.fresh:
             return
         keys = list(self.fresh)
-        self.tx.execute(insert(cast(Table, MilkSession.__table__)), list(self.fresh.values()))
+        self.tx.execute(insert(cast(Table, SessionRow.__table__)), list(self.fresh.values()))
         self.fresh.clear()
         for start in range(0, len(keys), 500):
             chunk = keys[start : start + 500]
             self.rows.update(
                 (r.key, r)
-                for r in self.tx.scalars(select(MilkSession).where(MilkSession.key.in_(chunk)))
+                for r in self.tx.scalars(select(SessionRow).where(SessionRow.key.in_(chunk)))
             )
 
 

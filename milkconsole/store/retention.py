@@ -27,7 +27,7 @@ from sqlalchemy import delete, select, update
 from milkconsole.errors import ConfigError
 from milkconsole.store.curves import CurveError, pack_counted, thin_curve, unpack_curve
 from milkconsole.store.db import Database
-from milkconsole.store.schema import FlowCurveRow, MilkSession, OutboxRow, SyncState
+from milkconsole.store.schema import FlowCurveRow, OutboxRow, SessionRow, SyncState
 
 log = logging.getLogger(__name__)
 
@@ -118,14 +118,14 @@ def thin_old_curves(
     while True:
         with db.write() as tx:
             query = (
-                select(MilkSession.key, MilkSession.ended_at, FlowCurveRow.data)
-                .join(FlowCurveRow, FlowCurveRow.session_key == MilkSession.key)
-                .where(MilkSession.ended_at < ended_before, FlowCurveRow.interval_s.is_(None))
-                .order_by(MilkSession.ended_at)
+                select(SessionRow.key, SessionRow.ended_at, FlowCurveRow.data)
+                .join(FlowCurveRow, FlowCurveRow.session_key == SessionRow.key)
+                .where(SessionRow.ended_at < ended_before, FlowCurveRow.interval_s.is_(None))
+                .order_by(SessionRow.ended_at)
                 .limit(chunk)
             )
             if since is not None:
-                query = query.where(MilkSession.ended_at >= since)
+                query = query.where(SessionRow.ended_at >= since)
             rows = tx.execute(query).all()
             for key, _ended, data in rows:
                 try:

@@ -1,7 +1,9 @@
 """The stored rows: SQLAlchemy 2 typed mappings for every table of the local database.
 
 These classes stay inside `milkconsole.store`; the rest of the core speaks frozen dataclasses
-(`SessionSnapshot`, `SessionRecord`, `OutboxItem`). Every datetime column is `UTCDateTime`:
+(`SessionSnapshot`, `SessionRecord`, `AlertRecord`, `OutboxItem`; docs/architecture.md, "Names").
+A mapping whose name could be taken for the thing it stores is named as a row (`SessionRow`, the
+stored session; `AlertRow`, the stored alert). Every datetime column is `UTCDateTime`:
 stored as naive UTC text, handed back aware UTC, and a naive datetime is refused on the way in.
 The tables are created by Alembic (`migrations/versions/`), never by `create_all`; a test checks
 that the migrations and these mappings agree.
@@ -153,7 +155,7 @@ class TreatmentRow(Base):
     write_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class MilkSession(Base):
+class SessionRow(Base):
     __tablename__ = "milk_sessions"
     __table_args__ = (
         Index("ix_milk_sessions_state", "state"),
@@ -250,7 +252,7 @@ class FlowCurveRow(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class Alert(Base):
+class AlertRow(Base):
     __tablename__ = "alerts"
     __table_args__ = (
         Index("ix_alerts_state", "state"),

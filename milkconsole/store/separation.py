@@ -34,7 +34,7 @@ from milkconsole.store.outbound import (
     queue_production_change,
     queue_session_fields,
 )
-from milkconsole.store.schema import Alert, Animal, MilkSession, SyncState, append_audit, utc_now
+from milkconsole.store.schema import AlertRow, Animal, SessionRow, SyncState, append_audit, utc_now
 from milkconsole.store.treatments import separation_inputs
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def rules_of(tx: Session) -> SeparationRules:
     )
 
 
-def decision_for(tx: Session, row: MilkSession, zone: tzinfo | None = None) -> DivertDecision:
+def decision_for(tx: Session, row: SessionRow, zone: tzinfo | None = None) -> DivertDecision:
     """What the herd says about this session's milk (not who confirmed what)."""
     if row.animal_id is None:
         return decide(None, row.started_at)
@@ -73,14 +73,14 @@ def decision_for(tx: Session, row: MilkSession, zone: tzinfo | None = None) -> D
     return decide(cows.get(row.animal_id), row.started_at, rules, zone=zone)
 
 
-def _label(tx: Session, row: MilkSession) -> str:
+def _label(tx: Session, row: SessionRow) -> str:
     animal = tx.get(Animal, row.animal_id) if row.animal_id is not None else None
     if animal is None:
         return "unidentified cow"
     return f"cow {animal.number}" + (f" {animal.name}" if animal.name else "")
 
 
-def _rule(tx: Session, row: MilkSession, zone: tzinfo | None) -> bool:
+def _rule(tx: Session, row: SessionRow, zone: tzinfo | None) -> bool:
     """Set the finished session's destination and reason; True when its milk had to be kept
     out and nobody confirmed it."""
     decision = decision_for(tx, row, zone)
@@ -96,17 +96,17 @@ def _rule(tx: Session, row: MilkSession, zone: tzinfo | None) -> bool:
     return False
 
 
-def _open_alert(tx: Session, row: MilkSession) -> Alert | None:
+def _open_alert(tx: Session, row: SessionRow) -> AlertRow | None:
     return tx.scalars(
-        select(Alert).where(
-            Alert.key == f"{row.key}:{ALERT_KIND}", Alert.state.in_(("open", "acknowledged"))
+        select(AlertRow).where(
+            AlertRow.key == f"{row.key}:{ALERT_KIND}", AlertRow.state.in_(("open", "acknowledged"))
         )
     ).first()
 
 
-def _raise(tx: Session, row: MilkSession) -> None:
+def _raise(tx: Session, row: SessionRow) -> None:
     key = f"{row.key}:{ALERT_KIND}"
-    existing = tx.scalars(select(Alert).where(Alert.key == key)).first()
+    existing = tx.scalars(select(AlertRow).where(AlertRow.key == key)).first()
     message = (
         f"{_label(tx, row)}, stall {row.stall}: milk to be kept out of the tank "
         f"({row.divert_reason}), {row.yield_l:.1f} L; nobody confirmed it was diverted. "
@@ -118,7 +118,7 @@ def _raise(tx: Session, row: MilkSession) -> None:
             existing.message = message
             queue_alert(tx, existing)
         return
-    alert = Alert(
+    alert = AlertRow(
         key=key,
         kind=ALERT_KIND,
         condition=None,
@@ -136,7 +136,7 @@ def _raise(tx: Session, row: MilkSession) -> None:
     log.error("%s", message)
 
 
-def _resolve(tx: Session, row: MilkSession, by: str, note: str) -> None:
+def _resolve(tx: Session, row: SessionRow, by: str, note: str) -> None:
     alert = _open_alert(tx, row)
     if alert is None:
         return
@@ -151,7 +151,7 @@ class SeparationHook:
         self.zone = zone
 
     def __call__(self, tx: Session, snapshot: SessionSnapshot) -> None:
-        row = tx.get(MilkSession, snapshot.key)
+        row = tx.get(SessionRow, snapshot.key)
         if row is None or row.state not in FINISHED_STATES:
             return
         if _rule(tx, row, self.zone):
@@ -159,7 +159,7 @@ class SeparationHook:
         tx.flush()
 
 
-def review_destination(tx: Session, row: MilkSession, zone: tzinfo | None = None) -> None:
+def review_destination(tx: Session, row: SessionRow, zone: tzinfo | None = None) -> None:
     """Rule again on a finished session whose cow changed; Odoo learns a changed destination
     (and the production record follows), the alert is raised or resolved."""
     if row.state not in FINISHED_STATES:
@@ -181,9 +181,7 @@ def review_since(tx: Session, animal_id: int, since: datetime) -> None:
     """A cow's milkings since `since` ruled again (a treatment recorded for her then: their
     milk may have had to be kept out)."""
     for row in tx.scalars(
-        select(MilkSession).where(
-            MilkSession.animal_id == animal_id, MilkSession.started_at >= since
-        )
+        select(SessionRow).where(SessionRow.animal_id == animal_id, SessionRow.started_at >= since)
     ):
         review_destination(tx, row)
 
@@ -197,10 +195,10 @@ def confirm_divert(
     role: str | None = None,
     at: datetime | None = None,
     zone: tzinfo | None = None,
-) -> MilkSession:
+) -> SessionRow:
     """The operator says this milking's milk went to the divert line; audited. `reason`: why,
     when the herd gives none (blood, clots). LookupError when the session is not stored yet."""
-    row = tx.get(MilkSession, key)
+    row = tx.get(SessionRow, key)
     if row is None:
         raise LookupError(f"no milk session with key {key!r}")
     if row.divert_confirmed_by is not None:

@@ -1,9 +1,11 @@
 """Milking sessions in the store: reading them back and correcting their identity.
 
-Everything here speaks core types (`SessionSnapshot`, `FlowSample`) or `SessionRecord`, a frozen
-copy of one stored row; ORM rows never leave the store. The row <-> snapshot conversions live
-here, so the recorder and the corrections agree on them; what goes to Odoo is built by
-`milkconsole.store.outbound`, and CSV exports are written by `milkconsole.reports.csv_out`.
+Everything here speaks core types (`SessionSnapshot`, the session as shown; `FlowSample`) or
+`SessionRecord`, the session as recorded: a frozen copy of one stored row (`schema.SessionRow`)
+with its cow's number and name, built by `record_from_row` alone. ORM rows never leave the store.
+The row <-> snapshot conversions live here, so the recorder and the corrections agree on them;
+what goes to Odoo is built by `milkconsole.store.outbound`, and CSV exports are written by
+`milkconsole.reports.csv_out`. The names: docs/architecture.md, "Names".
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from milkconsole.meters.events import FlowSample, SessionSnapshot, SessionState
 from milkconsole.store.db import Database
 from milkconsole.store.flow_curves import read_curve
 from milkconsole.store.outbound import queue_session_fields, queue_session_identity
-from milkconsole.store.schema import Animal, MilkSession, append_audit
+from milkconsole.store.schema import Animal, SessionRow, append_audit
 from milkconsole.store.separation import review_destination
 
 # Who wears a tag is `store.tags`; the recorder and the tests find it here too.
@@ -51,7 +53,9 @@ def _flags_tuple(text: str | None) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class SessionRecord:
-    """One stored milking session, every column, plus the animal's number and name."""
+    """The session as recorded: one stored milking session, every column, plus the animal's
+    number and name (`record_from_row` builds it; the dashboard, the reports, the health hook,
+    the calibration and the cow's chart read it)."""
 
     key: str
     meter_id: str
@@ -99,8 +103,32 @@ class SessionRecord:
     divert_confirmed_by: str | None = None
     divert_confirmed_at: datetime | None = None
 
+    @property
+    def cow_label(self) -> str:
+        """'1002 Daisy', '1002', or '' for a session of no known cow."""
+        if self.animal_number is None:
+            return ""
+        return (
+            f"{self.animal_number} {self.animal_name}" if self.animal_name else self.animal_number
+        )
+
+    @property
+    def diverted(self) -> bool:
+        """Her milk went to the divert line (treated, colostrum, kept out): not in the tank."""
+        return self.destination == "diverted"
+
+    @property
+    def quarters_ms_cm(self) -> tuple[float | None, float | None, float | None, float | None]:
+        """The conductivity of each quarter (LF, RF, LR, RR), None where the meter gave none."""
+        return (self.ec_lf_ms_cm, self.ec_rf_ms_cm, self.ec_lr_ms_cm, self.ec_rr_ms_cm)
+
+    @property
+    def done_at(self) -> datetime:
+        """When what it raises is dated: its end, else its start."""
+        return self.ended_at or self.started_at
+
     def snapshot(self) -> SessionSnapshot:
-        """The session as a core snapshot (what the tracker and health modules speak)."""
+        """The session as shown (what the stall tracker and the live views speak)."""
         values = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
         return SessionSnapshot(key=self.key, flags=self.flags, **values)
 
@@ -115,7 +143,8 @@ class PastMilking:
     destination: str | None = "tank"
 
 
-def record_from_row(row: MilkSession, animal: Animal | None) -> SessionRecord:
+def record_from_row(row: SessionRow, animal: Animal | None) -> SessionRecord:
+    """The session as recorded, from its row and its cow's row (None: no cow, or not known)."""
     values: dict[str, Any] = {
         f.name: getattr(row, f.name)
         for f in fields(SessionRecord)
@@ -129,13 +158,13 @@ def record_from_row(row: MilkSession, animal: Animal | None) -> SessionRecord:
     )
 
 
-def snapshot_from_row(row: MilkSession) -> SessionSnapshot:
+def snapshot_from_row(row: SessionRow) -> SessionSnapshot:
     values = {name: getattr(row, name) for name in SNAPSHOT_FIELDS}
     values["state"] = cast(SessionState, row.state)
     return SessionSnapshot(key=row.key, flags=_flags_tuple(row.flags), **values)
 
 
-def apply_snapshot(row: MilkSession, snap: SessionSnapshot, now: datetime) -> None:
+def apply_snapshot(row: SessionRow, snap: SessionSnapshot, now: datetime) -> None:
     """Write the snapshot's columns onto a row (identity, grade and reattached stay as they are)."""
     for name in SNAPSHOT_FIELDS:
         setattr(row, name, getattr(snap, name))
@@ -143,8 +172,8 @@ def apply_snapshot(row: MilkSession, snap: SessionSnapshot, now: datetime) -> No
     row.updated_at = now
 
 
-def new_session_row(snap: SessionSnapshot, now: datetime) -> MilkSession:
-    row = MilkSession(key=snap.key, created_at=now, abnormal=False, reattached=False)
+def new_session_row(snap: SessionSnapshot, now: datetime) -> SessionRow:
+    row = SessionRow(key=snap.key, created_at=now, abnormal=False, reattached=False)
     apply_snapshot(row, snap, now)
     return row
 
@@ -167,7 +196,7 @@ def new_session_values(snap: SessionSnapshot, now: datetime) -> dict[str, Any]:
 
 def read_record(tx: Session, key: str) -> SessionRecord | None:
     """One session with every stored column, whatever its state (None: not stored)."""
-    row = tx.get(MilkSession, key)
+    row = tx.get(SessionRow, key)
     if row is None:
         return None
     animal = tx.get(Animal, row.animal_id) if row.animal_id is not None else None
@@ -184,9 +213,9 @@ class SessionStore:
         """Sessions still in progress (to resume after a restart), by stall."""
         with self._db.read() as tx:
             rows = tx.scalars(
-                select(MilkSession)
-                .where(MilkSession.state == "in_progress")
-                .order_by(MilkSession.stall, MilkSession.started_at)
+                select(SessionRow)
+                .where(SessionRow.state == "in_progress")
+                .order_by(SessionRow.stall, SessionRow.started_at)
             )
             return [snapshot_from_row(row) for row in rows]
 
@@ -205,24 +234,24 @@ class SessionStore:
             }
         meters = union_all(*(select(literal(m).label("meter_id")) for m in meter_ids)).subquery()
         newest = (
-            select(MilkSession.key)
+            select(SessionRow.key)
             .where(
-                MilkSession.meter_id == meters.c.meter_id,
-                MilkSession.state.in_(FINISHED_STATES),
+                SessionRow.meter_id == meters.c.meter_id,
+                SessionRow.state.in_(FINISHED_STATES),
             )
-            .order_by(MilkSession.started_at.desc())
+            .order_by(SessionRow.started_at.desc())
             .limit(1)
             .scalar_subquery()
         )
         with self._db.read() as tx:
             rows = tx.scalars(
-                select(MilkSession).where(MilkSession.key.in_(select(newest).select_from(meters)))
+                select(SessionRow).where(SessionRow.key.in_(select(newest).select_from(meters)))
             )
             return {row.meter_id: snapshot_from_row(row) for row in rows}
 
     def get(self, key: str) -> SessionSnapshot | None:
         with self._db.read() as tx:
-            row = tx.get(MilkSession, key)
+            row = tx.get(SessionRow, key)
             return None if row is None else snapshot_from_row(row)
 
     def record(self, key: str) -> SessionRecord | None:
@@ -239,13 +268,13 @@ class SessionStore:
         """Finished sessions (completed, incomplete, interrupted) that ended at or after `since`
         (all of them when None), in start order."""
         query = (
-            select(MilkSession, Animal)
-            .outerjoin(Animal, Animal.id == MilkSession.animal_id)
-            .where(MilkSession.state.in_(FINISHED_STATES))
-            .order_by(MilkSession.started_at, MilkSession.stall)
+            select(SessionRow, Animal)
+            .outerjoin(Animal, Animal.id == SessionRow.animal_id)
+            .where(SessionRow.state.in_(FINISHED_STATES))
+            .order_by(SessionRow.started_at, SessionRow.stall)
         )
         if since is not None:
-            query = query.where(MilkSession.ended_at >= since)
+            query = query.where(SessionRow.ended_at >= since)
         with self._db.read() as tx:
             return [record_from_row(row, animal) for row, animal in tx.execute(query).all()]
 
@@ -303,8 +332,8 @@ class SessionStore:
             queue_session_fields(tx, row, {"reattached": True})
 
     @staticmethod
-    def _row(tx: Session, key: str) -> MilkSession:
-        row = tx.get(MilkSession, key)
+    def _row(tx: Session, key: str) -> SessionRow:
+        row = tx.get(SessionRow, key)
         if row is None:
             raise LookupError(f"no milk session with key {key!r}")
         return row
@@ -326,9 +355,9 @@ class SessionStore:
 
     def count(self, state: str | None = None) -> int:
         """How many sessions are stored (in one state, when given)."""
-        query = select(func.count()).select_from(MilkSession)
+        query = select(func.count()).select_from(SessionRow)
         if state is not None:
-            query = query.where(MilkSession.state == state)
+            query = query.where(SessionRow.state == state)
         with self._db.read() as tx:
             return int(tx.scalar(query) or 0)
 
@@ -340,5 +369,6 @@ __all__ = [
     "animal_resolver",
     "iso_z",
     "read_record",
+    "record_from_row",
     "resolve_animal",
 ]

@@ -36,7 +36,7 @@ from milkconsole.meters.rfid import (
     normalize_tag,
 )
 from milkconsole.store.outbound import queue_session_identity
-from milkconsole.store.schema import Animal, AnimalTag, MilkSession
+from milkconsole.store.schema import Animal, AnimalTag, SessionRow
 from milkconsole.store.separation import review_destination
 
 log = logging.getLogger(__name__)
@@ -128,15 +128,15 @@ def associate_pending(tx: Session, *, since: datetime | None = None) -> list[str
     looked at (those started at or after `since`, when given). Each one found gets
     `id_source` 'rfid' and its Odoo record is amended in the same transaction.
     """
-    query = select(MilkSession).where(
-        MilkSession.animal_id.is_(None),
-        MilkSession.id_source.is_(None),
-        MilkSession.rfid.is_not(None),
+    query = select(SessionRow).where(
+        SessionRow.animal_id.is_(None),
+        SessionRow.id_source.is_(None),
+        SessionRow.rfid.is_not(None),
     )
     if since is not None:
-        query = query.where(MilkSession.started_at >= since)
+        query = query.where(SessionRow.started_at >= since)
     done: list[str] = []
-    for row in tx.scalars(query.order_by(MilkSession.started_at)):
+    for row in tx.scalars(query.order_by(SessionRow.started_at)):
         animal_id = resolve_animal(tx, row.rfid)
         if animal_id is None:
             continue
@@ -154,7 +154,7 @@ def associate_pending(tx: Session, *, since: datetime | None = None) -> list[str
 def assign_session(tx: Session, session_key: str | None, animal_id: int) -> bool:
     """The session read with a tag just registered to a cow is hers (unless a person said whose
     it is): Odoo is told and where its milk should go is ruled again. True when it changed."""
-    row = tx.get(MilkSession, session_key) if session_key else None
+    row = tx.get(SessionRow, session_key) if session_key else None
     if row is None or row.id_source == "manual" or row.animal_id == animal_id:
         return False
     row.animal_id, row.id_source = animal_id, "rfid"

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from milkconsole.herd.separation import CowSeparation, SeparationRules
 from milkconsole.herd.withdrawal import Treatment
 from milkconsole.store.outbound import queue_treatment
-from milkconsole.store.schema import Animal, MilkSession, TreatmentRow, append_audit, utc_now
+from milkconsole.store.schema import Animal, SessionRow, TreatmentRow, append_audit, utc_now
 
 # A withdrawal that ended longer ago than this says nothing more (not even "back in the tank").
 RECENT = timedelta(days=14)
@@ -170,10 +170,10 @@ def separation_inputs(
             earliest = min(earliest, _day_start(a.last_calving_date))
     starts: dict[int, list[datetime]] = {}
     for aid, started in tx.execute(
-        select(MilkSession.animal_id, MilkSession.started_at).where(
-            MilkSession.animal_id.in_([a.id for a in cows]),
-            MilkSession.state == "completed",
-            MilkSession.started_at >= earliest - HISTORY_MARGIN,
+        select(SessionRow.animal_id, SessionRow.started_at).where(
+            SessionRow.animal_id.in_([a.id for a in cows]),
+            SessionRow.state == "completed",
+            SessionRow.started_at >= earliest - HISTORY_MARGIN,
         )
     ):
         if aid is not None:

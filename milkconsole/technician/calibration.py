@@ -51,10 +51,9 @@ from milkconsole.store.calibrations import (
     CalibrationRecord,
     CalibrationStore,
     NewCalibration,
-    TestMilking,
 )
 from milkconsole.store.db import Database
-from milkconsole.store.sessions import iso_z
+from milkconsole.store.sessions import SessionRecord, iso_z
 
 if TYPE_CHECKING:
     from milkconsole.config import ParlourConfig
@@ -279,7 +278,7 @@ class ConductivityCheck:
 # -- saving ---------------------------------------------------------------------------------
 
 
-def excluded_reason(milking: TestMilking) -> str | None:
+def excluded_reason(milking: SessionRecord) -> str | None:
     """Why this recorded milking cannot be a test reading (None: it can)."""
     if milking.reattached:
         return "cluster re-attached"
@@ -288,7 +287,7 @@ def excluded_reason(milking: TestMilking) -> str | None:
     for flag, why in UNTRUSTED_FLAGS.items():
         if flag in milking.flags:
             return why
-    if not milking.measured_l > 0:
+    if not milking.yield_l > 0:
         return "no milk measured"
     return None
 
@@ -486,9 +485,9 @@ def reconcile_bulk_tank(
     diverted: list[float] = []
     for t in store.test_milkings(list(meters), start, end):
         if t.diverted:
-            diverted.append(t.measured_l)
-        elif t.state != "interrupted" and t.measured_l > 0:
-            by_meter[t.meter_id].append(t.measured_l)
+            diverted.append(t.yield_l)
+        elif t.state != "interrupted" and t.yield_l > 0:
+            by_meter[t.meter_id].append(t.yield_l)
     total = sum(sum(v) for v in by_meter.values())
     n_all = sum(len(v) for v in by_meter.values())
     truth_l = tank_l + withheld_l

@@ -200,7 +200,7 @@ def raise_equipment_alerts(
     return alert_rows.raise_equipment_alerts(
         db,
         [
-            alert_rows.NewEquipmentAlert(
+            alert_rows.RaisedEquipmentAlert(
                 key=f"{farm_code}-EQ-{f.meter_id}-{f.condition}-{f.since_utc:%Y%m%dT%H%M%S%fZ}",
                 meter_id=f.meter_id,
                 condition=f.condition,

@@ -173,7 +173,7 @@ def production_page(farm: str, snap: ProductionSnapshot, alerts_open: int | None
     )
     recent = "".join(
         f"<tr><td>{_time(r.ended_at)}</td><td>{r.stall}</td>"
-        f"<td>{_cow_cell(r.animal_id, r.animal_label, r.rfid)}</td>"
+        f"<td>{_cow_cell(r.animal_id, r.cow_label, r.rfid)}</td>"
         f'<td class="r">{r.yield_l:.1f}</td><td>{_e(r.quality_grade or "")}</td></tr>'
         for r in snap.recent[:15]
     )

@@ -26,7 +26,7 @@ from milkconsole.config import load_config
 from milkconsole.store import open_database
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import set_mqtt
-from milkconsole.store.schema import MilkSession, OutboxRow
+from milkconsole.store.schema import OutboxRow, SessionRow
 from simulators.broker import Mosquitto
 from simulators.demo import SimulatedParlour, make_demo_config
 from tests.helpers.mqtt_fixtures import FARM, PASSWORD, Inbox, mqtt_section, subscribe, toml_section
@@ -127,7 +127,7 @@ def test_gateway_killed_mid_publish_loses_nothing_and_repeats_keep_their_id(
                 states = mqtt_rows(db)
                 with db.read() as tx:
                     open_sessions = tx.scalar(
-                        select(MilkSession.key).where(MilkSession.state == "in_progress")
+                        select(SessionRow.key).where(SessionRow.state == "in_progress")
                     )
                 if open_sessions is None and set(states.values()) == {"sent"}:
                     break
@@ -146,9 +146,7 @@ def test_gateway_killed_mid_publish_loses_nothing_and_repeats_keep_their_id(
         assert len(copies) >= 2, message_id  # it went again after the restart...
         assert all(c == copies[0] for c in copies)  # ...under the same id, the same message
     with db.read() as tx:
-        sessions = set(
-            tx.scalars(select(MilkSession.key).where(MilkSession.state != "in_progress"))
-        )
+        sessions = set(tx.scalars(select(SessionRow.key).where(SessionRow.state != "in_progress")))
     published = {m["session_id"] for _t, m in inbox.events("session_complete")}
     assert published >= sessions  # the backlog and every milking the gateway recorded
     assert len(sessions) >= len(queued) + cows

@@ -30,7 +30,7 @@ from sqlalchemy import select
 from milkconsole.grants import Grant
 from milkconsole.store import Outbox, open_database
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Alert, Animal, MilkSession, User
+from milkconsole.store.schema import AlertRow, Animal, SessionRow, User
 from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
 from milkconsole.sync import secrets
 from milkconsole.sync.check import check_contract
@@ -254,7 +254,7 @@ def test_a_simulated_parlour_lands_linked_to_the_right_meter_and_cow(
         with db.read() as tx:
             rows = {
                 r.key: r
-                for r in tx.scalars(select(MilkSession).where(MilkSession.state != "in_progress"))
+                for r in tx.scalars(select(SessionRow).where(SessionRow.state != "in_progress"))
             }
             local_cow = {a.id: a.rfid_tag for a in tx.scalars(select(Animal))}
     finally:
@@ -344,7 +344,7 @@ def test_alerts_acknowledged_and_resolved_and_health_events_land_on_the_right_de
     events = record_health_events(fresh_db, 6, prefix="RH")
     e.run_once()
     with fresh_db.read() as tx:
-        rows = {a.key: a for a in tx.scalars(select(Alert).where(Alert.key.in_(alerts)))}
+        rows = {a.key: a for a in tx.scalars(select(AlertRow).where(AlertRow.key.in_(alerts)))}
     sue = Grant("Sue", "supervisor")
     acknowledge_alert(fresh_db, sue, rows[alerts[0]].id, "checking her this evening")
     resolve_alert(fresh_db, sue, rows[alerts[1]].id, "treated, milk discarded 3 days")
@@ -406,7 +406,7 @@ def test_a_week_offline_of_10500_sessions_is_delivered_exactly_once(real, rpc, f
     with fresh_db.read() as tx:
         identified = {
             r.key
-            for r in tx.scalars(select(MilkSession).where(MilkSession.key.in_(keys)))
+            for r in tx.scalars(select(SessionRow).where(SessionRow.key.in_(keys)))
             if r.animal_id is not None
         }
     productions = keys_in(rpc, "farm.milk.production", "source_reference", "RW")

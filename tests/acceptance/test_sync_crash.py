@@ -37,7 +37,7 @@ from sqlalchemy import select
 
 from milkconsole.store import open_database
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Alert, Animal, OutboxRow
+from milkconsole.store.schema import AlertRow, Animal, OutboxRow
 from milkconsole.sync.settings import parse_odoo_settings
 from simulators.odoo.models import ModelDef, contract_models
 from simulators.odoo.server import OdooSimulator
@@ -219,7 +219,7 @@ def queue_work(db: Database, run: int) -> tuple[list[str], list[str]]:
             queue_session(tx, row)
             keys.append(row.key)
         for j in range(2):
-            alert = Alert(
+            alert = AlertRow(
                 key=f"ALERT-R{run:02d}-{j}",
                 kind="mastitis",
                 severity="warning",

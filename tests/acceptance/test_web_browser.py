@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.meters.rfid import fdx_b_to_iso
-from milkconsole.store.schema import Alert, Animal, AuditEntry
+from milkconsole.store.schema import AlertRow, Animal, AuditEntry
 from simulators.demo import SimulatedParlour
 from simulators.meter import ISO_COUNTRY_DEFAULT, fdx_b_code
 from tests.acceptance.web_browser import PHONE, Browser, chromium
@@ -149,13 +149,13 @@ def test_acknowledging_an_alert_from_the_phone_needs_the_pin(quiet):
     b.wait(lambda: "Wrong name or PIN" in b.text(item), APPEAR_TIMEOUT_S)
     assert "OPEN" in b.text(item)
     with p.db.read() as tx:
-        assert tx.get(Alert, alert_id).state == "open"  # type: ignore[union-attr]
+        assert tx.get(AlertRow, alert_id).state == "open"  # type: ignore[union-attr]
 
     submit(*SUPERVISOR)
     b.wait(lambda: "Acknowledged: Mastitis" in b.text("main"), APPEAR_TIMEOUT_S)
     assert "acknowledged by Ann" in b.text(item)
     with p.db.read() as tx:
-        row = tx.get(Alert, alert_id)
+        row = tx.get(AlertRow, alert_id)
         assert row is not None and (row.state, row.acknowledged_by) == ("acknowledged", "Ann")
         actions = [
             (a.action, a.actor)

@@ -22,7 +22,7 @@ from milkconsole.store.cow_history import cow_history
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import ALERT as ALERT_MODEL
 from milkconsole.store.outbound import queue_alert
-from milkconsole.store.schema import Alert, Animal, AuditEntry, OutboxRow
+from milkconsole.store.schema import AlertRow, Animal, AuditEntry, OutboxRow
 from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
 from milkconsole.supervision.users import UserStore
 from milkconsole.sync import secrets
@@ -73,7 +73,7 @@ def raise_alert(
     raised_at: datetime = NOW,
 ) -> int:
     with db.write() as tx:
-        row = Alert(
+        row = AlertRow(
             key=key,
             kind=kind,
             condition="quarter LF",
@@ -251,7 +251,7 @@ def test_a_sick_cows_history_shows_her_conductivity_yield_and_her_alert(db, sue)
     assert lr[-1] is not None and lr[0] is not None and lr[-1] > 1.5 * lr[0]
     assert all(p.yield_l > 0 and p.conductivity_mean_ms_cm for p in history.points)
     assert [a.id for a in history.alerts] == [alert.id]
-    assert alert.session_key in {p.session_key for p in history.points if p.abnormal}
+    assert alert.session_key in {p.key for p in history.points if p.abnormal}
     with pytest.raises(AlertError, match="no animal with id 999"):
         cow_history(db, 999)
 

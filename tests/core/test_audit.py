@@ -17,7 +17,7 @@ from milkconsole.grants import AccessDenied
 from milkconsole.reports.audit import CSV_COLUMNS, export_audit_csv
 from milkconsole.store.alerts import AlertError
 from milkconsole.store.audit import AuditFilter, audit_vocabulary, query_audit, record_config_change
-from milkconsole.store.schema import Alert
+from milkconsole.store.schema import AlertRow
 from milkconsole.store.sessions import SessionStore
 from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
 from milkconsole.technician.calibration import (
@@ -36,7 +36,7 @@ def equipment_alert(t: TechDb, meter_id: str = "M01") -> int:
     )
     (key,) = raise_equipment_alerts(t.db, [finding], FARM)
     with t.db.read() as tx:
-        alert_id = tx.scalar(select(Alert.id).where(Alert.key == key))
+        alert_id = tx.scalar(select(AlertRow.id).where(AlertRow.key == key))
     assert alert_id is not None
     return alert_id
 
@@ -90,7 +90,7 @@ def test_every_change_at_the_console_is_in_the_audit_log_with_who_and_before_aft
     assert rows[7].before == {"vacuum_min_kpa": 42} and rows[7].after == {"vacuum_min_kpa": 41}
     assert all(r.at.tzinfo is not None for r in rows)
     with t.db.read() as tx:
-        alert = tx.get(Alert, alert_id)
+        alert = tx.get(AlertRow, alert_id)
         assert alert is not None
         assert (alert.state, alert.acknowledged_by, alert.resolved_by) == (
             "resolved",
@@ -114,7 +114,7 @@ def test_no_alert_or_setting_changes_without_a_pin_and_nothing_is_logged_for_the
     with pytest.raises(AlertError, match="needs a note"):
         resolve_alert(t.db, t.supervisor, alert_id, "   ")
     with t.db.read() as tx:
-        alert = tx.get(Alert, alert_id)
+        alert = tx.get(AlertRow, alert_id)
         assert alert is not None and alert.state == "open" and alert.acknowledged_by is None
     assert len(query_audit(t.db, t.supervisor)) == before
 

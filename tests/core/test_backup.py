@@ -39,7 +39,7 @@ from milkconsole.store.backup_jobs import BackupJobs
 from milkconsole.store.db import Database, known_revisions
 from milkconsole.store.retention import RetentionPolicy
 from milkconsole.store.run_lock import DatabaseInUse, RunLock
-from milkconsole.store.schema import Alert, AuditEntry, OutboxRow
+from milkconsole.store.schema import AlertRow, AuditEntry, OutboxRow
 
 ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 2, 4, 30, tzinfo=UTC)
@@ -190,7 +190,7 @@ def test_a_missing_backup_place_fails_raises_one_alert_a_day_and_shows(tmp_path,
     assert status.failing and "usb-stick-not-plugged-in" in (status.last_error or "")
     assert not (tmp_path / "usb-stick-not-plugged-in").exists()  # never created
     with db.read() as tx:
-        alerts = list(tx.scalars(select(Alert)))
+        alerts = list(tx.scalars(select(AlertRow)))
         queued = list(tx.scalars(select(OutboxRow).where(OutboxRow.model == "iot.device.alert")))
     assert [(a.kind, a.condition, a.severity, a.state) for a in alerts] == [
         ("backup", "failed", "critical", "open")
@@ -212,7 +212,7 @@ def test_a_backup_missing_for_more_than_a_day_is_an_alert(tmp_path, db: Database
     assert not jobs.check_missing(T0 + timedelta(hours=20))
     assert jobs.check_missing(T0 + timedelta(days=2))
     with db.read() as tx:
-        conditions = sorted(a.condition or "" for a in tx.scalars(select(Alert)))
+        conditions = sorted(a.condition or "" for a in tx.scalars(select(AlertRow)))
     assert conditions == ["missing", "missing"]  # one per day it was missing
 
 

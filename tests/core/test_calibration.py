@@ -274,9 +274,9 @@ def test_test_milkings_list_reattached_and_reset_sessions_as_excluded(tmp_path: 
     )
     SessionStore(t.db).mark_reattached(keys[1], "operator")
     milkings = CalibrationStore(t.db).test_milkings(["M01"], start - timedelta(minutes=1))
-    assert [m.session_key for m in milkings] == keys
+    assert [m.key for m in milkings] == keys
     assert [excluded_reason(m) for m in milkings] == [None, "cluster re-attached", None, None]
-    assert [m.measured_l for m in milkings] == [12.0, 13.0, 14.0, 15.0]
+    assert [m.yield_l for m in milkings] == [12.0, 13.0, 14.0, 15.0]
 
 
 # -- due dates --------------------------------------------------------------------------------

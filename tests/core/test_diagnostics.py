@@ -20,7 +20,7 @@ from milkconsole.meters.profiles import load_profiles
 from milkconsole.meters.readings import Reading
 from milkconsole.meters.transport import open_transport
 from milkconsole.store.alerts import open_equipment_alerts
-from milkconsole.store.schema import Alert
+from milkconsole.store.schema import AlertRow
 from milkconsole.supervision.alerts import resolve_alert
 from milkconsole.technician.diagnostics import (
     CommWindow,
@@ -105,7 +105,7 @@ def test_one_open_alert_per_meter_and_condition_until_it_is_resolved(tmp_path: P
     third = mon.observe(reading(4, vacuum=36.0))
     assert len(raise_equipment_alerts(t.db, third, FARM)) == 1
     with t.db.read() as tx:
-        rows = tx.scalars(select(Alert).order_by(Alert.id)).all()
+        rows = tx.scalars(select(AlertRow).order_by(AlertRow.id)).all()
     assert [(r.condition, r.state, r.kind) for r in rows] == [
         ("vacuum_low", "resolved", "equipment"),
         ("pulsation_high", "open", "equipment"),

@@ -24,7 +24,7 @@ from milkconsole.health.evaluate import (
     write_alerts_csv,
     write_sessions_csv,
 )
-from milkconsole.health.mastitis import Alert, MastitisDetector, MilkingRecord
+from milkconsole.health.mastitis import MastitisDetector, MilkingSignals, RaisedAlert
 from milkconsole.health.scoring import TruthCase, read_cases_csv, score
 from simulators.herd import HerdConfig, simulate_herd, write_cases_csv
 
@@ -47,7 +47,7 @@ def test_the_same_seed_gives_the_same_herd_and_another_seed_another() -> None:
 
 def test_simulated_clinical_quarters_rise_10_to_30_percent_by_onset() -> None:
     records, cases = simulate_herd(11, config=HerdConfig(cows=150, days=60))
-    by_cow: dict[str, list[MilkingRecord]] = {}
+    by_cow: dict[str, list[MilkingSignals]] = {}
     for r in records:
         by_cow.setdefault(r.cow_id, []).append(r)
     names = ("lf", "rf", "lr", "rr")
@@ -208,22 +208,22 @@ def test_sessions_with_empty_quarter_cells_read_as_missing_values(tmp_path: Path
 
 
 def test_the_seed_rule_alerts_on_every_milking_over_6_6_ms_cm() -> None:
-    def milking(ec: float, hours: int) -> MilkingRecord:
+    def milking(ec: float, hours: int) -> MilkingSignals:
         start = T0 + timedelta(hours=hours)
-        return MilkingRecord("C1", start, start + timedelta(minutes=8), 12.0, ec)
+        return MilkingSignals("C1", start, start + timedelta(minutes=8), 12.0, ec)
 
     alerts = run_detector(SeedRuleDetector(), [milking(6.6, 0), milking(6.7, 12), milking(8.3, 24)])
     assert [a.severity for a in alerts] == ["warning", "critical"]
 
 
-def _alert(cow: str, at: datetime) -> Alert:
-    return Alert(cow, at, "warning", "mastitis", "")
+def _alert(cow: str, at: datetime) -> RaisedAlert:
+    return RaisedAlert(cow, at, "warning", "mastitis", "")
 
 
 def test_the_scorer_counts_detections_in_the_window_and_false_alerts_on_healthy_days() -> None:
     # Two cows milked twice a day for 20 days; cow A has a case on day 10, cow B a flare.
     records = [
-        MilkingRecord(
+        MilkingSignals(
             cow, T0 + timedelta(hours=12 * i), T0 + timedelta(hours=12 * i, minutes=8), 10
         )
         for cow in ("A", "B")
@@ -259,8 +259,10 @@ def test_the_scorer_counts_detections_in_the_window_and_false_alerts_on_healthy_
 
 def test_alert_files_round_trip(tmp_path: Path) -> None:
     alerts = [
-        Alert("C7", T0, "warning", "mastitis", "quarter LF conductivity up (4.1 sd); score 3.2"),
-        Alert("C7", T0 + timedelta(hours=12), "critical", "mastitis", "escalated: x", True),
+        RaisedAlert(
+            "C7", T0, "warning", "mastitis", "quarter LF conductivity up (4.1 sd); score 3.2"
+        ),
+        RaisedAlert("C7", T0 + timedelta(hours=12), "critical", "mastitis", "escalated: x", True),
     ]
     assert write_alerts_csv(tmp_path / "a.csv", alerts) == 2
     assert read_alerts_csv(tmp_path / "a.csv") == alerts

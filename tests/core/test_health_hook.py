@@ -16,14 +16,13 @@ from sqlalchemy.orm import Session
 from milkconsole.config import load_config
 from milkconsole.errors import ConfigError
 from milkconsole.health.hook import HealthHook
-from milkconsole.health.mastitis import Alert as DetectorAlert
-from milkconsole.health.mastitis import MilkingRecord
+from milkconsole.health.mastitis import MilkingSignals, RaisedAlert
 from milkconsole.meters.events import SessionCompleted, SessionSnapshot
 from milkconsole.meters.rfid import iso_to_fdx_b, to_hex16
 from milkconsole.store import Recorder, SessionStore, open_database
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import ALERT as ALERT_MODEL
-from milkconsole.store.schema import Alert, Animal, AnimalTag, HealthEvent, MilkSession, OutboxRow
+from milkconsole.store.schema import AlertRow, Animal, AnimalTag, HealthEvent, OutboxRow, SessionRow
 from milkconsole.store.tags import associate_pending, identify, resolve_animal
 from tests.core.test_mastitis import T0, herd
 
@@ -55,7 +54,7 @@ def add_animals(db: Database, cows: Sequence[str], group: str | None = "high") -
     return ids
 
 
-def snapshot(r: MilkingRecord, key: str, **changes: object) -> SessionSnapshot:
+def snapshot(r: MilkingSignals, key: str, **changes: object) -> SessionSnapshot:
     snap = SessionSnapshot(
         key=key,
         meter_id="m1",
@@ -77,11 +76,11 @@ def snapshot(r: MilkingRecord, key: str, **changes: object) -> SessionSnapshot:
     return replace(snap, **changes)  # type: ignore[arg-type]
 
 
-def key_of(r: MilkingRecord) -> str:
+def key_of(r: MilkingSignals) -> str:
     return f"F1-{r.cow_id}-{r.start:%Y%m%d%H%M}"
 
 
-def record_all(db: Database, hook: HealthHook, records: Sequence[MilkingRecord]) -> None:
+def record_all(db: Database, hook: HealthHook, records: Sequence[MilkingSignals]) -> None:
     recorder = Recorder(db, farm_code="F1")
     recorder.add_completion_hook(hook)
     recorder.start()
@@ -107,7 +106,7 @@ def test_a_sick_cow_gets_one_open_mastitis_alert_and_health_events(db: Database)
     ids = add_animals(db, sorted({r.cow_id for r in records}))
     record_all(db, HealthHook(), records)
 
-    alerts = rows(db, Alert, Alert.kind == "mastitis")
+    alerts = rows(db, AlertRow, AlertRow.kind == "mastitis")
     assert [a.animal_id for a in alerts] == [ids["C03"]]
     (alert,) = alerts
     assert alert.state == "open" and alert.condition == "quarter LR"
@@ -119,7 +118,7 @@ def test_a_sick_cow_gets_one_open_mastitis_alert_and_health_events(db: Database)
     assert events and {e.animal_id for e in events} == {ids["C03"]}
     assert all(e.session_key is not None for e in events)
     # The milkings that alerted are abnormal and say why.
-    flagged = rows(db, MilkSession, MilkSession.abnormal.is_(True))
+    flagged = rows(db, SessionRow, SessionRow.abnormal.is_(True))
     assert {m.key for m in flagged} == {e.session_key for e in events}
     assert all("mastitis_suspected" in m.flags for m in flagged)
 
@@ -229,7 +228,7 @@ def test_a_manual_identity_wins_over_a_tag_that_matches_later(db: Database) -> N
     SessionStore(db).set_manual_animal("F1-typed", ids["C07"], "ann")
     add_animals(db, ["C00"])
     with db.write() as tx:
-        session = tx.get(MilkSession, "F1-typed")
+        session = tx.get(SessionRow, "F1-typed")
         assert session is not None
         session.rfid = tag_of("C00")  # the tag now names another cow ...
         assert associate_pending(tx) == []  # ... but the operator said C07
@@ -264,12 +263,14 @@ def test_a_milking_that_fits_another_cow_far_better_is_flagged_as_a_swap(db: Dat
         recorder.submit(SessionCompleted(snapshot(r, key_of(r))))
     recorder.submit(SessionCompleted(snapshot(c05, "F1-swapped", rfid=tag_of("C00"))))
     assert recorder.stop(30.0)
-    (alert,) = rows(db, Alert, Alert.kind == "identity")
+    (alert,) = rows(db, AlertRow, AlertRow.kind == "identity")
     assert alert.condition == "cow_swap" and alert.session_key == "F1-swapped"
     assert alert.animal_id == ids["C00"] and "cow C05" in alert.message
     record = SessionStore(db).record("F1-swapped")
     assert record is not None and "cow_swap_suspected" in record.flags
-    assert rows(db, Alert, Alert.kind == "identity", Alert.session_key != "F1-swapped") == []
+    assert (
+        rows(db, AlertRow, AlertRow.kind == "identity", AlertRow.session_key != "F1-swapped") == []
+    )
 
 
 def test_a_retried_completion_keeps_its_alert_exactly_once(db: Database) -> None:
@@ -279,7 +280,7 @@ def test_a_retried_completion_keeps_its_alert_exactly_once(db: Database) -> None
 
     def flaky(tx: Session, snap: SessionSnapshot) -> None:
         # The first time a session raises an alert, the transaction fails after the hook ran.
-        raised = tx.scalar(select(Alert.id).where(Alert.session_key == snap.key))
+        raised = tx.scalar(select(AlertRow.id).where(AlertRow.session_key == snap.key))
         if raised is not None and snap.key not in failures:
             failures.append(snap.key)
             raise RuntimeError("disk full")
@@ -293,7 +294,7 @@ def test_a_retried_completion_keeps_its_alert_exactly_once(db: Database) -> None
     assert recorder.flush(60.0)
     assert recorder.stop(10.0)
     assert failures, "the alerting session was retried"
-    alerts = rows(db, Alert, Alert.kind == "mastitis")
+    alerts = rows(db, AlertRow, AlertRow.kind == "mastitis")
     assert [a.session_key for a in alerts] == failures[:1]
 
 
@@ -307,12 +308,12 @@ def test_an_escalation_raises_the_open_alert_and_amends_what_odoo_gets(db: Datab
     assert warning.severity == "warning" and escalation.severity == "critical"
 
     record_all(db, HealthHook(), [r for r in records if r.start <= warning.start_time])
-    (alert,) = rows(db, Alert, Alert.kind == "mastitis")
+    (alert,) = rows(db, AlertRow, AlertRow.kind == "mastitis")
     assert alert.severity == "warning"  # queued for Odoo with it, in the same transaction
     hook = HealthHook.from_database(db)
     record_all(db, hook, [r for r in records if r.start > warning.start_time])
 
-    (alert,) = rows(db, Alert, Alert.kind == "mastitis")
+    (alert,) = rows(db, AlertRow, AlertRow.kind == "mastitis")
     assert alert.severity == "critical" and alert.message.startswith("escalated")
     with db.read() as tx:
         (queued,) = tx.scalars(select(OutboxRow).where(OutboxRow.model == ALERT_MODEL))
@@ -330,7 +331,7 @@ def test_a_hook_rebuilt_from_the_database_judges_the_next_milkings_the_same(db: 
     assert rebuilt.detector.state_of(str(ids["C03"])) is not None
     later = [replace(r, cow_id=str(ids[r.cow_id])) for r in records if r.start >= cut]
 
-    def decisions(alerts: list[DetectorAlert]) -> list[tuple[str, object, str, bool]]:
+    def decisions(alerts: list[RaisedAlert]) -> list[tuple[str, object, str, bool]]:
         # The same alerts at the same milkings; the sd figures in the reason text may differ in
         # the second decimal (herd effects learnt over a shorter window).
         return [(a.cow_id, a.start_time, a.severity, a.escalation) for a in alerts]

@@ -18,7 +18,7 @@ from milkconsole.herd.file import HerdFileError, read_herd_csv, write_herd_csv
 from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store.db import Database
 from milkconsole.store.herd import export_rows
-from milkconsole.store.schema import Animal, AnimalTag, AuditEntry, MilkSession, OutboxRow
+from milkconsole.store.schema import Animal, AnimalTag, AuditEntry, OutboxRow, SessionRow
 from milkconsole.store.sessions import new_session_row, resolve_animal
 from milkconsole.supervision.herd_changes import export_herd, import_herd
 from milkconsole.supervision.users import UserStore
@@ -143,7 +143,7 @@ def test_an_import_adds_cows_identifies_their_tags_and_earlier_milkings(db):
         assert resolve_animal(tx, "8000F58000000065") == cows["1001"].id  # her ISO tag as hex
         assert resolve_animal(tx, "C0001001") == cows["1001"].id  # her Afimilk tag
         assert resolve_animal(tx, "982000000000199") == cows["1003"].id
-        early = tx.get(MilkSession, "S-early")
+        early = tx.get(SessionRow, "S-early")
         assert early is not None and early.animal_id == cows["1003"].id
         audit = tx.scalars(select(AuditEntry).where(AuditEntry.action == "herd_import")).one()
     assert audit.actor == "setup" and audit.after["added"] == 3

@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from milkconsole.health.evaluate import run_detector, time_ordered
 from milkconsole.health.mastitis import (
-    Alert,
     DetectorParams,
     MastitisDetector,
-    MilkingRecord,
+    MilkingSignals,
+    RaisedAlert,
 )
 from simulators.herd import HerdConfig, simulate_herd
 
@@ -36,10 +36,10 @@ def herd(
     herd_factor: Callable[[int], float] | None = None,
     skip: set[tuple[str, int]] | None = None,
     quarters: bool = True,
-) -> list[MilkingRecord]:
+) -> list[MilkingSignals]:
     """A small healthy herd milked at 05:00 and 16:00 with realistic noise, plus effects."""
     rng = random.Random(seed)
-    out: list[MilkingRecord] = []
+    out: list[MilkingSignals] = []
     for c in range(cows):
         cow = f"C{c:02d}"
         base = rng.gauss(5.0, 0.3)
@@ -64,7 +64,7 @@ def herd(
                 (qs[0], qs[1], qs[2], qs[3]) if quarters else (None, None, None, None)
             )
             out.append(
-                MilkingRecord(
+                MilkingSignals(
                     cow_id=cow,
                     start=start,
                     end=start + timedelta(minutes=7),
@@ -78,14 +78,14 @@ def herd(
     return time_ordered(out)
 
 
-def first_alerts(alerts: list[Alert]) -> dict[str, Alert]:
-    found: dict[str, Alert] = {}
+def first_alerts(alerts: list[RaisedAlert]) -> dict[str, RaisedAlert]:
+    found: dict[str, RaisedAlert] = {}
     for a in alerts:
         found.setdefault(a.cow_id, a)
     return found
 
 
-def decision(a: Alert) -> tuple[str, datetime, str, str, bool]:
+def decision(a: RaisedAlert) -> tuple[str, datetime, str, str, bool]:
     return (a.cow_id, a.start_time, a.severity, a.condition, a.escalation)
 
 
@@ -273,7 +273,7 @@ def test_a_warning_nobody_acted_on_lapses_so_a_new_case_in_another_quarter_alert
     records = herd(quarter_rise=rise, milkings=48)
     rr_onset = T0 + timedelta(days=17, hours=11)
 
-    def rr_alerts(params: DetectorParams) -> list[Alert]:
+    def rr_alerts(params: DetectorParams) -> list[RaisedAlert]:
         alerts = run_detector(MastitisDetector(params), records)
         assert {a.cow_id for a in alerts} == {"C01"}
         return [a for a in alerts if "quarter RR" in a.reason and not a.escalation]
@@ -291,7 +291,7 @@ def test_without_quarter_data_conductivity_up_and_yield_down_together_warn_at_on
     records = herd(quarters=False)
     nth = [i for i, r in enumerate(records) if r.cow_id == "C02"][30]
 
-    def with_milking(ec_factor: float, yield_factor: float) -> list[MilkingRecord]:
+    def with_milking(ec_factor: float, yield_factor: float) -> list[MilkingSignals]:
         r = records[nth]
         assert r.conductivity_ms_cm is not None
         odd = replace(
@@ -301,7 +301,7 @@ def test_without_quarter_data_conductivity_up_and_yield_down_together_warn_at_on
         )
         return [*records[:nth], odd, *records[nth + 1 :]]
 
-    def alerted(recs: list[MilkingRecord], p: DetectorParams) -> bool:
+    def alerted(recs: list[MilkingSignals], p: DetectorParams) -> bool:
         return any(
             a.cow_id == "C02" and a.start_time == records[nth].start
             for a in run_detector(MastitisDetector(p), recs)

@@ -11,7 +11,7 @@ from milkconsole.grants import Grant
 from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_alert, queue_meter_status, queue_sessions, set_mqtt
-from milkconsole.store.schema import Alert, Animal, Meter, OutboxRow
+from milkconsole.store.schema import AlertRow, Animal, Meter, OutboxRow
 from milkconsole.store.sessions import new_session_row
 from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
 from milkconsole.supervision.users import UserStore
@@ -84,9 +84,9 @@ def test_a_finished_session_queues_the_seeds_session_complete_once(db: Database)
     finish_session(db, "FARM1-M07-1")
     with db.write() as tx:  # queued again (a retried transaction): still one message
         row = tx.scalars(select(OutboxRow).where(OutboxRow.model == "milk.session")).one()
-        from milkconsole.store.schema import MilkSession
+        from milkconsole.store.schema import SessionRow
 
-        queue_sessions(tx, [tx.scalars(select(MilkSession)).one()])
+        queue_sessions(tx, [tx.scalars(select(SessionRow)).one()])
         assert row.record_key == "FARM1-M07-1"
     (out,) = mqtt_rows(db)
     assert (out.model, out.record_key, out.operation) == (
@@ -121,7 +121,7 @@ def test_an_alert_raised_escalated_acknowledged_and_resolved_is_four_distinct_ev
 ) -> None:
     with db.write() as tx:
         set_mqtt(tx, "FARM1")
-        alert = Alert(
+        alert = AlertRow(
             key="A-1",
             kind="mastitis",
             condition="conductivity",
@@ -134,7 +134,7 @@ def test_an_alert_raised_escalated_acknowledged_and_resolved_is_four_distinct_ev
         tx.add(alert)
         queue_alert(tx, alert)
     with db.write() as tx:
-        row = tx.scalars(select(Alert)).one()
+        row = tx.scalars(select(AlertRow)).one()
         row.severity = "critical"
         queue_alert(tx, row)
         alert_id = row.id

@@ -13,7 +13,7 @@ from milkconsole.meters.events import SessionSnapshot
 from milkconsole.reports.dashboard import production_snapshot, tile_alerts
 from milkconsole.store.db import Database, open_database
 from milkconsole.store.directory import load_herd
-from milkconsole.store.schema import Alert, Animal, AnimalTag
+from milkconsole.store.schema import AlertRow, Animal, AnimalTag
 from milkconsole.store.sessions import new_session_row
 
 NOW = datetime(2025, 3, 14, 7, 30, tzinfo=UTC)
@@ -93,7 +93,7 @@ def test_todays_totals_count_only_sessions_finished_today(db):
     ]
     assert [r.key for r in snap.open_sessions] == ["open"]
     assert [r.key for r in snap.recent] == ["c", "b", "a"]
-    assert snap.recent[1].abnormal and snap.recent[2].animal_label == "1234 Daisy"
+    assert snap.recent[1].abnormal and snap.recent[2].cow_label == "1234 Daisy"
 
 
 def test_hours_and_today_follow_the_farms_clock(db):
@@ -124,7 +124,7 @@ def test_active_alerts_exclude_resolved_ones_and_name_the_cow(db):
     with db.write() as tx:
         tx.add_all(
             [
-                Alert(
+                AlertRow(
                     key="a1",
                     kind="mastitis",
                     severity="warning",
@@ -134,7 +134,7 @@ def test_active_alerts_exclude_resolved_ones_and_name_the_cow(db):
                     message="EC up 25 %",
                     raised_at=NOW - timedelta(minutes=5),
                 ),
-                Alert(
+                AlertRow(
                     key="a2",
                     kind="blood",
                     severity="critical",
@@ -145,7 +145,7 @@ def test_active_alerts_exclude_resolved_ones_and_name_the_cow(db):
             ]
         )
     snap = production_snapshot(db, now=NOW, zone=UTC)
-    assert [(a.kind, a.animal_label) for a in snap.alerts] == [("mastitis", "1234 Daisy")]
+    assert [(a.kind, a.cow_label) for a in snap.alerts] == [("mastitis", "1234 Daisy")]
     assert snap.session_alerts() == {"s1": ("mastitis",)}
 
 

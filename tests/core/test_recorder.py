@@ -34,7 +34,7 @@ from milkconsole.meters.parlour import MeterConfig
 from milkconsole.store import Outbox, Recorder, SessionStore, open_database
 from milkconsole.store.db import Database
 from milkconsole.store.schema import (
-    Alert,
+    AlertRow,
     Animal,
     FlowCurveRow,
     FlowSampleRow,
@@ -143,7 +143,7 @@ def test_failing_completion_hook_stores_nothing_of_the_completion_and_is_retried
 
     def health_hook(tx: Session, session: SessionSnapshot) -> None:
         tx.add(
-            Alert(
+            AlertRow(
                 key=f"{session.key}-blood",
                 kind="blood",
                 severity="critical",
@@ -169,7 +169,7 @@ def test_failing_completion_hook_stores_nothing_of_the_completion_and_is_retried
     assert stored is not None and stored.state == "in_progress"
     assert [s.key for s in store.open_sessions()] == ["F1-S3-0001"]
     assert len(store.samples("F1-S3-0001")) == 20  # the completion's 5 samples are not there
-    assert count(db, Alert) == 0
+    assert count(db, AlertRow) == 0
     assert count(db, OutboxRow) == 0
     assert recorder.outstanding == 1
 
@@ -178,7 +178,7 @@ def test_failing_completion_hook_stores_nothing_of_the_completion_and_is_retried
     stored = store.get("F1-S3-0001")
     assert stored is not None and stored.state == "completed"
     assert len(store.samples("F1-S3-0001")) == 25
-    assert count(db, Alert) == 1
+    assert count(db, AlertRow) == 1
     assert count(db, OutboxRow, record_key="F1-S3-0001") == 1
 
 

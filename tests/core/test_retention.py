@@ -33,7 +33,7 @@ from milkconsole.store.retention import (
     thin_old_curves,
 )
 from milkconsole.store.schema import (
-    Alert,
+    AlertRow,
     Animal,
     Calibration,
     FlowCurveRow,
@@ -204,7 +204,7 @@ def test_corrections_of_pruned_sessions_and_alerts_reach_odoo_once(sim, vault, d
     SessionStore(db).set_manual_animal(known, local_cow2, "mary")  # her production was sent
     SessionStore(db).mark_reattached(known, "mary")
     with db.write() as tx:
-        alert = tx.scalars(select(Alert).where(Alert.key == alert_key)).one()
+        alert = tx.scalars(select(AlertRow).where(AlertRow.key == alert_key)).one()
         alert.state, alert.resolved_by = "resolved", "supervisor"
         alert.resolved_at = datetime.now(UTC)
         queue_alert(tx, alert)

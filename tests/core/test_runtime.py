@@ -13,7 +13,7 @@ from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.config import ParlourConfig, load_config
 from milkconsole.meters.events import ReadingTaken
 from milkconsole.store import open_database
-from milkconsole.store.schema import Alert, Meter
+from milkconsole.store.schema import AlertRow, Meter
 from milkconsole.store.sessions import SessionRecord, SessionStore
 from milkconsole.technician.diagnostics import self_test
 from simulators.demo import SimulatedParlour, make_demo_config
@@ -48,9 +48,9 @@ def test_stored_calibration_and_offset_apply_and_bad_vacuum_raises_one_equipment
         try:
             assert wait_for(lambda: any(r.reading.meter_id == "MM-01" for r in readings))
 
-            def alerts() -> list[Alert]:
+            def alerts() -> list[AlertRow]:
                 with db.read() as tx:
-                    return list(tx.scalars(select(Alert).where(Alert.kind == "equipment")))
+                    return list(tx.scalars(select(AlertRow).where(AlertRow.kind == "equipment")))
 
             assert wait_for(lambda: len(alerts()) >= 1)
             time.sleep(1.0)  # more polls of the same fault: still one open alert

@@ -13,7 +13,7 @@ from milkconsole.health.hook import HealthHook
 from milkconsole.meters.events import SessionCompleted
 from milkconsole.store import open_database
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Alert, HealthEvent
+from milkconsole.store.schema import AlertRow, HealthEvent
 from tests.core.test_health_hook import add_animals, key_of, record_all, rows, sick_cow, snapshot
 from tests.core.test_mastitis import T0, herd
 
@@ -31,7 +31,7 @@ def judged_after(db: Database, keys: set[str]) -> set[tuple[str | None, str]]:
     """What the health checks recorded about these sessions (an event per alerting milking),
     and the alerts' severities now."""
     events = {(e.session_key, e.kind) for e in rows(db, HealthEvent) if e.session_key in keys}
-    return events | {(a.kind, a.severity) for a in rows(db, Alert)}
+    return events | {(a.kind, a.severity) for a in rows(db, AlertRow)}
 
 
 def test_milkings_handed_over_at_start_are_judged_with_the_cows_history(

@@ -18,7 +18,7 @@ from milkconsole.store.db import Database
 from milkconsole.store.herd import TagTaken
 from milkconsole.store.outbound import queue_meter
 from milkconsole.store.recorder import Recorder
-from milkconsole.store.schema import Alert, Animal, AnimalTag, AuditEntry, Meter, OutboxRow
+from milkconsole.store.schema import AlertRow, Animal, AnimalTag, AuditEntry, Meter, OutboxRow
 from milkconsole.store.separation import SeparationHook, set_rules
 from milkconsole.store.sessions import SessionStore
 from milkconsole.supervision.herd_changes import (
@@ -102,9 +102,9 @@ def treated(db: Database, animal_id: int, *, hours: float = 72, start: datetime 
     )
 
 
-def alerts(db: Database, kind: str = "divert_unconfirmed") -> list[Alert]:
+def alerts(db: Database, kind: str = "divert_unconfirmed") -> list[AlertRow]:
     with db.read() as tx:
-        return list(tx.scalars(select(Alert).where(Alert.kind == kind)))
+        return list(tx.scalars(select(AlertRow).where(AlertRow.kind == kind)))
 
 
 def outbox(db: Database, model: str, key: str) -> list[OutboxRow]:

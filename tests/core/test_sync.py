@@ -28,7 +28,7 @@ from milkconsole.store import Outbox, Recorder, SessionStore
 from milkconsole.store.outbound import (
     queue_alert,
 )
-from milkconsole.store.schema import Alert, Animal, Meter, MilkSession
+from milkconsole.store.schema import AlertRow, Animal, Meter, SessionRow
 from milkconsole.store.sessions import resolve_animal
 from milkconsole.sync import secrets
 from milkconsole.sync.animals import pull_animals
@@ -190,9 +190,9 @@ def test_seven_days_offline_then_reconnect_delivers_everything_exactly_once(sim,
     assert status.backlog == 0 and status.dead == 0, Outbox(db).dead()[:3]
 
     with db.read() as tx:
-        rows = {r.key: r for r in tx.scalars(select(MilkSession))}
+        rows = {r.key: r for r in tx.scalars(select(SessionRow))}
         odoo_of = {a: o for a, o in tx.execute(select(Animal.id, Animal.odoo_id))}
-        alert_meter = {a.key: a.meter_id for a in tx.scalars(select(Alert))}
+        alert_meter = {a.key: a.meter_id for a in tx.scalars(select(AlertRow))}
     sessions = by_key(
         sim, "milk.session", "name", ["animal_id", "meter_id", "milking_point", "state"]
     )
@@ -462,7 +462,7 @@ def test_an_alert_acknowledged_at_the_console_is_written_to_odoo(sim, vault, db)
     [odoo_alert] = sim.records("iot.device.alert", fields=["state", "reference", "device_id"])
     assert odoo_alert["state"] == "active" and odoo_alert["device_id"][1] == "Milk meter M01"
     with db.write() as tx:
-        alert = tx.scalars(select(Alert).where(Alert.key == key)).one()
+        alert = tx.scalars(select(AlertRow).where(AlertRow.key == key)).one()
         alert.state = "resolved"
         alert.resolved_at = datetime.now(UTC)
         alert.resolved_by = "supervisor"

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from milkconsole.app.gateway import run_gateway
 from milkconsole.meters.events import ReadingTaken, SessionSnapshot, SessionStarted
 from milkconsole.meters.readings import Reading
-from milkconsole.store.schema import Alert, AuditEntry
+from milkconsole.store.schema import AlertRow, AuditEntry
 from milkconsole.supervision.lock import AccessControl, AccessSettings
 from milkconsole.supervision.users import UserStore
 from tests.helpers.web_helpers import (
@@ -162,7 +162,7 @@ def ack(http, token, alert_id, name, pin, **headers):
 
 def alert_state(db, alert_id):
     with db.read() as tx:
-        row = tx.get(Alert, alert_id)
+        row = tx.get(AlertRow, alert_id)
         return row.state, row.acknowledged_by
 
 

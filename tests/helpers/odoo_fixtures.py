@@ -26,7 +26,7 @@ from milkconsole.store.outbound import (
     queue_meter,
     queue_sessions,
 )
-from milkconsole.store.schema import Alert, Animal, HealthEvent, Meter
+from milkconsole.store.schema import AlertRow, Animal, HealthEvent, Meter
 from milkconsole.store.sessions import new_session_row, resolve_animal
 from milkconsole.sync import secrets
 from milkconsole.sync.engine import SyncEngine
@@ -187,7 +187,7 @@ def raise_alerts(
         animals = list(tx.scalars(select(Animal.id).order_by(Animal.id)))
         for i in range(n):
             ack = acknowledged_every and i % acknowledged_every == 0
-            alert = Alert(
+            alert = AlertRow(
                 key=f"{prefix}-{i:05d}",
                 kind="mastitis" if i % 2 else "blood",
                 severity="critical" if i % 5 == 0 else "warning",

@@ -31,7 +31,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from milkconsole.meters.events import SessionSnapshot
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Alert, Animal, Meter
+from milkconsole.store.schema import AlertRow, Animal, Meter
 from milkconsole.store.sessions import new_session_row
 
 DAY = date(2026, 3, 10)
@@ -131,7 +131,7 @@ def fabricate_week(db: Database) -> dict[str, int]:
             ("A-before", AM - timedelta(hours=20)),
         ):
             tx.add(
-                Alert(
+                AlertRow(
                     key=key,
                     kind="mastitis",
                     severity="warning",

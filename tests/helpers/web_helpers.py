@@ -17,7 +17,7 @@ from milkconsole.config import ParlourConfig, load_config
 from milkconsole.grants import Grant
 from milkconsole.store import open_database
 from milkconsole.store.db import Database
-from milkconsole.store.schema import Alert, Animal
+from milkconsole.store.schema import AlertRow, Animal
 from milkconsole.supervision.users import UserStore
 from milkconsole.web.service import WebView
 from milkconsole.web.settings import parse_web_settings
@@ -48,7 +48,7 @@ def add_cow_alert(db: Database, number: str = "1002", name: str = "Daisy") -> in
         cow = Animal(number=number, name=name, rfid_tag="982000123456789", active=True)
         tx.add(cow)
         tx.flush()
-        alert = Alert(
+        alert = AlertRow(
             key=f"TEST-ALERT-{number}",
             kind="mastitis",
             condition="quarter_lf",

@@ -28,7 +28,7 @@ from milkconsole.reports.dashboard import HIGH_CONDUCTIVITY_MS_CM, tile_alerts
 from milkconsole.store.alerts import list_alerts
 from milkconsole.store.db import Database, open_database
 from milkconsole.store.recorder import Recorder
-from milkconsole.store.schema import Alert, Animal, AuditEntry
+from milkconsole.store.schema import AlertRow, Animal, AuditEntry
 from milkconsole.supervision.alerts import acknowledge_alert, resolve_alert
 from milkconsole.supervision.users import UserStore
 from ui.app import Console, open_demo_console
@@ -172,7 +172,7 @@ def test_acknowledging_and_resolving_in_the_review_are_stored_and_audited(sick, 
     assert resolved.args[0].state == "resolved"
 
     with db.read() as tx:
-        row = tx.get(Alert, alert.id)
+        row = tx.get(AlertRow, alert.id)
         audits = list(
             tx.scalars(
                 select(AuditEntry)
@@ -270,7 +270,7 @@ def raise_alert(db: Database, key: str, animal_id: int, session_key: str, **kw: 
     }
     values.update(kw)
     with db.write() as tx:
-        row = Alert(key=key, animal_id=animal_id, session_key=session_key, **values)
+        row = AlertRow(key=key, animal_id=animal_id, session_key=session_key, **values)
         tx.add(row)
         tx.flush()
         return row.id

@@ -18,10 +18,10 @@ from sqlalchemy import select
 
 from milkconsole.app.runtime import ParlourRuntime
 from milkconsole.config import ParlourConfig, parse_config
-from milkconsole.store.calibrations import CalibrationStore, TestMilking
+from milkconsole.store.calibrations import CalibrationStore
 from milkconsole.store.db import Database
 from milkconsole.store.schema import AuditEntry
-from milkconsole.store.sessions import SessionStore
+from milkconsole.store.sessions import SessionRecord, SessionStore
 from milkconsole.supervision.lock import AccessControl, AccessSettings
 from milkconsole.technician.calibration import CalibrationSettings
 from simulators.meter import SimulatedMeter
@@ -143,13 +143,13 @@ def test_wizard_corrects_a_meter_reading_4_pct_high_to_within_half_a_percent(qtb
     started = now_utc()
     truth = milk(rig, cows=12, seed=21)  # four test milkings per meter
     recorded = CalibrationStore(rig.db).test_milkings(list(ERRORS_PCT), started)
-    rec_by_meter: dict[str, list[TestMilking]] = by_meter(recorded)
+    rec_by_meter: dict[str, list[SessionRecord]] = by_meter(recorded)
     truth_by_meter: dict[str, list[MilkingTruth]] = by_meter(truth)
     assert {m: len(v) for m, v in rec_by_meter.items()} == dict.fromkeys(ERRORS_PCT, 4)
     # Before calibration M01 records 4 % more milk than the cows gave.
     for rec, tru in zip(rec_by_meter["M01"], truth_by_meter["M01"], strict=True):
-        assert rec.measured_l == pytest.approx(tru.actual_yield_l * 1.04, rel=1e-4)
-    reattached = rec_by_meter["M01"][1].session_key
+        assert rec.yield_l == pytest.approx(tru.actual_yield_l * 1.04, rel=1e-4)
+    reattached = rec_by_meter["M01"][1].key
     SessionStore(rig.db).mark_reattached(reattached, "operator")
 
     tech = TechActions(
@@ -197,8 +197,8 @@ def test_wizard_corrects_a_meter_reading_4_pct_high_to_within_half_a_percent(qtb
     assert not wiz.button(QWizard.WizardButton.NextButton).isEnabled()
     for meter_id in ("M01", "M02"):
         for rec, tru in zip(rec_by_meter[meter_id], truth_by_meter[meter_id], strict=True):
-            if rec.session_key != reattached:
-                page3.set_reference(rec.session_key, f"{tru.actual_yield_l * DENSITY:.3f}")
+            if rec.key != reattached:
+                page3.set_reference(rec.key, f"{tru.actual_yield_l * DENSITY:.3f}")
     row = page3._row_of(reattached)
     assert cell_text(page3.table, row, page3.C_NOTE) == "cluster re-attached"
     m1, m2 = page3.outcomes["M01"], page3.outcomes["M02"]
@@ -251,7 +251,7 @@ def test_wizard_corrects_a_meter_reading_4_pct_high_to_within_half_a_percent(qtb
     for tru in truth2:
         (rec,) = recorded2[tru.meter_id]
         if tru.meter_id in ("M01", "M02"):
-            assert rec.measured_l == pytest.approx(tru.actual_yield_l, rel=0.005)
+            assert rec.yield_l == pytest.approx(tru.actual_yield_l, rel=0.005)
     wiz.close()
 
 

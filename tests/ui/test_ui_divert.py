@@ -27,7 +27,7 @@ from milkconsole.meters.events import (
 )
 from milkconsole.store.db import Database, open_database
 from milkconsole.store.recorder import Recorder
-from milkconsole.store.schema import AuditEntry, MilkSession
+from milkconsole.store.schema import AuditEntry, SessionRow
 from milkconsole.store.separation import SeparationHook
 from milkconsole.supervision.herd_changes import import_herd, seed_treatments
 from milkconsole.supervision.users import UserStore
@@ -258,7 +258,7 @@ def test_pressing_d_records_the_diversion_and_the_tile_says_diverted(qtbot, wind
     assert recorder.flush(5.0)
     recorder.stop(5.0)
     with db.read() as tx:
-        row = tx.get(MilkSession, "K8")
+        row = tx.get(SessionRow, "K8")
         assert row is not None
         assert (row.destination, row.divert_confirmed_by) == ("diverted", "operator")
         audit = tx.scalars(select(AuditEntry).where(AuditEntry.action == "milk_diverted")).one()

@@ -27,7 +27,7 @@ from milkconsole.meters.events import ReadingTaken
 from milkconsole.meters.rfid import fdx_b_to_iso
 from milkconsole.reports.dashboard import production_snapshot
 from milkconsole.store.db import Database, open_database
-from milkconsole.store.schema import Alert, Animal, AuditEntry, MilkSession, OutboxRow
+from milkconsole.store.schema import AlertRow, Animal, AuditEntry, OutboxRow, SessionRow
 from milkconsole.supervision.herd_changes import import_herd, seed_treatments
 from milkconsole.supervision.users import UserStore
 from milkconsole.technician.calibration import CalibrationSettings, reconcile_bulk_tank
@@ -139,9 +139,9 @@ def parlour(qtbot, tmp_path: Path) -> Iterator[Parlour]:
         yield Parlour(cfg, sim, db_path, console)
 
 
-def session_row(db: Database, key: str) -> MilkSession | None:
+def session_row(db: Database, key: str) -> SessionRow | None:
     with db.read() as tx:
-        return tx.get(MilkSession, key)
+        return tx.get(SessionRow, key)
 
 
 def finished(p: Parlour, key: str):
@@ -188,7 +188,7 @@ def test_confirming_records_the_destination_and_raises_nothing(qtbot, parlour):
     assert (row.destination, row.divert_confirmed_by) == ("diverted", "operator")
     assert row.divert_reason == "Mastiplan LC (treatment, 84 h withdrawal)"
     with parlour.db.read() as tx:
-        assert tx.scalars(select(Alert).where(Alert.kind == "divert_unconfirmed")).all() == []
+        assert tx.scalars(select(AlertRow).where(AlertRow.kind == "divert_unconfirmed")).all() == []
         production = tx.scalars(
             select(OutboxRow).where(
                 OutboxRow.model == "farm.milk.production", OutboxRow.record_key == key
@@ -207,7 +207,7 @@ def test_an_unconfirmed_milking_raises_a_critical_alert_for_the_supervisor(qtbot
     parlour.off(2, 6.2)
     qtbot.waitUntil(finished(parlour, key), timeout=10000)
     with parlour.db.read() as tx:
-        [alert] = tx.scalars(select(Alert).where(Alert.kind == "divert_unconfirmed")).all()
+        [alert] = tx.scalars(select(AlertRow).where(AlertRow.kind == "divert_unconfirmed")).all()
     assert (alert.severity, alert.state, alert.session_key) == ("critical", "open", key)
     window = parlour.console.window
     qtbot.waitUntil(lambda: window.tabs.tabText(window.alerts_tab) == "Alerts (1)", timeout=10000)
