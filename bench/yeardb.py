@@ -4,7 +4,7 @@
 holds after `days` of milking `cows` cows `milkings_per_day` times a day, and returns `path`:
 
 - the herd (animals with their tags) and one meter per stall, registered for Odoo through
-  `Recorder.upsert_meters` (`store/outbound.py` queues the registrations);
+  `Recorder.upsert_meters` (`store/outbound/` queues the registrations);
 - every milking as a `SessionCompleted` with its whole flow curve (a sample every 2 s, about
   180 for a six-minute milking: yield, flow and conductivity as a meter gives them), submitted
   to a running `Recorder`, which writes it, runs its completion hook and queues its
@@ -240,7 +240,7 @@ class _Health:
     cow-swap check reads two weeks of the group); over a year of 1,000 cows that is hours. Here
     the outcomes come from the simulated truth (blood, a mastitis episode, a swap), and are
     written exactly as the hook writes them: through the store's `HealthRecords`, in the
-    session's transaction, queued by `store/outbound.py`.
+    session's transaction, queued by `store/outbound/`.
     """
 
     def __init__(self, rng: random.Random, cows: dict[int, _Cow], t0: datetime) -> None:

@@ -1,4 +1,4 @@
-"""The MQTT messages `store/outbound.py` queues: the seed's topic and keys, one id per message."""
+"""The MQTT messages `store/outbound/` queues: the seed's topic and keys, one id per message."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Fixtures and helpers for the Odoo sync tests: a simulated Odoo, an in-memory keyring, a store,
-and the parlour's records queued the way the console queues them (`store/outbound.py`).
+and the parlour's records queued the way the console queues them (`store/outbound/`).
 
 Registered as a plugin in tests/conftest.py, so `sim`, `vault`, `db` and the engine clean-up are
 available to every test module that does not define its own.
