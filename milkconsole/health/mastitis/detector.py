@@ -1,328 +1,21 @@
-"""Mastitis detection from each cow's milkings: causal, per cow, against her own recent normal.
-
-`MastitisDetector.observe(milking)` takes milkings (`MilkingSignals`) in time order (any mix of
-cows) and returns the alerts that milking raises (`RaisedAlert`). It uses only the milking itself
-and earlier ones, so the alerts up to any time T never change when later milkings arrive.
-
-How one milking is judged (all comparisons on a log scale, so a rise is a relative rise):
-
-1. The cow's baseline is the median of her own milkings from the last `baseline_days`, leaving
-   out the most recent `baseline_gap_h` (so a rise that builds over a day or two does not drag
-   its own baseline up) and leaving out milkings that were part of an alert while enough others
-   remain (so a long case is not learned as normal, yet a lasting change is learned in about a
-   week). Its spread (MAD) gives her own noise, shrunk towards a prior while she is new; a
-   quarter's noise is mostly pooled with her other quarters' (same milk, same meter), since
-   the MAD of 20 milkings alone is rough enough to make a quietly-measured quarter look noisy
-   and a noisy one look alarming.
-2. Herd-wide effects are taken out before comparing: the median over the herd's recent
-   milkings (this session, `herd_window_h`) of each cow's deviation from her own baseline, for
-   conductivity, yield rate and milk temperature (feed, weather, a hot day), and an online
-   estimate of how conductivity follows the milking interval. Yield is compared as a rate for
-   the interval (`yield_interval_exponent` < 1: secretion slows in a long interval).
-3. Features, each a z-score against her own noise:
-   * per quarter: its conductivity relative to the median of her other quarters, against that
-     quarter's own usual ratio (a meter's calibration, a drifting meter, the day and the
-     interval move all quarters together and cancel here), and the same quarter's rise against
-     its own baseline (so a drop in the other quarters is not a rise); a quarter's evidence is
-     the smaller of the two;
-   * cow conductivity rise, yield shortfall, milk temperature rise, blood.
-4. Four channels, one per quarter: the quarter's z plus the cow-level features (weighted sum
-   scaled to unit noise; a quarter without data uses the cow-level features alone, with their
-   own weights and allowance `k_cow`). Each channel is a one-sided CUSUM: it adds the evidence
-   above the allowance `k`, at most `max_step` a milking (one odd reading cannot alert), and
-   falls back to zero on normal milkings. A warning when a channel reaches `h_warning` (with
-   `persistence` milkings over the allowance); critical at `h_critical`, or with fever or blood.
-   Beside each quarter's CUSUM, a trend: a one-sided EWMA of its z (clipped, so an outlier
-   moves it little) that warns when a quarter has climbed for two or three milkings, which is
-   how the pre-clinical rise looks; it carries most of the alerts raised before onset.
-   Without quarter data, a milking whose conductivity is up and yield down together
-   (`joint_z`, `joint_sum`) warns at once: two independent readings are not one odd reading.
-5. One open alert per cow and condition: after an alert the channels restart from zero and the
-   cow stays quiet until they have been zero for `close_after` milkings; a warning may escalate
-   once to critical (a `RaisedAlert` with `escalation=True`, which the store applies to the alert
-   already open). A warning that did not escalate lapses after `warning_hold_h` once no
-   channel is at warning level, so a case that starts later is not hidden behind it.
-
-What it cannot do (measured in bench/health.py, held-out seeds 101-103, pooled): with quarter
-data it finds 98 % of simulated clinical cases (2x/day) and 100 % (3x/day) at 99.3 % cow-day
-specificity, 31 of 101 and 40 of 81 of them before the milking where clots show, but the
-median alert is still at that milking (lead 0 h), not before it: a quarter's pre-clinical rise
-is 1-3 noise sd at the milking before onset, a quarter of the cases are acute (no rise before
-the previous milking), and on the tuning herds every rule on quarter conductivity alone that
-alerts half the 2x/day cases early costs more than 1 % specificity. With half the meters
-giving quarter data it finds 84 % (99.2 %), with cow-level data only 74 % (99.3 %), after onset.
-`h_trend` is the trade: 2.7 (default, tuned for early alerts) gives about 3 false alerts per
-1000 milkings; 2.9 halves that (1.3-1.6) for about a fifth fewer alerts before onset and 2 %
-less sensitivity with 2x/day quarter data.
-"""
+"""The per-cow mastitis detector (the rules are in the package's docstring)."""
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
 
-Severity = Literal["warning", "critical"]
-QUARTER_NAMES = ("lf", "rf", "lr", "rr")
-CONDITION = "mastitis"
-_MAD_TO_SD = 1.4826
-
-
-@dataclass(frozen=True, slots=True)
-class MilkingSignals:
-    """The signals of one finished milking of one cow that the detector reads: its input, made
-    from a recorded session by the health hook (`hook.milking_signals`), from a history file by
-    `evaluate.read_sessions_csv`, and by the simulated herd.
-
-    `quarters` is the conductivity of each quarter (LF, RF, LR, RR) in mS/cm, None where the
-    meter gave none. Times are aware UTC.
-    """
-
-    cow_id: str
-    start: datetime
-    end: datetime
-    yield_l: float
-    conductivity_ms_cm: float | None = None
-    quarters: tuple[float | None, float | None, float | None, float | None] = (
-        None,
-        None,
-        None,
-        None,
-    )
-    temperature_c: float | None = None
-    blood: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RaisedAlert:
-    """The alert as raised: what the detector says at one milking (`start_time` is that
-    milking's start). The health hook stores it (then it is the store's `AlertRecord`).
-
-    `escalation` is True when it raises the severity of the cow's alert already open.
-    """
-
-    cow_id: str
-    start_time: datetime
-    severity: Severity
-    condition: str
-    reason: str
-    escalation: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class DetectorParams:
-    """Everything tunable about the detector (a parlour config may override any of them in
-    `[health.mastitis]`). The weights and thresholds were tuned on the bench's simulated herds
-    with seeds 1-2 and are reported on seeds 101-103 (`bench/health.py`)."""
-
-    baseline_days: float = 10.0
-    baseline_gap_h: float = 20.0
-    min_baseline: int = 6
-    herd_window: int = 150
-    herd_window_h: float = 10.0
-    nominal_interval_h: float = 12.0
-    yield_interval_exponent: float = 0.9
-    # A cow not milked for this long starts over (dry period, sick pen, data gap).
-    restart_after_h: float = 5 * 24.0
-    # Prior noise (sd of log values) and its weight in milkings, for cows with little history.
-    prior_sd_ec: float = 0.03
-    prior_sd_quarter: float = 0.04
-    prior_sd_rel: float = 0.045
-    prior_sd_yield: float = 0.08
-    prior_sd_temp_c: float = 0.3
-    prior_weight: float = 8.0
-    # How much of each quarter's noise estimate comes from the cow's four quarters pooled.
-    quarter_sd_pooling: float = 0.8
-    min_sd_ec: float = 0.012
-    min_sd_rel: float = 0.02
-    min_sd_yield: float = 0.04
-    min_sd_temp_c: float = 0.12
-    clip_z: float = 6.0
-    # Evidence weights (z-score units) and the CUSUM.
-    w_quarter: float = 1.0
-    # Cow conductivity weighs less beside quarter data: it is their mix, and a meter or herd
-    # effect moves it while the quarters' ratios stay put.
-    w_ec_with_quarters: float = 0.0
-    w_ec: float = 0.3
-    w_yield: float = 0.45
-    w_temp: float = 0.3
-    blood_z: float = 3.0
-    k: float = 1.25
-    # The allowance of a channel without quarter data (cow-level features only).
-    k_cow: float = 1.0
-    # One milking adds at most this much evidence, so one odd reading cannot alert alone.
-    max_step: float = 3.5
-    h_warning: float = 3.0
-    h_critical: float = 8.0
-    # The early-warning trend channel: a one-sided EWMA of each quarter's conductivity z (each
-    # milking clipped to +-`trend_clip`, so one odd reading moves it little), warning when it
-    # exceeds `h_trend` of its healthy spread. A quarter climbing steadily for two or three
-    # milkings crosses it before the CUSUM, whose per-milking allowance ignores small rises.
-    trend_lambda: float = 0.5
-    trend_clip: float = 2.5
-    h_trend: float = 2.7
-    persistence: int = 1
-    # Cow-level data alone: one milking with conductivity and yield both this many sd off, and
-    # together `joint_sum`, warns without waiting for a second milking.
-    joint_z: float = 2.0
-    joint_sum: float = 5.0
-    fever_z: float = 3.0
-    close_after: int = 2
-    # A warning lapses after this many hours unless it escalated (None: it stays open while
-    # the cow is not quiet).
-    warning_hold_h: float | None = 24.0
-
-    def __post_init__(self) -> None:
-        for name in (
-            "baseline_days",
-            "herd_window",
-            "k",
-            "h_warning",
-            "max_step",
-            "trend_lambda",
-            "trend_clip",
-            "h_trend",
-        ):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"DetectorParams.{name}: {value!r} must be > 0")
-        if self.h_critical < self.h_warning:
-            raise ValueError("DetectorParams.h_critical: must be >= h_warning")
-        if self.trend_lambda > 1.0:
-            raise ValueError(f"DetectorParams.trend_lambda: {self.trend_lambda!r} must be <= 1")
-        if not 0.0 <= self.quarter_sd_pooling <= 1.0:
-            raise ValueError(
-                f"DetectorParams.quarter_sd_pooling: {self.quarter_sd_pooling!r} must be in 0..1"
-            )
-        if self.warning_hold_h is not None and not self.warning_hold_h > 0:
-            raise ValueError(f"DetectorParams.warning_hold_h: {self.warning_hold_h!r} must be > 0")
-
-
-@dataclass(frozen=True, slots=True)
-class Assessment:
-    """What the detector made of one milking (for health events, reports and tuning).
-
-    `z_quarters` is each quarter's conductivity evidence (None where it has no data or no
-    baseline); `evidence` the combined evidence of each quarter's channel (the cow-level
-    features alone when the quarter has no data); `cusum` each channel's accumulated evidence;
-    `trend` each quarter's early-warning trend in units of its healthy spread (0 without data).
-    """
-
-    cow_id: str
-    start_time: datetime
-    interval_h: float | None
-    z_quarters: tuple[float | None, ...]
-    z_ec: float | None
-    z_yield: float | None
-    z_temp: float | None
-    blood: bool
-    evidence: tuple[float, ...]
-    cusum: tuple[float, ...]
-    baseline_n: int
-    trend: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0)
-
-    @property
-    def top_channel(self) -> int:
-        return max(range(len(self.cusum)), key=lambda i: self.cusum[i] + self.trend[i])
-
-    def reason(self) -> str:
-        """The findings in words, strongest first (what the operator reads on the alert)."""
-        parts: list[tuple[float, str]] = []
-        zq = self.z_quarters[self.top_channel]
-        if zq is not None and zq >= 1.5:
-            parts.append((zq, f"quarter {QUARTER_NAMES[self.top_channel].upper()} conductivity up"))
-        if self.z_ec is not None and self.z_ec >= 1.5:
-            parts.append((self.z_ec, "cow conductivity up"))
-        if self.z_yield is not None and self.z_yield >= 1.5:
-            parts.append((self.z_yield, "yield down"))
-        if self.z_temp is not None and self.z_temp >= 1.5:
-            parts.append((self.z_temp, "milk temperature up"))
-        if self.blood:
-            parts.append((0.0, "blood"))
-        parts.sort(key=lambda p: -p[0])
-        found = ", ".join(text if text == "blood" else f"{text} ({z:.1f} sd)" for z, text in parts)
-        score = max(self.cusum)
-        trend = max(self.trend)
-        rising = f", rising {trend:.1f}" if trend >= 1.0 else ""
-        return f"{found or 'small changes over several milkings'}; score {score:.1f}{rising}"
-
-
-@dataclass(slots=True)
-class _Entry:
-    """One past milking of a cow, normalised for herd and interval effects (logs)."""
-
-    start: datetime
-    ec: float | None
-    quarters: tuple[float | None, ...]
-    rel: tuple[float | None, ...]
-    rate: float | None
-    temp: float | None
-    flagged: bool
-
-
-@dataclass(slots=True)
-class CowState:
-    """A cow's detector state. Rebuilt from her milkings with `MastitisDetector.from_history`."""
-
-    cow_id: str
-    history: deque[_Entry] = field(default_factory=deque)
-    last_start: datetime | None = None
-    cusum: list[float] = field(default_factory=lambda: [0.0] * 4)
-    trend: list[float] = field(default_factory=lambda: [0.0] * 4)
-    runs: list[int] = field(default_factory=lambda: [0] * 4)
-    open_severity: Severity | None = None
-    quiet_run: int = 0
-    last_alert: datetime | None = None
-
-    @property
-    def alert_open(self) -> bool:
-        return self.open_severity is not None
-
-
-@dataclass(slots=True)
-class _Baseline:
-    n: int
-    ec: float | None
-    sd_ec: float
-    quarters: list[float | None]
-    sd_quarters: list[float]
-    rel: list[float | None]
-    sd_rel: list[float]
-    rate: float | None
-    sd_rate: float
-    temp: float | None
-    sd_temp: float
-
-
-class _HerdEffect:
-    """Median of the herd's recent deviations from the cows' own baselines: the part of today's
-    readings that every cow shares (weather, feed, the wash water's temperature).
-
-    Recent means within `window_h` of now (this milking session and the end of the last one)
-    and at most the last `n` milkings, so a large herd follows a change within a session and
-    a small herd is not stuck with last week's values; with fewer than `min_n` recent values
-    it uses the last `min_n` whatever their age.
-    """
-
-    def __init__(self, n: int, window_h: float, min_n: int = 10) -> None:
-        self.values: deque[tuple[datetime, float]] = deque(maxlen=n)
-        self.window = timedelta(hours=window_h)
-        self.min_n = min_n
-
-    def add(self, at: datetime, value: float) -> None:
-        self.values.append((at, value))
-
-    def median(self, now: datetime) -> float:
-        if len(self.values) < self.min_n:
-            return 0.0
-        since = now - self.window
-        recent = [v for t, v in self.values if t >= since]
-        if len(recent) < self.min_n:
-            recent = [v for _, v in list(self.values)[-self.min_n :]]
-        return _median(recent)
+from milkconsole.health.mastitis.assessment import Assessment
+from milkconsole.health.mastitis.cow_state import Baseline, CowState, Entry, HerdEffect
+from milkconsole.health.mastitis.params import DetectorParams
+from milkconsole.health.mastitis.robust import log_positive, relative_to_others, robust
+from milkconsole.health.mastitis.signals import (
+    CONDITION,
+    MilkingSignals,
+    RaisedAlert,
+    Severity,
+)
 
 
 class MastitisDetector:
@@ -332,9 +25,9 @@ class MastitisDetector:
         self.params = params or DetectorParams()
         self._cows: dict[str, CowState] = {}
         p = self.params
-        self._herd_ec = _HerdEffect(p.herd_window, p.herd_window_h)
-        self._herd_rate = _HerdEffect(p.herd_window, p.herd_window_h)
-        self._herd_temp = _HerdEffect(p.herd_window, p.herd_window_h)
+        self._herd_ec = HerdEffect(p.herd_window, p.herd_window_h)
+        self._herd_rate = HerdEffect(p.herd_window, p.herd_window_h)
+        self._herd_temp = HerdEffect(p.herd_window, p.herd_window_h)
         # Online least squares of the herd-corrected log EC on (interval - nominal), shrunk to 0
         # by a prior worth a few hundred milkings, slowly forgetting.
         self._sxx = 200.0
@@ -412,7 +105,7 @@ class MastitisDetector:
 
     def _assess(
         self, cow: CowState, r: MilkingSignals, interval_h: float | None
-    ) -> tuple[_Entry, Assessment]:
+    ) -> tuple[Entry, Assessment]:
         p = self.params
         interval = interval_h if interval_h is not None else p.nominal_interval_h
         d_interval = min(interval, 30.0) - p.nominal_interval_h
@@ -421,11 +114,11 @@ class MastitisDetector:
         herd_temp = self._herd_temp.median(r.start)
         ec_shift = herd_ec + self.interval_slope * d_interval
 
-        ec = _log(r.conductivity_ms_cm)
+        ec = log_positive(r.conductivity_ms_cm)
         ec_n = None if ec is None else ec - ec_shift
-        q_raw = [_log(q) for q in r.quarters]
+        q_raw = [log_positive(q) for q in r.quarters]
         q_n = [None if q is None else q - ec_shift for q in q_raw]
-        rel = _relative(q_raw)
+        rel = relative_to_others(q_raw)
         rate: float | None = None
         if interval_h is not None and r.yield_l > 0:
             hours = p.nominal_interval_h * (interval / p.nominal_interval_h) ** (
@@ -469,7 +162,7 @@ class MastitisDetector:
                 for c, e, zq in zip(cow.cusum, evidence, z_q, strict=True)
             )
             trend = tuple(self._trend(t, zq) for t, zq in zip(cow.trend, z_q, strict=True))
-        entry = _Entry(r.start, ec_n, tuple(q_n), tuple(rel), rate, temp, flagged=False)
+        entry = Entry(r.start, ec_n, tuple(q_n), tuple(rel), rate, temp, flagged=False)
         assessment = Assessment(
             cow_id=r.cow_id,
             start_time=r.start,
@@ -615,7 +308,7 @@ class MastitisDetector:
             self._sxx = self._sxx * 0.9995 + d_interval * d_interval
             self._sxy = self._sxy * 0.9995 + d_interval * residual
 
-    def _baseline(self, cow: CowState, now: datetime) -> _Baseline | None:
+    def _baseline(self, cow: CowState, now: datetime) -> Baseline | None:
         p = self.params
         cutoff = now - timedelta(hours=p.baseline_gap_h)
         older = [e for e in cow.history if e.start <= cutoff]
@@ -635,7 +328,7 @@ class MastitisDetector:
         rel, sd_rel = self._quarter_centres(
             [[e.rel[i] for e in use] for i in range(4)], p.prior_sd_rel
         )
-        return _Baseline(
+        return Baseline(
             len(use), ec, sd_ec, quarters, sd_q, rel, sd_rel, rate, sd_rate, temp, sd_temp
         )
 
@@ -646,7 +339,7 @@ class MastitisDetector:
         their noise is much alike: each quarter's MAD is pooled with her other quarters' (by
         `quarter_sd_pooling`), which steadies a noise estimate that 20 milkings leave rough."""
         p = self.params
-        stats = [_robust(column) for column in columns]
+        stats = [robust(column) for column in columns]
         pooled_n = sum(n for _, _, n in stats)
         pooled_var = (
             sum(n * sd * sd for _, sd, n in stats) / pooled_n if pooled_n > 0 else prior_sd**2
@@ -667,7 +360,7 @@ class MastitisDetector:
         self, values: Sequence[float | None], prior_sd: float, min_sd: float
     ) -> tuple[float | None, float]:
         """Median and robust sd (MAD) of the values present, the sd shrunk towards the prior."""
-        centre, mad_sd, n = _robust(values)
+        centre, mad_sd, n = robust(values)
         if centre is None:
             return None, prior_sd
         return centre, self._shrunk_sd(mad_sd**2, n, prior_sd, min_sd)
@@ -677,32 +370,3 @@ class MastitisDetector:
         `prior_weight` values) and at least `min_sd`."""
         n0 = self.params.prior_weight
         return max(math.sqrt((n0 * prior_sd**2 + n * var) / (n0 + n)), min_sd)
-
-
-def _log(value: float | None) -> float | None:
-    return math.log(value) if value is not None and value > 0 else None
-
-
-def _relative(q: Sequence[float | None]) -> list[float | None]:
-    """Each quarter's log EC minus the median of the cow's other quarters (None if < 2 others)."""
-    out: list[float | None] = []
-    for i, qi in enumerate(q):
-        others = [v for j, v in enumerate(q) if j != i and v is not None]
-        out.append(None if qi is None or len(others) < 2 else qi - _median(others))
-    return out
-
-
-def _robust(values: Sequence[float | None]) -> tuple[float | None, float, int]:
-    """Median, MAD-based sd and count of the values present (None, 0, n below three)."""
-    present = [v for v in values if v is not None]
-    if len(present) < 3:
-        return None, 0.0, 0
-    centre = _median(present)
-    return centre, _MAD_TO_SD * _median([abs(v - centre) for v in present]), len(present)
-
-
-def _median(values: Sequence[float]) -> float:
-    s = sorted(values)
-    n = len(s)
-    mid = n // 2
-    return s[mid] if n % 2 else 0.5 * (s[mid - 1] + s[mid])
