@@ -9,7 +9,8 @@ values from modules named after what they hold, e.g. who wears a tag (`tags`), t
 
 from milkconsole.store.db import Database, default_db_path, open_database
 from milkconsole.store.outbox import Outbox, OutboxItem
-from milkconsole.store.recorder import CompletionHook, Recorder
+from milkconsole.store.recorder import Recorder
+from milkconsole.store.session_writes import CompletionHook
 from milkconsole.store.sessions import SessionRecord, SessionStore
 
 __all__ = [
