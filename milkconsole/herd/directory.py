@@ -34,7 +34,7 @@ class AnimalInfo:
 
     @property
     def label(self) -> str:
-        return f"{self.number} {self.name}" if self.name else self.number
+        return cow_label(self.number, self.name)
 
     @property
     def tags(self) -> tuple[str, ...]:
@@ -88,6 +88,13 @@ class HerdDirectory:
 
     def expected_for(self, animal_id: int | None) -> float | None:
         return None if animal_id is None else self.expected_yield_l.get(animal_id)
+
+
+def cow_label(number: str | None, name: str | None) -> str:
+    """How a cow is named on screens and reports: '1002 Daisy', '1002', or '' for no cow."""
+    if number is None:
+        return ""
+    return f"{number} {name}" if name else number
 
 
 def canonical_tag(raw: str | None) -> str | None:

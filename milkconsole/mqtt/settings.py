@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from milkconsole.errors import ConfigError
+from milkconsole.network import is_loopback
 
 _KEYS = {
     "host",
@@ -90,15 +91,6 @@ class MqttSettings:
     def console_topic(self) -> str:
         """Where the console says online / offline (its last will)."""
         return f"dairy/{self.farm_code}/consoles/{self.client_id}/status"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def topic_level_problem(value: str) -> str | None:

@@ -193,7 +193,7 @@ class MilkingReport:
 def cow_label(rec: SessionRecord) -> str:
     """'1042 Bella', or for a milking nobody named: 'tag 982 000123456789' / 'no ID'."""
     if rec.animal_number is not None:
-        return f"{rec.animal_number} {rec.animal_name}" if rec.animal_name else rec.animal_number
+        return rec.cow_label
     return f"tag {display_tag(rec.rfid)}" if rec.rfid else "no ID"
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from milkconsole.errors import MilkConsoleError
 from milkconsole.grants import Grant
+from milkconsole.herd.directory import cow_label
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_alert
 from milkconsole.store.schema import AlertRow, Animal, append_audit, utc_now
@@ -69,11 +70,7 @@ class AlertRecord:
     @property
     def cow_label(self) -> str:
         """'1002 Daisy', '1002', or '' for an alert of no cow (a meter's)."""
-        if self.animal_number is None:
-            return ""
-        return (
-            f"{self.animal_number} {self.animal_name}" if self.animal_name else self.animal_number
-        )
+        return cow_label(self.animal_number, self.animal_name)
 
     @property
     def title(self) -> str:

@@ -18,6 +18,7 @@ from typing import Any, cast
 from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.orm import Session
 
+from milkconsole.herd.directory import cow_label
 from milkconsole.meters.events import FlowSample, SessionSnapshot, SessionState
 from milkconsole.store.db import Database
 from milkconsole.store.flow_curves import read_curve
@@ -106,11 +107,7 @@ class SessionRecord:
     @property
     def cow_label(self) -> str:
         """'1002 Daisy', '1002', or '' for a session of no known cow."""
-        if self.animal_number is None:
-            return ""
-        return (
-            f"{self.animal_number} {self.animal_name}" if self.animal_name else self.animal_number
-        )
+        return cow_label(self.animal_number, self.animal_name)
 
     @property
     def diverted(self) -> bool:

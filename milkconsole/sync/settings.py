@@ -25,7 +25,6 @@ puts it in the OS keyring).
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import tomllib
 from collections.abc import Mapping
@@ -37,6 +36,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from milkconsole.errors import ConfigError
+from milkconsole.network import is_loopback
 from milkconsole.sync.contract import CONTRACT, REQUIRED_FIELDS  # the valid names
 
 Transport = Literal["auto", "jsonrpc", "json2"]
@@ -99,15 +99,6 @@ class OdooSettings:
     def account(self) -> str:
         """Who logs in where: the name the secret is kept under in the keyring."""
         return f"{self.login}@{self.url}/{self.database}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def normalize_url(url: str, source: str, key: str = "odoo.url") -> str:
@@ -203,7 +194,7 @@ def parse_odoo_settings(section: Any, source: str) -> OdooSettings:
             source, "odoo.allow_insecure_http", f"must be true or false, not {allow_http!r}"
         )
     host = urlsplit(url).hostname or ""
-    if url.startswith("http://") and not allow_http and not _is_loopback(host):
+    if url.startswith("http://") and not allow_http and not is_loopback(host):
         raise ConfigError(
             source,
             "odoo.url",
