@@ -5,8 +5,10 @@ table sets, every refusal a ConfigError naming the file and the key."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import tomllib
+from collections.abc import Collection, Mapping
 from dataclasses import fields, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from milkconsole.errors import ConfigError
@@ -15,6 +17,51 @@ if TYPE_CHECKING:
     from milkconsole.config import ParlourConfig
 
 _T = TypeVar("_T")
+
+
+def read_toml_file(path: Path) -> dict[str, Any] | None:
+    """A config file's TOML, for a command that reads one section of it before the rest is set
+    up (None: no such file); ConfigError naming the file when it cannot be read or parsed."""
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(source, "-", f"cannot read: {exc.strerror or exc}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "-", f"not valid TOML: {exc}") from exc
+
+
+def checked_table(
+    table: Any,
+    source: str,
+    where: str,
+    allowed: Collection[str],
+    *,
+    secrets: Collection[str] = (),
+    login_command: str = "",
+) -> Mapping[str, Any]:
+    """`table` when it is a table whose keys are all `allowed`; else a ConfigError naming
+    `source` and `where.key`. A key named like a secret (`secrets`, lower case) is refused
+    with the command that keeps it in the OS keyring instead."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(source, where, "must be a table")
+    for key in table:
+        if key.lower() in secrets:
+            raise ConfigError(
+                source,
+                f"{where}.{key}",
+                "secrets do not belong in the config file; remove it and run "
+                f"`{login_command}` to keep it in the OS keyring",
+            )
+        if key not in allowed:
+            raise ConfigError(
+                source, f"{where}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})"
+            )
+    return table
 
 
 def config_table(config: ParlourConfig, section: str, sub: str | None = None) -> Any:

@@ -24,12 +24,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from milkconsole.config_tables import checked_table, read_toml_file
 from milkconsole.errors import ConfigError
 from milkconsole.network import is_loopback
 
@@ -155,18 +155,14 @@ def parse_mqtt_settings(
     topic level (each meter has its own topic)."""
     if not isinstance(section, dict):
         raise ConfigError(source, "mqtt", "must be a table")
-    for k in section:
-        if k.lower() in _SECRET_KEYS:
-            raise ConfigError(
-                source,
-                f"mqtt.{k}",
-                "secrets do not belong in the config file; remove it and run "
-                "`milkconsole mqtt login` to keep it in the OS keyring",
-            )
-        if k not in _KEYS:
-            raise ConfigError(
-                source, f"mqtt.{k}", f"unknown key (allowed: {', '.join(sorted(_KEYS))})"
-            )
+    checked_table(
+        section,
+        source,
+        "mqtt",
+        _KEYS,
+        secrets=_SECRET_KEYS,
+        login_command="milkconsole mqtt login",
+    )
     host = section.get("host")
     if not isinstance(host, str) or not host.strip():
         raise ConfigError(
@@ -245,17 +241,8 @@ def load_mqtt_settings(path: Path) -> MqttSettings | None:
     there. Only this section (and the farm code) is read, so `milkconsole mqtt login` works
     before the meters are set up."""
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ConfigError(source, "-", f"cannot read: {exc.strerror or exc}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "-", f"not valid TOML: {exc}") from exc
-    if "mqtt" not in data:
+    data = read_toml_file(path)
+    if data is None or "mqtt" not in data:
         return None
     parlour = data.get("parlour")
     farm = parlour.get("farm_code") if isinstance(parlour, dict) else None

@@ -38,6 +38,7 @@ from datetime import time as clock
 from pathlib import Path
 from typing import Any
 
+from milkconsole.config_tables import checked_table
 from milkconsole.errors import ConfigError, DatabaseError, MilkConsoleError
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,7 @@ class BackupSettings:
         naming the file and key for anything wrong."""
         if table is None:
             return cls()
-        if not isinstance(table, dict):
-            raise ConfigError(source, SECTION, "must be a table")
-        for key in table:
-            if key not in _KEYS:
-                raise ConfigError(
-                    source, f"{SECTION}.{key}", f"unknown key (allowed: {', '.join(sorted(_KEYS))})"
-                )
+        checked_table(table, source, SECTION, _KEYS)
         raw_dir = table.get("dir")
         if not isinstance(raw_dir, str) or not raw_dir.strip():
             raise ConfigError(

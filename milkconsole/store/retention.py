@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
+from milkconsole.config_tables import checked_table
 from milkconsole.errors import ConfigError
 from milkconsole.store.curves import CurveError, pack_counted, thin_curve, unpack_curve
 from milkconsole.store.db import Database
@@ -51,15 +52,7 @@ class RetentionPolicy:
         naming the file and key for anything wrong."""
         if table is None:
             return cls()
-        if not isinstance(table, dict):
-            raise ConfigError(source, SECTION, "must be a table")
-        for key in table:
-            if key not in _KEYS:
-                raise ConfigError(
-                    source,
-                    f"{SECTION}.{key}",
-                    f"unknown key (allowed: {', '.join(sorted(_KEYS))})",
-                )
+        checked_table(table, source, SECTION, _KEYS)
         sent = _number(table, "sent_outbox_days", source, 30.0, 1.0, 3650.0)
         interval = _number(table, "thin_curve_interval_s", source, 10.0, 2.0, 120.0)
         thin = (

@@ -26,7 +26,6 @@ puts it in the OS keyring).
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from milkconsole.config_tables import checked_table, read_toml_file
 from milkconsole.errors import ConfigError
 from milkconsole.network import is_loopback
 from milkconsole.sync.contract import CONTRACT, REQUIRED_FIELDS  # the valid names
@@ -163,21 +163,15 @@ def _name_map(raw: Any, where: str, source: str, pattern: re.Pattern[str]) -> di
 
 def parse_odoo_settings(section: Any, source: str) -> OdooSettings:
     """Validate an `[odoo]` table already read from TOML (`source` names the file)."""
-    if not isinstance(section, dict):
-        raise ConfigError(source, "odoo", "must be a table")
-    for k in section:
-        if k.lower() in _SECRET_KEYS:
-            raise ConfigError(
-                source,
-                f"odoo.{k}",
-                "secrets do not belong in the config file; remove it and run "
-                "`milkconsole odoo login` to keep it in the OS keyring",
-            )
-        if k not in _KEYS:
-            raise ConfigError(
-                source, f"odoo.{k}", f"unknown key (allowed: {', '.join(sorted(_KEYS))})"
-            )
-    url = normalize_url(section.get("url"), source)  # type: ignore[arg-type]
+    checked_table(
+        section,
+        source,
+        "odoo",
+        _KEYS,
+        secrets=_SECRET_KEYS,
+        login_command="milkconsole odoo login",
+    )
+    url = normalize_url(section.get("url"), source)
     database = _string(section, "database", source)
     login = _string(section, "login", source)
     transport = section.get("transport", "auto")
@@ -291,17 +285,7 @@ def load_odoo_settings(path: Path) -> OdooSettings | None:
 
     Only this section is read, so `milkconsole odoo login` works before the meters are set up.
     """
-    source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    data = read_toml_file(path)
+    if data is None or "odoo" not in data:
         return None
-    except OSError as exc:
-        raise ConfigError(source, "-", f"cannot read: {exc.strerror or exc}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(source, "-", f"not valid TOML: {exc}") from exc
-    if "odoo" not in data:
-        return None
-    return parse_odoo_settings(data["odoo"], source)
+    return parse_odoo_settings(data["odoo"], str(path))

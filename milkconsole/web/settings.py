@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from milkconsole.config_tables import checked_table
 from milkconsole.errors import ConfigError
 
 DEFAULT_TLS_PORT = 8443
@@ -75,11 +75,7 @@ def parse_web_settings(section: Any, source: str) -> WebSettings:
     def fail(key: str, problem: str) -> ConfigError:
         return ConfigError(source, f"web.{key}" if key else "web", problem)
 
-    if not isinstance(section, Mapping):
-        raise fail("", "must be a table")
-    for key in section:
-        if key not in _KEYS:
-            raise fail(key, f"unknown key (allowed: {', '.join(sorted(_KEYS))})")
+    checked_table(section, source, "web", _KEYS)
 
     def flag(key: str, default: bool) -> bool:
         value = section.get(key, default)
