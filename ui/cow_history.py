@@ -487,11 +487,17 @@ class CowTrendWidget(QWidget):
         if mx or dx:
             lo, hi = min(mx + dx), max(mx + dx)
             self.plots[0].setXRange(lo - 0.5, hi + 0.5, padding=0)
+        # The top third of the three plots with a legend is kept for it, so no line runs under it.
         for p, values in (
             (self.plots[0], [d.yield_l for d in days]),
             (self.plots[1], [m.yield_l for m in ms]),
         ):
-            p.setYRange(0.0, max(1.0, max(values, default=0.0) * 1.25), padding=0)
+            p.setYRange(0.0, max(1.0, max(values, default=0.0) * 1.5), padding=0)
+        ec_values = [v for m in ms for v in (m.conductivity_mean_ms_cm, *m.quarters_ms_cm) if v]
+        if ec_values:
+            low, high = min(ec_values), max(ec_values)
+            span = max(0.5, high - low)
+            self.plots[2].setYRange(low - span * 0.1, high + span * 0.6, padding=0)
 
     def _mark(self, trend: Any) -> None:
         """Alerts (red: critical, amber: warning) and health events (text colour) as lines
