@@ -18,7 +18,8 @@ a day (`bench/yeardb.py`, through the real recorder), then prints and writes
 - `backup_s` and `restore_s`: `store.backup.take_backup` (online copy and integrity check) and
   `restore_backup` plus opening the restored database.
 
-Reports (issue 11) add their queries to `REPORT_QUERIES` below; they are timed like the rest.
+The reports (issue 11) are timed on the same cached year by `bench/reports.py`; `make bench-year`
+runs both.
 
 The year database is cached in `$MILKCONSOLE_BENCH_CACHE` (default `~/.cache/milkconsole-bench`)
 under a name made of its parameters and a fingerprint of the migrations and `bench/yeardb.py`
@@ -179,11 +180,6 @@ QUERIES: list[Query] = [
     Query("sync_status", _sync_status, None, "outbox counts, oldest pending, dead rows"),
     Query("export_last_day", _export_day, None, "a day's sessions as CSV"),
 ]
-
-# Report queries (issue 11, branch `reports`) go here, e.g.
-#   REPORT_QUERIES.append(Query("report_daily", lambda ctx: daily_report(ctx.db, ...), 1000.0))
-# and are timed with the others.
-REPORT_QUERIES: list[Query] = []
 
 
 def cache_dir() -> Path:
@@ -465,7 +461,7 @@ def main() -> int:
         try:
             ctx = context(db, args.seed)
             results["queries"] = {}
-            for q in QUERIES + REPORT_QUERIES:
+            for q in QUERIES:
                 results["queries"][q.name] = time_query(q, ctx, args.runs)
                 print(q.name, json.dumps(results["queries"][q.name]), flush=True)
             results["sync_claim"] = {"year": claim_figures(db, ctx.now)}
