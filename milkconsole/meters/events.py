@@ -13,6 +13,8 @@ from typing import Literal
 from milkconsole.meters.readings import Reading
 
 SessionState = Literal["in_progress", "completed", "incomplete", "interrupted"]
+# A session in one of these has ended (what is recorded, reported and sent).
+FINISHED_STATES: tuple[SessionState, ...] = ("completed", "incomplete", "interrupted")
 MeterState = Literal["ok", "degraded", "offline"]
 
 

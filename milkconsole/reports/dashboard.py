@@ -18,12 +18,12 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from milkconsole.clock import local_zone
-from milkconsole.meters.events import SessionSnapshot
+from milkconsole.meters.events import FINISHED_STATES, SessionSnapshot
 from milkconsole.store.alerts import AlertRecord
 from milkconsole.store.dashboard import DashboardRows, read_dashboard
 from milkconsole.store.db import Database
 from milkconsole.store.history import HIGH_CONDUCTIVITY_MS_CM
-from milkconsole.store.sessions import FINISHED_STATES, SessionRecord
+from milkconsole.store.sessions import SessionRecord
 
 GRADES = ("A", "B", "C", "reject")
 MILKING_GAP = timedelta(minutes=45)
@@ -204,7 +204,6 @@ def tile_alerts(
 
 
 __all__ = [
-    "FINISHED_STATES",
     "GRADES",
     "HIGH_CONDUCTIVITY_MS_CM",
     "LOW_YIELD_RATIO",

@@ -18,10 +18,11 @@ from sqlalchemy import select
 
 from milkconsole.errors import MilkConsoleError
 from milkconsole.grants import Grant
+from milkconsole.meters.events import FINISHED_STATES
 from milkconsole.store.db import Database
 from milkconsole.store.outbound import queue_meter_calibrated
 from milkconsole.store.schema import Animal, Calibration, Meter, SessionRow, append_audit
-from milkconsole.store.sessions import FINISHED_STATES, SessionRecord, iso_z, record_from_row
+from milkconsole.store.sessions import SessionRecord, iso_z, record_from_row
 from milkconsole.store.users import check_grant
 
 

@@ -17,10 +17,11 @@ from typing import NamedTuple
 
 from sqlalchemy import String, select, type_coerce
 
+from milkconsole.meters.events import FINISHED_STATES
 from milkconsole.store.alerts import AlertRecord, alert_record
 from milkconsole.store.db import Database
 from milkconsole.store.schema import AlertRow, Animal, SessionRow, utc_from_text
-from milkconsole.store.sessions import FINISHED_STATES, SessionRecord, record_from_row
+from milkconsole.store.sessions import SessionRecord, record_from_row
 
 
 class DayColumns(NamedTuple):

@@ -22,11 +22,11 @@ from typing import Any
 from sqlalchemy import Select, and_, bindparam, case, func, or_, select, text
 from sqlalchemy.orm import Session
 
+from milkconsole.meters.events import FINISHED_STATES
 from milkconsole.store.db import Database
 from milkconsole.store.schema import Animal, HealthEvent, SessionRow, UTCDateTime
 from milkconsole.store.sessions import SessionRecord, record_from_row
 
-FINISHED_STATES = ("completed", "incomplete", "interrupted")
 # Expected yield: the median of this many of the cow's last completed sessions.
 EXPECTED_FROM_SESSIONS = 6
 # A milking whose conductivity peaked above this is an EC outlier (the stall tile's HIGH EC).
@@ -469,7 +469,6 @@ def cow_search(db: Database, text_: str, limit: int = 30) -> list[CowInfo]:
 
 __all__ = [
     "EXPECTED_FROM_SESSIONS",
-    "FINISHED_STATES",
     "HIGH_CONDUCTIVITY_MS_CM",
     "CowInfo",
     "HealthEventRecord",

@@ -27,9 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from milkconsole.herd.separation import DivertDecision, SeparationRules, decide, operator_decision
-from milkconsole.meters.events import SessionSnapshot
+from milkconsole.meters.events import FINISHED_STATES, SessionSnapshot
 from milkconsole.store.outbound import (
-    FINISHED_STATES,
     queue_alert,
     queue_production_change,
     queue_session_fields,

@@ -19,6 +19,7 @@ from sqlalchemy import Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from milkconsole.meters.events import (
+    FINISHED_STATES,
     FlowSample,
     SessionCompleted,
     SessionSnapshot,
@@ -30,7 +31,6 @@ from milkconsole.store.flow_curves import add_open_samples, close_curves, last_s
 from milkconsole.store.outbound import queue_sessions
 from milkconsole.store.schema import Meter, SessionRow, utc_now
 from milkconsole.store.sessions import (
-    FINISHED_STATES,
     SNAPSHOT_FIELDS,
     _flags_text,
     apply_snapshot,

@@ -19,7 +19,7 @@ from sqlalchemy import func, literal, select, union_all
 from sqlalchemy.orm import Session
 
 from milkconsole.herd.directory import cow_label
-from milkconsole.meters.events import FlowSample, SessionSnapshot, SessionState
+from milkconsole.meters.events import FINISHED_STATES, FlowSample, SessionSnapshot, SessionState
 from milkconsole.store.db import Database
 from milkconsole.store.flow_curves import read_curve
 from milkconsole.store.outbound import queue_session_fields, queue_session_identity
@@ -28,8 +28,6 @@ from milkconsole.store.separation import review_destination
 
 # Who wears a tag is `store.tags`; the recorder and the tests find it here too.
 from milkconsole.store.tags import animal_resolver, resolve_animal
-
-FINISHED_STATES = ("completed", "incomplete", "interrupted")
 
 # Columns a snapshot owns; the rest of a row (identity, grade, flags set by people) is not
 # overwritten when a later snapshot arrives.

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-FINISHED_STATES = ("completed", "incomplete", "interrupted")
+from milkconsole.meters.events import FINISHED_STATES
+
 SESSION_STATES = ("in_progress", "completed")
 ALERT_STATES = {"open": "active", "acknowledged": "acknowledged", "resolved": "resolved"}
 SEVERITIES = {"info": "low", "low": "low", "warning": "warning", "critical": "critical"}

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from milkconsole.flags import flag_text
+from milkconsole.meters.events import FINISHED_STATES
 from milkconsole.meters.rfid import InvalidTag, normalize_tag
 from milkconsole.store.schema import AlertRow, Animal, HealthEvent, SessionRow, TreatmentRow
 
@@ -21,8 +22,6 @@ METER = "iot.milk_meter"
 ANIMAL = "farm.animal"
 ANIMAL_TAG = "farm.animal.rfid"
 TREATMENT = "farm.animal.treatment"
-
-FINISHED_STATES = ("completed", "incomplete", "interrupted")
 
 
 def iso_z(dt: datetime | None) -> str | None:

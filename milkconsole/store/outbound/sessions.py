@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from milkconsole.meters.events import FINISHED_STATES
 from milkconsole.store.outbound.mqtt_events import mqtt_farm, publish_session
 from milkconsole.store.outbound.payloads import (
-    FINISHED_STATES,
     METER,
     PRODUCTION,
     SESSION,
